@@ -1,0 +1,46 @@
+"""The `dunning` command. Each command group lives in its own module here."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from dunning.cli import db, demo, settings_cmd
+from dunning.cli.common import UserError, fail
+
+app = typer.Typer(
+    name="dunning",
+    help=(
+        "Dunning and collections pipeline: overdue installments and chargebacks pursued "
+        "through reminders, a collection partner, and the court dunning procedure or the "
+        "cancellation of the order.\n\nConfiguration comes from DUNNING_* environment "
+        "variables or a .env file (see README)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+app.add_typer(db.app, name="db")
+app.add_typer(settings_cmd.app, name="settings")
+app.command("demo")(demo.demo)
+
+
+def main() -> None:
+    """Console entry point: user mistakes become one line, not a traceback."""
+    from sqlalchemy.exc import OperationalError
+
+    from dunning.db import DatabaseConfigError
+
+    try:
+        app()
+    except UserError as exc:
+        fail(str(exc))
+    except DatabaseConfigError as exc:
+        fail(str(exc))
+    except OperationalError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        fail(f"database not reachable: {reason}", code=3)
+    except KeyboardInterrupt:
+        sys.exit(130)

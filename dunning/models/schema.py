@@ -1,0 +1,349 @@
+"""The tables. One writer each (see ARCHITECTURE.md); every change is an Alembic revision.
+
+Data flows one way: source -> quarantine/orders -> cases -> actions -> case_report.
+Money is `Money()` (NUMERIC(14,2)) beside a `currency` column; time is aware UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from dunning.models.types import Money, UTCDateTime
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# SQLite's INTEGER PRIMARY KEY is the rowid; BIGINT there would not autoincrement.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+JSONDoc = JSON()
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+# --- merchants and their settings -------------------------------------------------------
+
+
+class Merchant(Base):
+    __tablename__ = "merchants"
+
+    merchant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str | None] = mapped_column(String(200))
+    # Stable 0..2^31 hash of merchant_id; shards select `shard_key % n = i`.
+    shard_key: Mapped[int] = mapped_column(Integer, index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class MerchantSettings(Base):
+    """Current settings of a configured merchant; a merchant without a row has the defaults."""
+
+    __tablename__ = "merchant_settings"
+
+    merchant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dunning_option: Mapped[str] = mapped_column(String(16))
+    auto_overdue: Mapped[bool] = mapped_column(Boolean)
+    auto_chargebacks: Mapped[bool] = mapped_column(Boolean)
+    reminder_1_days: Mapped[int] = mapped_column(Integer)
+    reminder_2_days: Mapped[int] = mapped_column(Integer)
+    handover_days: Mapped[int] = mapped_column(Integer)
+    reminder_fee: Mapped[Decimal] = mapped_column(Money())
+    chargeback_fee: Mapped[Decimal] = mapped_column(Money())
+    cancellation_costs: Mapped[Decimal] = mapped_column(Money())
+    interest_enabled: Mapped[bool] = mapped_column(Boolean)
+    # When the dunning option last changed (the 30-day rule); None: never changed.
+    option_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by: Mapped[str] = mapped_column(String(100))
+
+
+class MerchantSettingsHistory(Base):
+    """Every settings change: the full settings after it, who and when. Append-only."""
+
+    __tablename__ = "merchant_settings_history"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    merchant_id: Mapped[str] = mapped_column(String(64), index=True)
+    changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    changed_by: Mapped[str] = mapped_column(String(100))
+    changes: Mapped[dict[str, Any]] = mapped_column(JSONDoc)  # field -> [old, new]
+    settings: Mapped[dict[str, Any]] = mapped_column(JSONDoc)  # full settings after
+
+
+# --- orders as the source delivers them --------------------------------------------------
+
+
+class Order(Base):
+    __tablename__ = "orders"
+
+    order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(String(64), index=True)
+    order_date: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(16))
+    currency: Mapped[str] = mapped_column(String(3))
+    total_amount: Mapped[Decimal] = mapped_column(Money())
+    product_id: Mapped[str | None] = mapped_column(String(64))
+    product_name: Mapped[str | None] = mapped_column(String(300))
+    payment_plan: Mapped[str] = mapped_column(String(24))
+    payment_method: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str] = mapped_column(String(300))
+    synced_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class Buyer(Base):
+    """The buyer as given on one order (each order carries its own snapshot)."""
+
+    __tablename__ = "buyers"
+
+    order_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("orders.order_id", ondelete="CASCADE"), primary_key=True
+    )
+    first_name: Mapped[str] = mapped_column(String(200))
+    last_name: Mapped[str] = mapped_column(String(200))
+    email: Mapped[str] = mapped_column(String(320))
+    company_name: Mapped[str | None] = mapped_column(String(200))
+    street: Mapped[str | None] = mapped_column(String(200))
+    house_number: Mapped[str | None] = mapped_column(String(32))
+    zip_code: Mapped[str | None] = mapped_column(String(16))
+    city: Mapped[str | None] = mapped_column(String(200))
+    country_code: Mapped[str | None] = mapped_column(String(2))
+    phone: Mapped[str | None] = mapped_column(String(64))
+    locale: Mapped[str | None] = mapped_column(String(8))
+
+
+class Installment(Base):
+    __tablename__ = "installments"
+
+    order_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("orders.order_id", ondelete="CASCADE"), primary_key=True
+    )
+    number: Mapped[int] = mapped_column(Integer, primary_key=True)
+    due_date: Mapped[date] = mapped_column(Date, index=True)
+    amount: Mapped[Decimal] = mapped_column(Money())
+
+
+class Transaction(Base):
+    __tablename__ = "transactions"
+
+    order_id: Mapped[str] = mapped_column(
+        String(64), ForeignKey("orders.order_id", ondelete="CASCADE"), primary_key=True
+    )
+    transaction_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    type: Mapped[str] = mapped_column(String(16))
+    amount: Mapped[Decimal] = mapped_column(Money())
+    processed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    installment_number: Mapped[int | None] = mapped_column(Integer)
+    reverses_transaction_id: Mapped[str | None] = mapped_column(String(64))
+    fee: Mapped[Decimal | None] = mapped_column(Money())
+    reason_code: Mapped[str | None] = mapped_column(String(32))
+
+
+class QuarantinedRecord(Base):
+    """A record that broke the contract: kept whole with the field and the reason."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(300), index=True)
+    position: Mapped[str | None] = mapped_column(String(64))  # line number or page/cursor
+    order_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    raw: Mapped[str] = mapped_column(Text)
+    field: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SyncWatermark(Base):
+    """Per source: the newest `updated_at` whose batch is committed."""
+
+    __tablename__ = "sync_watermarks"
+
+    source: Mapped[str] = mapped_column(String(300), primary_key=True)
+    watermark: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    cursor: Mapped[str | None] = mapped_column(String(300))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# --- cases, their history and their outside effects -------------------------------------
+
+
+class Case(Base):
+    __tablename__ = "cases"
+    __table_args__ = (
+        # At most one open case per order (SPEC §3).
+        Index(
+            "uq_cases_open_order",
+            "order_id",
+            unique=True,
+            sqlite_where=text("state NOT IN ('paid', 'cancelled', 'uncollectible')"),
+            postgresql_where=text("state NOT IN ('paid', 'cancelled', 'uncollectible')"),
+        ),
+        Index("ix_cases_state_next_step_at", "state", "next_step_at"),
+    )
+
+    case_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    order_id: Mapped[str] = mapped_column(String(64), ForeignKey("orders.order_id"), index=True)
+    merchant_id: Mapped[str] = mapped_column(String(64), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(24))
+    # State before on_hold, to resume into.
+    held_from_state: Mapped[str | None] = mapped_column(String(24))
+    dunning_option: Mapped[str] = mapped_column(String(16))
+    currency: Mapped[str] = mapped_column(String(3))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    # Earliest unpaid due date (overdue) or chargeback date, on the merchant's calendar.
+    default_date: Mapped[date] = mapped_column(Date)
+    principal_amount: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
+    fees_amount: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
+    interest_amount: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
+    cancellation_costs: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
+    # Paid at the source against the claim's installments (written by detection).
+    paid_amount: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
+    # Paid to the collection partner, as it reports (written by partner sync).
+    partner_paid_amount: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
+    outstanding_amount: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
+    blocked_reason: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reminder_1_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    reminder_2_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    handed_over_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_step_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_step_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    partner_claim_id: Mapped[str | None] = mapped_column(String(64))
+    partner_reference: Mapped[str | None] = mapped_column(String(64))
+    partner_status: Mapped[str | None] = mapped_column(String(24))
+    partner_error: Mapped[str | None] = mapped_column(Text)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    close_reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CaseHistory(Base):
+    """Every transition: who, when, from, to, why. Append-only."""
+
+    __tablename__ = "case_history"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(BigId, ForeignKey("cases.case_id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(100))
+    from_state: Mapped[str | None] = mapped_column(String(24))
+    to_state: Mapped[str] = mapped_column(String(24))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class Action(Base):
+    """An outside effect, recorded under its idempotency key before it is sent."""
+
+    __tablename__ = "actions"
+    __table_args__ = (Index("ix_actions_status_step", "status", "step"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(BigId, ForeignKey("cases.case_id"), index=True)
+    step: Mapped[str] = mapped_column(String(24))
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+    status: Mapped[str] = mapped_column(String(16))
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+    response: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+# --- what analysts and the board read ----------------------------------------------------
+
+
+class CaseReport(Base):
+    """The case board: one row per case, rebuilt by the pipeline. Columns are SPEC §5."""
+
+    __tablename__ = "case_report"
+    __table_args__ = (
+        Index("ix_case_report_state_opened_at", "state", "opened_at"),
+        Index("ix_case_report_merchant_id_state", "merchant_id", "state"),
+    )
+
+    case_id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(String(64))
+    order_id: Mapped[str] = mapped_column(String(64), index=True)
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    last_name: Mapped[str | None] = mapped_column(String(200))
+    payment_plan: Mapped[str] = mapped_column(String(24))
+    payment_method: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(24))
+    state_label: Mapped[str] = mapped_column(String(40))
+    overdue_days: Mapped[int] = mapped_column(Integer)
+    outstanding_amount: Mapped[Decimal] = mapped_column(Money(), index=True)
+    order_amount: Mapped[Decimal] = mapped_column(Money())
+    paid_amount: Mapped[Decimal] = mapped_column(Money())
+    cancellation_costs: Mapped[Decimal] = mapped_column(Money())
+    fees_amount: Mapped[Decimal] = mapped_column(Money())
+    interest_amount: Mapped[Decimal] = mapped_column(Money())
+    dunning_option: Mapped[str] = mapped_column(String(16))
+    currency: Mapped[str] = mapped_column(String(3))
+    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_step_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    next_step_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    partner_reference: Mapped[str | None] = mapped_column(String(64))
+    blocked_reason: Mapped[str | None] = mapped_column(Text)
+    refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+REPORT_COLUMNS: tuple[str, ...] = tuple(c.name for c in CaseReport.__table__.columns)
+
+
+class LastDataUpdate(Base):
+    """What the board shows on top: `sync:<source>` and `refresh` with their times."""
+
+    __tablename__ = "last_data_update"
+
+    name: Mapped[str] = mapped_column(String(320), primary_key=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
+
+
+__all__ = [
+    "REPORT_COLUMNS",
+    "Action",
+    "Base",
+    "Buyer",
+    "Case",
+    "CaseHistory",
+    "CaseReport",
+    "Installment",
+    "LastDataUpdate",
+    "Merchant",
+    "MerchantSettings",
+    "MerchantSettingsHistory",
+    "Order",
+    "QuarantinedRecord",
+    "SyncWatermark",
+    "Transaction",
+]
