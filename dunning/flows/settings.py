@@ -1,0 +1,70 @@
+"""Operator flow: change a merchant's dunning settings from the Prefect UI (a typed form)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Literal
+
+from prefect import flow, get_run_logger
+from pydantic import BaseModel, Field
+
+from dunning.config import get_settings
+from dunning.db import ensure_schema, session_scope
+from dunning.tasks import merchant_settings as store
+
+
+class SettingsChange(BaseModel):
+    """Leave a field empty to keep it. The dunning option may change once every 30 days."""
+
+    dunning_option: Literal["court", "cancellation"] | None = None
+    auto_overdue: bool | None = Field(None, description="Start overdue cases without review")
+    auto_chargebacks: bool | None = Field(None, description="Start chargebacks without review")
+    reminder_1_days: int | None = Field(None, ge=1)
+    reminder_2_days: int | None = Field(None, ge=1)
+    handover_days: int | None = Field(None, ge=1)
+    reminder_fee: Decimal | None = Field(None, ge=0, decimal_places=2)
+    chargeback_fee: Decimal | None = Field(None, ge=0, decimal_places=2)
+    cancellation_costs: Decimal | None = Field(None, ge=0, decimal_places=2)
+    interest_enabled: bool | None = None
+
+
+def change_settings(
+    merchant_id: str,
+    changes: SettingsChange,
+    operator: str,
+    as_of: datetime,
+    database_url: str | None = None,
+) -> dict[str, list]:
+    """Apply a change (raises SettingsChangeRefused with the date it becomes possible)."""
+    installation = get_settings()
+    url = database_url or installation.database_url
+    ensure_schema(url)
+    with session_scope(url) as session:
+        _, diff = store.change(
+            session, merchant_id, changes.model_dump(), as_of, operator, installation
+        )
+    return diff
+
+
+@flow(
+    name="change-merchant-settings",
+    flow_run_name="settings {merchant_id} by {operator}",
+    log_prints=False,
+)
+def change_merchant_settings(
+    merchant_id: str,
+    changes: SettingsChange,
+    operator: str,
+    as_of: datetime | None = None,
+    database_url: str | None = None,
+) -> dict[str, list]:
+    """Change a merchant's settings; a refusal fails the run with the reason and the date."""
+    diff = change_settings(merchant_id, changes, operator, as_of or datetime.now(UTC), database_url)
+    logger = get_run_logger()
+    if diff:
+        for key, (old, new) in diff.items():
+            logger.info("merchant %s: %s %s -> %s", merchant_id, key, old, new)
+    else:
+        logger.info("merchant %s: settings already so; nothing changed", merchant_id)
+    return diff

@@ -1,0 +1,65 @@
+"""Every entrypoint named in prefect.yaml imports, and is fit to be deployed.
+
+Each flow has a run-name template and tags; flows that call the outside world retry there
+(on the flow, or on the tasks of their module that carry the `outside` tag).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+
+import pytest
+from prefect import Flow
+from prefect.tasks import Task
+
+from dunning.deployments.definitions import deployment_specs
+
+SPECS = deployment_specs()
+# Deployments whose runs talk to the source, the partner or the mail server.
+CALLS_OUTSIDE = {"dunning-run", "sync-orders", "escalate-cases"}
+
+
+def test_prefect_yaml_names_the_expected_deployments():
+    names = {s.name for s in SPECS}
+    assert {"dunning-run", "sync-orders", "refresh-reporting", "case-action"} <= names
+    assert {"merchant-settings", "export-cases-csv"} <= names
+    pipeline = next(s for s in SPECS if s.name == "dunning-run")
+    assert pipeline.concurrency_limit == {"limit": 1, "collision_strategy": "CANCEL_NEW"}
+    assert pipeline.schedules[0]["timezone"] == "Europe/Berlin"
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
+def test_entrypoint_is_a_flow_with_run_name_and_tags(spec):
+    flow = spec.load_flow()
+    assert isinstance(flow, Flow)
+    assert flow.flow_run_name, f"{spec.entrypoint} has no flow_run_name template"
+    assert "dunning" in spec.tags
+    assert flow.description or flow.fn.__doc__, f"{spec.entrypoint} has no description"
+
+
+@pytest.mark.parametrize(
+    "spec", [s for s in SPECS if s.name in CALLS_OUTSIDE], ids=lambda s: s.name
+)
+def test_flows_that_call_outside_have_retries(spec):
+    flow = spec.load_flow()
+    module = importlib.import_module(flow.fn.__module__)
+    outside_tasks = _outside_tasks(module)
+    assert flow.retries or outside_tasks, f"{spec.entrypoint}: no retries where it calls outside"
+    for task in outside_tasks:
+        assert task.retries >= 1, f"task {task.name} calls outside without retries"
+
+
+def _outside_tasks(module) -> list[Task]:
+    """Tasks tagged `outside`, in the flow's module and the dunning modules it imports."""
+    found: dict[str, Task] = {}
+    modules = [module] + [
+        m
+        for _, m in inspect.getmembers(module, inspect.ismodule)
+        if m.__name__.startswith("dunning.")
+    ]
+    for mod in modules:
+        for _, obj in inspect.getmembers(mod):
+            if isinstance(obj, Task) and "outside" in obj.tags:
+                found[obj.name] = obj
+    return list(found.values())
