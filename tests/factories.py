@@ -1,14 +1,13 @@
 """Order records as the source delivers them (contract: order-record.schema.json), for tests.
 
 `load_orders` puts records into the database the way a sync would. Until the sync loader
-exists it writes the tables directly; afterwards it calls the loader, same signature.
+exists it wrote the tables directly; now it calls the loader (dunning.tasks.orders_sink).
 """
 
 from __future__ import annotations
 
 import copy
 from datetime import UTC, date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -107,70 +106,23 @@ def order_record(order_id: str = "o1", merchant_id: str = "m1", **overrides: Any
 
 
 def load_orders(url: str, records: list[dict], source: str = "test") -> None:
-    """Upsert records as a sync would (newest updated_at wins)."""
-    from sqlalchemy import delete, select
+    """Upsert records as a sync would (newest updated_at wins), through the real loader.
 
-    from dunning.db import session_scope
-    from dunning.models.schema import Buyer, Installment, Merchant, Order, Transaction
+    A record the contract refuses raises AssertionError naming the field: a test that
+    loads orders means them to be valid.
+    """
+    import orjson
 
-    now = datetime.now(UTC)
-    with session_scope(url) as s:
-        for r in records:
-            updated = datetime.fromisoformat(r["updated_at"])
-            current = s.scalar(select(Order.updated_at).where(Order.order_id == r["order_id"]))
-            if current is not None and current >= updated:
-                continue
-            if s.get(Merchant, r["merchant_id"]) is None:
-                s.add(
-                    Merchant(
-                        merchant_id=r["merchant_id"],
-                        name=r.get("merchant_name"),
-                        shard_key=0,
-                        created_at=now,
-                        updated_at=now,
-                    )
-                )
-            for table in (Installment, Transaction, Buyer):
-                s.execute(delete(table).where(table.order_id == r["order_id"]))
-            s.merge(
-                Order(
-                    order_id=r["order_id"],
-                    merchant_id=r["merchant_id"],
-                    order_date=datetime.fromisoformat(r["order_date"]),
-                    updated_at=updated,
-                    status=r["status"],
-                    currency=r["currency"],
-                    total_amount=Decimal(r["total_amount"]),
-                    product_id=(r.get("product") or {}).get("id"),
-                    product_name=(r.get("product") or {}).get("name"),
-                    payment_plan=r["payment_plan"],
-                    payment_method=r["payment_method"],
-                    source=source,
-                    synced_at=now,
-                )
-            )
-            s.flush()
-            s.add(Buyer(order_id=r["order_id"], **r["buyer"]))
-            for i in r["installments"]:
-                s.add(
-                    Installment(
-                        order_id=r["order_id"],
-                        number=i["number"],
-                        due_date=date.fromisoformat(i["due_date"]),
-                        amount=Decimal(i["amount"]),
-                    )
-                )
-            for t in r["transactions"]:
-                s.add(
-                    Transaction(
-                        order_id=r["order_id"],
-                        transaction_id=t["transaction_id"],
-                        type=t["type"],
-                        amount=Decimal(t["amount"]),
-                        processed_at=datetime.fromisoformat(t["processed_at"]),
-                        installment_number=t.get("installment_number"),
-                        reverses_transaction_id=t.get("reverses_transaction_id"),
-                        fee=Decimal(t["fee"]) if t.get("fee") else None,
-                        reason_code=t.get("reason_code"),
-                    )
-                )
+    from dunning.db import get_engine
+    from dunning.tasks.orders_sink import prepare_batch, write_batch
+    from dunning.tasks.source import Item
+
+    items = [Item(f"record {i}", orjson.dumps(r), r) for i, r in enumerate(records)]
+    batch = prepare_batch(items, since=None)
+    if batch.bad:
+        problems = "; ".join(
+            f"{b.position} ({b.order_id}): {b.field}: {b.reason}" for b in batch.bad
+        )
+        raise AssertionError(f"load_orders: records break the contract: {problems}")
+    with get_engine(url).begin() as conn:
+        write_batch(conn, source, batch, datetime.now(UTC), advance_watermark=False)

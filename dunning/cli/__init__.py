@@ -6,7 +6,18 @@ import sys
 
 import typer
 
-from dunning.cli import db, demo, settings_cmd
+from dunning.cli import (
+    bench_cmd,  # issue 8
+    case_cmd,
+    cases_cmd,
+    db,
+    demo,
+    purge_cmd,
+    run_cmd,
+    serve_cmd,
+    settings_cmd,
+    sync_cmd,  # issue 3
+)
 from dunning.cli.common import UserError, fail
 
 app = typer.Typer(
@@ -25,6 +36,14 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(settings_cmd.app, name="settings")
 app.command("demo")(demo.demo)
+app.add_typer(case_cmd.app, name="case")  # issue 4
+app.command("run")(run_cmd.run)  # issue 4
+app.command("cases")(cases_cmd.cases)
+app.command("serve")(serve_cmd.serve)
+app.command("bootstrap")(serve_cmd.bootstrap)
+app.command("purge")(purge_cmd.purge)
+app.command("bench")(bench_cmd.bench)  # issue 8
+app.command("sync")(sync_cmd.sync), app.command("generate")(sync_cmd.generate)  # issue 3
 
 
 def main() -> None:

@@ -119,9 +119,9 @@ class Buyer(Base):
 
     __tablename__ = "buyers"
 
-    order_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("orders.order_id", ondelete="CASCADE"), primary_key=True
-    )
+    # No foreign key to orders (sync, 0002): the per-row check cost ~45 % of bulk load
+    # time; the loader writes children only for orders it upserted in the same transaction.
+    order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     first_name: Mapped[str] = mapped_column(String(200))
     last_name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(320))
@@ -133,14 +133,16 @@ class Buyer(Base):
     country_code: Mapped[str | None] = mapped_column(String(2))
     phone: Mapped[str | None] = mapped_column(String(64))
     locale: Mapped[str | None] = mapped_column(String(8))
+    # Set by `dunning purge`: personal data removed after the retention period.
+    anonymised_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Installment(Base):
     __tablename__ = "installments"
 
-    order_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("orders.order_id", ondelete="CASCADE"), primary_key=True
-    )
+    # No foreign key to orders (sync, 0002): the per-row check cost ~45 % of bulk load
+    # time; the loader writes children only for orders it upserted in the same transaction.
+    order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     number: Mapped[int] = mapped_column(Integer, primary_key=True)
     due_date: Mapped[date] = mapped_column(Date, index=True)
     amount: Mapped[Decimal] = mapped_column(Money())
@@ -149,9 +151,9 @@ class Installment(Base):
 class Transaction(Base):
     __tablename__ = "transactions"
 
-    order_id: Mapped[str] = mapped_column(
-        String(64), ForeignKey("orders.order_id", ondelete="CASCADE"), primary_key=True
-    )
+    # No foreign key to orders (sync, 0002): the per-row check cost ~45 % of bulk load
+    # time; the loader writes children only for orders it upserted in the same transaction.
+    order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     transaction_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     type: Mapped[str] = mapped_column(String(16))
     amount: Mapped[Decimal] = mapped_column(Money())
@@ -162,10 +164,16 @@ class Transaction(Base):
     reason_code: Mapped[str | None] = mapped_column(String(32))
 
 
+# Issue 4: detection finds the transactions that fell between two runs' as_of.
+Index("ix_transactions_processed_at", Transaction.processed_at)
+
+
 class QuarantinedRecord(Base):
     """A record that broke the contract: kept whole with the field and the reason."""
 
     __tablename__ = "quarantine"
+    # sync (0002): one entry per distinct bad payload of a source, however often re-read.
+    __table_args__ = (Index("uq_quarantine_source_digest", "source", "digest", unique=True),)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     source: Mapped[str] = mapped_column(String(300), index=True)
@@ -176,6 +184,10 @@ class QuarantinedRecord(Base):
     reason: Mapped[str] = mapped_column(Text)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime())
     resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # sync (0002): the record's updated_at when readable (a valid snapshot at least as new
+    # resolves the entry), and the SHA-256 of the raw bytes.
+    record_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    digest: Mapped[str | None] = mapped_column(String(64))
 
 
 class SyncWatermark(Base):
@@ -241,6 +253,58 @@ class Case(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     close_reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Issue 5 (escalation): the part of fees_amount that reminder fees make up, and the
+    # source payments already reported to the partner (POST /payments).
+    reminder_fees: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
+    partner_told_paid: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
+    # Issue 4: when the handover rules first routed the case; NULL = detected, not yet routed.
+    routed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+# Issue 4: hot predicate of routing (partial: only the few not yet routed).
+Index(
+    "ix_cases_unrouted",
+    Case.case_id,
+    sqlite_where=text("routed_at IS NULL"),
+    postgresql_where=text("routed_at IS NULL"),
+)
+
+
+class CaseItem(Base):
+    """Issue 4: what a case claims. `principal` per installment (amount = owed, paid_amount =
+    paid at the source against it) and `chargeback_fee` per charged-back installment;
+    escalation reads it for the partner handover. Written by detection."""
+
+    __tablename__ = "case_items"
+    __table_args__ = (
+        Index("uq_case_items_case_item", "case_id", "installment_number", "item_type", unique=True),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(BigId, ForeignKey("cases.case_id"))
+    item_type: Mapped[str] = mapped_column(String(24))  # principal | chargeback_fee
+    installment_number: Mapped[int] = mapped_column(Integer)
+    due_date: Mapped[date] = mapped_column(Date)  # the installment's due date
+    # In default since (merchant's calendar): the due date, or the chargeback's local date.
+    default_date: Mapped[date] = mapped_column(Date)
+    amount: Mapped[Decimal] = mapped_column(Money())
+    paid_amount: Mapped[Decimal] = mapped_column(Money())
+    joined_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DetectMark(Base):
+    """Issue 4: per scope ('all' or 'shard/shards') where the last detection left off, so the
+    next one looks only at orders synced or due since then, plus open cases."""
+
+    __tablename__ = "detect_marks"
+
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
+    synced_mark: Mapped[datetime | None] = mapped_column(UTCDateTime())  # newest synced_at seen
+    # How many orders had synced_at = synced_mark then; more later = a batch committed late.
+    synced_count: Mapped[int | None] = mapped_column(Integer)
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime())
+    full_as_of: Mapped[datetime] = mapped_column(UTCDateTime())  # last full scan: a safety net
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class CaseHistory(Base):
@@ -275,6 +339,9 @@ class Action(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Issue 5: wall-clock lease of the run that is sending it; an expired lease on a
+    # pending action means that run died, and the next run sends it again (same key).
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 # --- what analysts and the board read ----------------------------------------------------
@@ -314,9 +381,77 @@ class CaseReport(Base):
     partner_reference: Mapped[str | None] = mapped_column(String(64))
     blocked_reason: Mapped[str | None] = mapped_column(Text)
     refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Issue 6: lower-cased "order_id first_name last_name" for the board's search (Unicode
+    # lower() in Python on SQLite, where SQL lower() is ASCII-only). Not a SPEC §5 column.
+    search_text: Mapped[str | None] = mapped_column(Text)
 
 
-REPORT_COLUMNS: tuple[str, ...] = tuple(c.name for c in CaseReport.__table__.columns)
+# Issue 6: the board's period filter and newest-first order (migration 0005). Few indexes
+# on purpose: each one costs ~1/4 of the refresh time at 1M orders.
+Index("ix_case_report_opened_at", CaseReport.opened_at)
+
+REPORT_COLUMNS: tuple[str, ...] = tuple(
+    c.name for c in CaseReport.__table__.columns if c.name != "search_text"
+)
+
+# Issue 6: analysts read these as PostgreSQL COMMENT ON (migration 0005 applies them).
+CASE_REPORT_COMMENT = (
+    "Case board: one row per collection case, rebuilt in one transaction by refresh_reporting."
+)
+CASE_REPORT_COLUMN_COMMENTS: dict[str, str] = {
+    "case_id": "Case id (cases.case_id).",
+    "merchant_id": "Merchant (vendor) of the order.",
+    "order_id": "Order id at the sales platform.",
+    "first_name": "Buyer first name as on the order.",
+    "last_name": "Buyer last name as on the order.",
+    "payment_plan": "one_time_payment, breakdown_payment (installments) or abonnement.",
+    "payment_method": "credit_card, sepa, sofort, paypal or invoice.",
+    "kind": "overdue (unpaid installment) or chargeback.",
+    "state": "Case state in English (SPEC 3), e.g. reminder_1, with_partner, paid.",
+    "state_label": "German label of the state as the board shows it.",
+    "overdue_days": "Calendar days (merchant zone) from the default date to the refresh date; "
+    "frozen at closing for closed cases.",
+    "outstanding_amount": "Open claim: principal + fees + interest + costs - payments.",
+    "order_amount": "Total price of the order.",
+    "paid_amount": "Paid against the claim: at the source plus to the collection partner.",
+    "cancellation_costs": "Cancellation costs charged on the claim.",
+    "fees_amount": "Reminder and chargeback fees on the claim.",
+    "interest_amount": "Default interest on the claim (section 288 BGB).",
+    "dunning_option": "court or cancellation, as the case started with.",
+    "currency": "ISO 4217 currency of all amounts of the row.",
+    "opened_at": "When the case was opened (UTC).",
+    "last_step_at": "When the last ladder step happened (UTC).",
+    "next_step_at": "When the next ladder step is due (UTC).",
+    "partner_reference": "File reference of the collection partner.",
+    "blocked_reason": "Why the case is blocked (missing address fields).",
+    "refreshed_at": "as_of of the refresh that wrote the row (UTC).",
+    "search_text": "Internal: lower-cased order id and buyer name for the board search.",
+}
+CaseReport.__table__.comment = CASE_REPORT_COMMENT
+for _column in CaseReport.__table__.columns:
+    _column.comment = CASE_REPORT_COLUMN_COMMENTS[_column.name]
+
+
+class CaseReportDaily(Base):
+    """Issue 6: daily snapshot of the board per merchant, state and currency (trends)."""
+
+    __tablename__ = "case_report_daily"
+    __table_args__ = (
+        {
+            "comment": "Daily snapshot of the case board: counts and amounts per merchant, "
+            "state, currency."
+        },
+    )
+
+    snapshot_date: Mapped[date] = mapped_column(Date, primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(24), primary_key=True)
+    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
+    case_count: Mapped[int] = mapped_column(Integer)
+    outstanding_amount: Mapped[Decimal] = mapped_column(Money())
+    order_amount: Mapped[Decimal] = mapped_column(Money())
+    paid_amount: Mapped[Decimal] = mapped_column(Money())
+    refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class LastDataUpdate(Base):
@@ -336,7 +471,10 @@ __all__ = [
     "Buyer",
     "Case",
     "CaseHistory",
+    "CaseItem",
     "CaseReport",
+    "CaseReportDaily",
+    "DetectMark",
     "Installment",
     "LastDataUpdate",
     "Merchant",

@@ -58,6 +58,12 @@ def _outside_tasks(module) -> list[Task]:
         for _, m in inspect.getmembers(module, inspect.ismodule)
         if m.__name__.startswith("dunning.")
     ]
+    # A parent flow calls outside through its subflows: look in their modules too.
+    modules += [
+        importlib.import_module(obj.fn.__module__)
+        for _, obj in inspect.getmembers(module)
+        if isinstance(obj, Flow) and obj.fn.__module__ != module.__name__
+    ]
     for mod in modules:
         for _, obj in inspect.getmembers(mod):
             if isinstance(obj, Task) and "outside" in obj.tags:

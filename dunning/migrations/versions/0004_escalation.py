@@ -6,10 +6,10 @@ Revises: 0003
 
 from collections.abc import Sequence
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
-import dunning.models.types  # noqa: F401
+import dunning.models.types
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -18,8 +18,22 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table("cases") as batch:
+        batch.add_column(
+            sa.Column("reminder_fees", sa.Numeric(14, 2), nullable=False, server_default="0")
+        )
+        batch.add_column(
+            sa.Column("partner_told_paid", sa.Numeric(14, 2), nullable=False, server_default="0")
+        )
+    with op.batch_alter_table("actions") as batch:
+        batch.add_column(
+            sa.Column("lease_until", dunning.models.types.UTCDateTime(), nullable=True)
+        )
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("actions") as batch:
+        batch.drop_column("lease_until")
+    with op.batch_alter_table("cases") as batch:
+        batch.drop_column("partner_told_paid")
+        batch.drop_column("reminder_fees")

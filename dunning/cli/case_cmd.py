@@ -1,0 +1,89 @@
+"""`dunning case start|cancel|hold|resume`: an operator's action on one case."""
+
+from __future__ import annotations
+
+import getpass
+
+import typer
+
+from dunning.cli.common import AS_OF_HELP, UserError, as_of_option, console, database_url
+
+app = typer.Typer(
+    help="Act on one case as an operator: start, cancel, hold or resume it (with a reason).",
+    no_args_is_help=True,
+)
+
+REF_HELP = "Case id, or order id (its open case)."
+REASON_HELP = "Why; kept in the case history."
+OPERATOR_HELP = "Who acts (default: your login name)."
+
+
+def _act(action: str, ref: str, reason: str, operator: str | None, as_of: str | None) -> None:
+    from dunning.models.operator import ActionRefused
+    from dunning.tasks.case_ops import case_action_core
+
+    when = as_of_option(as_of)
+    url = database_url()
+    who = operator or _login()
+    try:
+        result = case_action_core(action, ref, reason, who, when, url)
+    except ActionRefused as exc:
+        raise UserError(str(exc)) from None
+    line = (
+        f"case {result['case_id']} (order {result['order_id']}): "
+        f"{result['from_state']} → {result['to_state']}"
+    )
+    if result.get("next_step_at"):
+        line += f"; first reminder due {result['next_step_at']:%Y-%m-%d %H:%M} UTC"
+    console.print(line, highlight=False)
+
+
+def _login() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "operator"
+
+
+@app.command()
+def start(
+    case_or_order_id: str = typer.Argument(..., metavar="CASE_OR_ORDER_ID", help=REF_HELP),
+    reason: str = typer.Option(..., "--reason", help=REASON_HELP),
+    operator: str | None = typer.Option(None, "--operator", help=OPERATOR_HELP),
+    as_of: str | None = typer.Option(None, "--as-of", help=AS_OF_HELP),
+) -> None:
+    """Start dunning of a case awaiting approval (or blocked, once its address is complete)."""
+    _act("start", case_or_order_id, reason, operator, as_of)
+
+
+@app.command()
+def cancel(
+    case_or_order_id: str = typer.Argument(..., metavar="CASE_OR_ORDER_ID", help=REF_HELP),
+    reason: str = typer.Option(..., "--reason", help=REASON_HELP),
+    operator: str | None = typer.Option(None, "--operator", help=OPERATOR_HELP),
+    as_of: str | None = typer.Option(None, "--as-of", help=AS_OF_HELP),
+) -> None:
+    """Cancel a case in any open state (a claim with the partner is recalled)."""
+    _act("cancel", case_or_order_id, reason, operator, as_of)
+
+
+@app.command()
+def hold(
+    case_or_order_id: str = typer.Argument(..., metavar="CASE_OR_ORDER_ID", help=REF_HELP),
+    reason: str = typer.Option(..., "--reason", help=REASON_HELP),
+    operator: str | None = typer.Option(None, "--operator", help=OPERATOR_HELP),
+    as_of: str | None = typer.Option(None, "--as-of", help=AS_OF_HELP),
+) -> None:
+    """Pause a case in the ladder: no step runs until it is resumed."""
+    _act("hold", case_or_order_id, reason, operator, as_of)
+
+
+@app.command()
+def resume(
+    case_or_order_id: str = typer.Argument(..., metavar="CASE_OR_ORDER_ID", help=REF_HELP),
+    reason: str = typer.Option(..., "--reason", help=REASON_HELP),
+    operator: str | None = typer.Option(None, "--operator", help=OPERATOR_HELP),
+    as_of: str | None = typer.Option(None, "--as-of", help=AS_OF_HELP),
+) -> None:
+    """Continue a held case from the step where it was paused."""
+    _act("resume", case_or_order_id, reason, operator, as_of)

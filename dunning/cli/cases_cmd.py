@@ -1,0 +1,176 @@
+"""`dunning cases`: the case board in the terminal, or as CSV/JSON."""
+
+from __future__ import annotations
+
+import sys
+from enum import StrEnum
+from pathlib import Path
+
+import typer
+
+from dunning.cli.common import UserError, console, database_url, settings
+
+
+class Format(StrEnum):
+    table = "table"
+    csv = "csv"
+    json = "json"
+
+
+class CsvDialect(StrEnum):
+    excel_de = "excel-de"
+    rfc4180 = "rfc4180"
+
+
+TABLE_COLUMNS = (
+    ("case_id", "Fall"),
+    ("merchant_id", "Händler"),
+    ("order_id", "Bestellung"),
+    ("name", "Kunde"),
+    ("kind", "Art"),
+    ("state_label", "Status"),
+    ("overdue_days", "Tage"),
+    ("outstanding_amount", "Offen"),
+    ("paid_amount", "Bezahlt"),
+    ("opened_at", "Eröffnet"),
+    ("next_step_at", "Nächster Schritt"),
+    ("blocked_reason", "Hinweis"),
+)
+
+
+def cases(
+    status: str | None = typer.Option(
+        None, "--status", help="A case state (e.g. reminder_1, blocked) or in_progress."
+    ),
+    opened_from: str | None = typer.Option(
+        None, "--from", help="Opened on or after this local date (YYYY-MM-DD)."
+    ),
+    opened_to: str | None = typer.Option(
+        None, "--to", help="Opened on or before this local date (YYYY-MM-DD)."
+    ),
+    min_amount: str | None = typer.Option(None, "--min-amount", help="Outstanding at least."),
+    max_amount: str | None = typer.Option(None, "--max-amount", help="Outstanding at most."),
+    search: str | None = typer.Option(
+        None, "--search", help="Order id, first or last name (any case, umlauts included)."
+    ),
+    merchant: str | None = typer.Option(None, "--merchant", help="Only this merchant."),
+    fmt: Format = typer.Option(Format.table, "--format", help="table, csv or json."),
+    dialect: CsvDialect = typer.Option(
+        CsvDialect.excel_de,
+        "--dialect",
+        help="CSV: excel-de (UTF-8 BOM, ';', decimal comma) or rfc4180 (',', dot).",
+    ),
+    output: Path | None = typer.Option(
+        None, "--output", "-o", help="Write CSV/JSON to this file instead of the terminal."
+    ),
+    limit: int | None = typer.Option(
+        None, "--limit", min=1, help="At most this many rows (table default: 200)."
+    ),
+) -> None:
+    """The case board: filter, show, or export the reporting table."""
+    from dunning.models.board import BoardFilter, BoardFilterError, write_csv, write_json
+    from dunning.tasks.report import query_board
+
+    try:
+        board_filter = BoardFilter.parse(
+            status=status,
+            opened_from=opened_from,
+            opened_to=opened_to,
+            min_amount=min_amount,
+            max_amount=max_amount,
+            search=search,
+            merchant_id=merchant,
+        )
+    except BoardFilterError as exc:
+        raise UserError(str(exc)) from None
+    if output is not None and fmt is Format.table:
+        raise UserError("--output needs --format csv or --format json")
+    if output is not None and (output.is_dir() or not output.parent.exists()):
+        raise UserError(f"--output {output}: not a file in an existing folder")
+
+    installation = settings()
+    url = database_url()
+    if limit is None and fmt is Format.table:
+        limit = 200
+    rows, total = query_board(url, board_filter, timezone=installation.timezone, limit=limit)
+
+    if fmt is Format.table:
+        _print_table(url, rows, total, board_filter.describe(), installation.zone)
+        return
+    if fmt is Format.json:
+        if output is None:
+            write_json(rows, sys.stdout)
+        else:
+            with output.open("w", encoding="utf-8") as fh:
+                write_json(rows, fh)
+    else:
+        from dunning.models.board import csv_encoding
+
+        if output is None:
+            stream = open(  # noqa: SIM115 - stdout's own fd, left open
+                sys.stdout.fileno(),
+                "w",
+                encoding=csv_encoding(dialect.value),
+                newline="",
+                closefd=False,
+            )
+            sys.stdout.flush()
+            write_csv(rows, stream, dialect.value, installation.zone)
+            stream.flush()
+        else:
+            with output.open("w", encoding=csv_encoding(dialect.value), newline="") as fh:
+                write_csv(rows, fh, dialect.value, installation.zone)
+    if output is not None:
+        console.print(f"{len(rows)} of {total} cases written to {output}", highlight=False)
+
+
+def _print_table(url, rows, total, description, zone) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from dunning.tasks.report import last_data_updates
+
+    updates = last_data_updates(url)
+    if updates:
+        parts = [f"{name} {when.astimezone(zone):%Y-%m-%d %H:%M %Z}" for name, when, _ in updates]
+        console.print("Last data update: " + " · ".join(parts), highlight=False)
+    else:
+        console.print(
+            "Last data update: never (the case board has not been refreshed yet; "
+            "`dunning run` refreshes it)",
+            highlight=False,
+        )
+    if not rows:
+        console.print(f"No cases match ({description}).", highlight=False)
+        return
+    table = Table(title=f"Cases ({description}): {len(rows)} of {total}")
+    for _, header in TABLE_COLUMNS:
+        justify = "right" if header in ("Fall", "Tage", "Offen", "Bezahlt") else "left"
+        table.add_column(header, justify=justify, overflow="fold")
+    for row in rows:
+        cells = []
+        for key, _ in TABLE_COLUMNS:
+            if key == "name":
+                value = f"{row['first_name'] or ''} {row['last_name'] or ''}".strip()
+            elif key in ("outstanding_amount", "paid_amount"):
+                value = f"{row[key]:.2f} {row['currency']}"
+            elif key in ("opened_at", "next_step_at"):
+                value = "" if row[key] is None else f"{row[key].astimezone(zone):%Y-%m-%d %H:%M}"
+            else:
+                value = "" if row[key] is None else str(row[key])
+            cells.append(Text(value))  # plain text: a name is never read as markup
+        table.add_row(*cells)
+    console.print(table)
+    if total > len(rows):
+        console.print(f"Showing {len(rows)} of {total}; narrow the filters or use --limit.")
+
+
+def print_board(url: str, limit: int = 20) -> None:
+    """The unfiltered board, newest first, as `dunning cases` prints it (used by the demo)."""
+    from dunning.models.board import BoardFilter
+    from dunning.tasks.report import query_board
+
+    installation = settings()
+    board_filter = BoardFilter.parse()
+    rows, total = query_board(url, board_filter, timezone=installation.timezone, limit=limit)
+    _print_table(url, rows, total, board_filter.describe(), installation.zone)

@@ -1,0 +1,28 @@
+"""`dunning purge`: remove buyers' personal data after the retention period."""
+
+from __future__ import annotations
+
+import typer
+
+from dunning.cli.common import AS_OF_HELP, UserError, as_of_option, console, database_url
+
+
+def purge(
+    closed_before: str = typer.Option(
+        ..., "--closed-before", help="Anonymise buyers whose cases all closed before this date."
+    ),
+    as_of: str | None = typer.Option(None, "--as-of", help=AS_OF_HELP),
+) -> None:
+    """Anonymise buyers of closed cases; amounts and states stay for reporting."""
+    from dunning.db import session_scope
+    from dunning.tasks.purge import purge_closed
+
+    cutoff = as_of_option(closed_before)
+    moment = as_of_option(as_of)
+    if cutoff > moment:
+        raise UserError("--closed-before lies in the future; nothing can have closed then")
+    with session_scope(database_url()) as session:
+        count = purge_closed(session, cutoff, moment)
+    console.print(
+        f"anonymised the buyers of {count} orders whose cases closed before {cutoff:%Y-%m-%d}"
+    )

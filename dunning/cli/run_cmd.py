@@ -1,0 +1,53 @@
+"""`dunning run`: the whole pipeline once, as one Prefect parent flow."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import typer
+
+from dunning.cli.common import AS_OF_HELP, UserError, as_of_option, console, database_url
+
+
+def run(
+    as_of: str | None = typer.Option(None, "--as-of", help=AS_OF_HELP),
+    source: str | None = typer.Option(
+        None,
+        "--source",
+        help="Orders source (file path, file: URL or http(s) API); default DUNNING_SOURCE_URL.",
+    ),
+) -> None:
+    """Sync orders, detect cases, apply the handover rules, escalate, refresh the board."""
+    when = as_of_option(as_of)
+    url = database_url()
+    # Without PREFECT_API_URL, Prefect starts a temporary server; on a busy machine it needs
+    # longer than its default 20 s, and its telemetry would print a traceback.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from dunning.flows.pipeline import dunning_run
+
+    try:
+        summary = dunning_run(as_of=when, database_url=url, source=source)
+    except UserError:
+        raise
+    except Exception as exc:  # the flow run failed: one line, the run is in Prefect's history
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"dunning run failed: {reason}") from None
+    console.print(f"dunning run as of {when.isoformat(timespec='seconds')}", highlight=False)
+    for step, counts in summary.items():
+        if step == "as_of":
+            continue
+        console.print(f"  {step:<9} {_fmt(counts)}", highlight=False, soft_wrap=True)
+
+
+def _fmt(counts: Any) -> str:
+    """Counts of a step on one line: the numbers (and the detection mode)."""
+    if not isinstance(counts, dict):
+        return str(counts)
+    shown = [
+        f"{k}={v}"
+        for k, v in counts.items()
+        if (isinstance(v, int) and not isinstance(v, bool)) or k == "mode"
+    ]
+    return "  ".join(shown)

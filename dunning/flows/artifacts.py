@@ -1,0 +1,418 @@
+"""What operators see in Prefect: run names, the run summary, cases that need a human,
+progress of long syncs, and one event per case transition.
+
+The lead's `dunning_run` flow calls, at its start, `current_history_id(url)` and, at its
+end, `publish_run_summary`, `publish_needs_human` and `emit_case_events` with that id:
+everything "of this run" is the case_history rows with a larger id. The `*_markdown` /
+`*_rows` functions are plain Python (no Prefect) so they can be tested and reused.
+
+No e-mail address or street of a buyer is read here at all; names appear masked
+("Erika M."), free-text partner errors with e-mail addresses masked.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, or_, select
+
+from dunning.db import get_engine
+from dunning.models.board import mask_name, mask_text
+from dunning.models.enums import STATE_LABELS, TERMINAL_STATES, ActionStatus, CaseState
+from dunning.models.schema import Action, Buyer, Case, CaseHistory
+
+SUMMARY_KEY = "dunning-run-summary"
+NEEDS_HUMAN_KEY = "dunning-needs-human"
+SYNC_PROGRESS_KEY = "dunning-sync-progress"
+EVENT_NAMESPACE = uuid.UUID("6f1b7a52-3d0e-4c1a-9d7e-5b2f0c9e8a11")
+DEFAULT_ZONE = "Europe/Berlin"
+
+
+def _label(state: str | None) -> str:
+    if state is None:
+        return "(neu)"
+    try:
+        return f"{STATE_LABELS[CaseState(state)]} ({state})"
+    except ValueError:
+        return state
+
+
+def _md(text: Any) -> str:
+    """A value safe inside a markdown table cell."""
+    return str(text).replace("|", "\\|").replace("\n", " ").replace("\r", " ")
+
+
+# --- run names --------------------------------------------------------------------------
+
+
+def run_name(
+    prefix: str,
+    as_of: datetime | None,
+    *,
+    merchant: str | None = None,
+    shard: int | None = None,
+    shards: int = 1,
+    zone: str = DEFAULT_ZONE,
+) -> str:
+    """`dunning-run 2026-11-26T06:00 merchant=all` (as_of on the installation's zone)."""
+    moment = (as_of or datetime.now(UTC)).astimezone(ZoneInfo(zone))
+    name = f"{prefix} {moment:%Y-%m-%dT%H:%M} merchant={merchant or 'all'}"
+    if shard is not None and shards > 1:
+        name += f" shard={shard}/{shards}"
+    return name
+
+
+def flow_run_namer(prefix: str) -> Callable[[], str]:
+    """A `flow_run_name=` callable: reads the run's parameters (as_of, merchant, shard)."""
+
+    def _name() -> str:
+        from prefect.runtime import flow_run
+
+        params: dict[str, Any] = dict(flow_run.parameters or {})
+        as_of = params.get("as_of")
+        if isinstance(as_of, str):
+            try:
+                as_of = datetime.fromisoformat(as_of.replace("Z", "+00:00"))
+            except ValueError:
+                as_of = None
+        if not isinstance(as_of, datetime):
+            as_of = flow_run.scheduled_start_time
+        if isinstance(as_of, datetime) and as_of.tzinfo is None:
+            as_of = as_of.replace(tzinfo=UTC)
+        filters = params.get("filters")
+        merchant = params.get("merchant_id") or params.get("merchant")
+        if merchant is None and filters is not None:
+            merchant = getattr(filters, "merchant_id", None) or (
+                filters.get("merchant_id") if isinstance(filters, dict) else None
+            )
+        try:
+            from dunning.config import get_settings
+
+            zone = get_settings().timezone
+        except Exception:  # settings errors surface in the flow itself
+            zone = DEFAULT_ZONE
+        return run_name(
+            prefix,
+            as_of if isinstance(as_of, datetime) else None,
+            merchant=merchant,
+            shard=params.get("shard"),
+            shards=int(params.get("shards") or 1),
+            zone=zone,
+        )
+
+    return _name
+
+
+# --- the run's window in case_history ----------------------------------------------------
+
+
+def current_history_id(database_url: str) -> int:
+    """The newest case_history id now; call at the start of a run (0 when empty)."""
+    with get_engine(database_url).connect() as conn:
+        return int(conn.scalar(select(func.coalesce(func.max(CaseHistory.id), 0))) or 0)
+
+
+# --- the markdown summary of a run --------------------------------------------------------
+
+
+def run_summary_markdown(
+    database_url: str,
+    since_history_id: int,
+    *,
+    title: str | None = None,
+    extra_counts: dict[str, Any] | None = None,
+    limit: int = 20,
+) -> str:
+    """Counts per step, new cases, blocked with reasons, partner errors of this run."""
+    h = CaseHistory
+    with get_engine(database_url).connect() as conn:
+        steps = conn.execute(
+            select(h.from_state, h.to_state, func.count())
+            .where(h.id > since_history_id)
+            .group_by(h.from_state, h.to_state)
+            .order_by(func.count().desc(), h.to_state)
+        ).all()
+        new_cases = conn.execute(
+            select(Case.kind, func.count())
+            .join(h, h.case_id == Case.case_id)
+            .where(h.id > since_history_id, h.from_state.is_(None))
+            .group_by(Case.kind)
+            .order_by(Case.kind)
+        ).all()
+        blocked = conn.execute(
+            select(Case.blocked_reason, func.count(func.distinct(Case.case_id)))
+            .join(h, h.case_id == Case.case_id)
+            .where(
+                h.id > since_history_id,
+                h.to_state == CaseState.BLOCKED.value,
+                Case.state == CaseState.BLOCKED.value,
+            )
+            .group_by(Case.blocked_reason)
+            .order_by(func.count(func.distinct(Case.case_id)).desc())
+            .limit(limit)
+        ).all()
+        blocked_total = conn.scalar(
+            select(func.count()).where(Case.state == CaseState.BLOCKED.value)
+        )
+        partner_errors = conn.execute(
+            select(Case.partner_error, func.count())
+            .where(
+                Case.partner_error.is_not(None),
+                Case.state.not_in([s.value for s in TERMINAL_STATES]),
+            )
+            .group_by(Case.partner_error)
+            .order_by(func.count().desc())
+            .limit(limit)
+        ).all()
+        failed_actions = conn.execute(
+            select(Action.step, func.count())
+            .where(Action.status == ActionStatus.FAILED.value)
+            .group_by(Action.step)
+            .order_by(Action.step)
+        ).all()
+
+    lines = [f"# {title or 'Dunning run'}", ""]
+    if extra_counts:
+        lines += ["| step | count |", "|---|---:|"]
+        lines += [f"| {_md(k)} | {_md(v)} |" for k, v in extra_counts.items()]
+        lines.append("")
+    lines += ["## Transitions in this run", ""]
+    if steps:
+        lines += ["| from | to | cases |", "|---|---|---:|"]
+        lines += [f"| {_md(_label(a))} | {_md(_label(b))} | {n} |" for a, b, n in steps]
+    else:
+        lines.append("No case changed state in this run.")
+    total_new = sum(n for _, n in new_cases)
+    lines += ["", f"## New cases: {total_new}", ""]
+    if new_cases:
+        lines += [f"- {kind}: {n}" for kind, n in new_cases]
+    lines += ["", f"## Blocked in this run (blocked now in total: {blocked_total})", ""]
+    if blocked:
+        lines += ["| reason | cases |", "|---|---:|"]
+        lines += [f"| {_md(mask_text(r) or '(no reason)')} | {n} |" for r, n in blocked]
+    else:
+        lines.append("No case was blocked in this run.")
+    lines += ["", "## Partner errors (open cases)", ""]
+    if partner_errors:
+        lines += ["| error | cases |", "|---|---:|"]
+        lines += [f"| {_md(mask_text(e)[:300])} | {n} |" for e, n in partner_errors]
+    else:
+        lines.append("None.")
+    if failed_actions:
+        lines += ["", "Failed actions by step (all time): "]
+        lines.append(", ".join(f"{step}: {n}" for step, n in failed_actions))
+    return "\n".join(lines) + "\n"
+
+
+def publish_run_summary(
+    database_url: str,
+    since_history_id: int,
+    *,
+    title: str | None = None,
+    extra_counts: dict[str, Any] | None = None,
+) -> uuid.UUID:
+    """The markdown summary as an artifact of the current flow run."""
+    from prefect.artifacts import create_markdown_artifact
+
+    markdown = run_summary_markdown(
+        database_url, since_history_id, title=title, extra_counts=extra_counts
+    )
+    return create_markdown_artifact(
+        markdown=markdown, key=SUMMARY_KEY, description="Dunning run: what happened"
+    )
+
+
+# --- cases that need a human ----------------------------------------------------------------
+
+
+def needs_human_rows(
+    database_url: str, *, limit: int = 200, zone: str = DEFAULT_ZONE
+) -> tuple[list[dict[str, Any]], int]:
+    """Awaiting approval, blocked, or refused by the partner (422): masked, oldest first."""
+    condition = or_(
+        Case.state.in_([CaseState.AWAITING_APPROVAL.value, CaseState.BLOCKED.value]),
+        Case.partner_error.is_not(None) & Case.state.not_in([s.value for s in TERMINAL_STATES]),
+    )
+    tz = ZoneInfo(zone)
+    with get_engine(database_url).connect() as conn:
+        total = int(conn.scalar(select(func.count()).select_from(Case).where(condition)) or 0)
+        result = conn.execute(
+            select(
+                Case.case_id,
+                Case.merchant_id,
+                Case.order_id,
+                Buyer.first_name,
+                Buyer.last_name,
+                Case.kind,
+                Case.state,
+                Case.blocked_reason,
+                Case.partner_error,
+                Case.outstanding_amount,
+                Case.currency,
+                Case.opened_at,
+            )
+            .outerjoin(Buyer, Buyer.order_id == Case.order_id)
+            .where(condition)
+            .order_by(Case.opened_at, Case.case_id)
+            .limit(limit)
+        ).all()
+    rows = []
+    for r in result:
+        if r.partner_error and r.state not in (CaseState.BLOCKED, CaseState.AWAITING_APPROVAL):
+            why = "Partner: " + mask_text(r.partner_error)[:200]
+        elif r.state == CaseState.BLOCKED:
+            why = r.blocked_reason or "blocked"
+        else:
+            why = "Freigabe nötig: starten oder abbrechen"
+            if r.partner_error:
+                why += "; Partner: " + mask_text(r.partner_error)[:200]
+        rows.append(
+            {
+                "case_id": r.case_id,
+                "merchant_id": r.merchant_id,
+                "order_id": r.order_id,
+                "buyer": mask_name(r.first_name, r.last_name),
+                "kind": r.kind,
+                "state": _label(r.state),
+                "why": why,
+                "outstanding": f"{r.outstanding_amount:.2f} {r.currency}",
+                "opened": f"{r.opened_at.astimezone(tz):%Y-%m-%d}",
+            }
+        )
+    return rows, total
+
+
+def publish_needs_human(
+    database_url: str, *, limit: int = 200, zone: str = DEFAULT_ZONE
+) -> uuid.UUID:
+    from prefect.artifacts import create_table_artifact
+
+    rows, total = needs_human_rows(database_url, limit=limit, zone=zone)
+    shown = f"{len(rows)} of {total}" if total > len(rows) else str(total)
+    return create_table_artifact(
+        table=rows,
+        key=NEEDS_HUMAN_KEY,
+        description=(
+            f"Cases that need a human: {shown} (awaiting approval: start or cancel; "
+            "blocked: complete the address; partner refused: fix the claim)."
+        ),
+    )
+
+
+# --- events ---------------------------------------------------------------------------------
+
+
+def emit_case_events(database_url: str, since_history_id: int, *, limit: int | None = None) -> int:
+    """One Prefect event `dunning.case.<to_state>` per case_history row after the id.
+
+    With more than `limit` rows, one `dunning.run.transitions` event with the counts per
+    state is sent instead (the history table keeps every transition).
+
+    Inside a flow run the event id derives from (flow run, history id), so a retried flow
+    run re-emits the same ids and the server drops the duplicates; the flow run is a
+    related resource. Returns how many events were emitted.
+    """
+    from prefect.events import emit_event
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.id
+    related_run = (
+        [{"prefect.resource.id": f"prefect.flow-run.{run_id}", "prefect.resource.role": "flow-run"}]
+        if run_id
+        else []
+    )
+
+    h = CaseHistory
+    stmt = (
+        select(h.id, h.case_id, h.at, h.actor, h.from_state, h.to_state, Case.merchant_id)
+        .join(Case, Case.case_id == h.case_id)
+        .where(h.id > since_history_id)
+        .order_by(h.id)
+    )
+    emitted = 0
+    with get_engine(database_url).connect() as conn:
+        if limit is not None:
+            by_state = dict(
+                conn.execute(
+                    select(h.to_state, func.count())
+                    .where(h.id > since_history_id)
+                    .group_by(h.to_state)
+                ).all()
+            )
+            if sum(by_state.values()) > limit:
+                # Too many to send one by one: one event stands for the run's transitions.
+                emit_event(
+                    event="dunning.run.transitions",
+                    resource={"prefect.resource.id": f"dunning.run.{run_id or 'local'}"},
+                    related=related_run,
+                    payload={"to_state_counts": by_state, "since_history_id": since_history_id},
+                    id=uuid.uuid5(EVENT_NAMESPACE, f"{run_id}:summary") if run_id else None,
+                )
+                return 1
+        for row in conn.execute(stmt).yield_per(5000):
+            emit_event(
+                event=f"dunning.case.{row.to_state}",
+                resource={
+                    "prefect.resource.id": f"dunning.case.{row.case_id}",
+                    "prefect.resource.name": f"case {row.case_id}",
+                    "dunning.merchant_id": row.merchant_id,
+                },
+                related=[
+                    {
+                        "prefect.resource.id": f"dunning.merchant.{row.merchant_id}",
+                        "prefect.resource.role": "merchant",
+                    },
+                    *related_run,
+                ],
+                # occurred = now: automations react to recent events; `at` is the as_of.
+                payload={
+                    "at": row.at.isoformat(),
+                    "history_id": row.id,
+                    "from_state": row.from_state,
+                    "to_state": row.to_state,
+                    "actor": row.actor,
+                },
+                id=uuid.uuid5(EVENT_NAMESPACE, f"{run_id}:{row.id}") if run_id else None,
+            )
+            emitted += 1
+    return emitted
+
+
+# --- progress of long syncs -----------------------------------------------------------------
+
+
+class SyncProgress:
+    """A progress artifact for a long sync: `with SyncProgress(total) as p: p.update(done)`."""
+
+    def __init__(self, total: int | None, description: str = "Sync progress") -> None:
+        self.total = total
+        self.description = description
+        self.artifact_id: uuid.UUID | None = None
+        self._last = -1.0
+
+    def __enter__(self) -> SyncProgress:
+        from prefect.artifacts import create_progress_artifact
+
+        self.artifact_id = create_progress_artifact(
+            progress=0.0, key=SYNC_PROGRESS_KEY, description=self.description
+        )
+        return self
+
+    def update(self, done: int, total: int | None = None) -> None:
+        from prefect.artifacts import update_progress_artifact
+
+        total = total or self.total
+        if not total or self.artifact_id is None:
+            return
+        percent = min(100.0, round(100.0 * done / total, 1))
+        if percent - self._last >= 1.0 or percent == 100.0:  # at most ~100 API calls
+            update_progress_artifact(artifact_id=self.artifact_id, progress=percent)
+            self._last = percent
+
+    def __exit__(self, *exc: object) -> None:
+        if exc[0] is None and self.total:
+            self.update(self.total)

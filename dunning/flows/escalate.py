@@ -1,0 +1,117 @@
+"""Flow `escalate_cases`: partner updates, payments, then one ladder step per due case.
+
+The work lives in dunning/tasks/escalate.py (plain Python, `run_escalation` here wraps it
+without Prefect); this flow adds retries where it calls outside, logging and an artifact.
+Retrying a task is safe: what was sent is marked done in the database, what was not is
+sent again under the same idempotency key.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from dunning.config import Settings, get_settings
+from dunning.db import ensure_schema
+from dunning.flows.artifacts import flow_run_namer
+from dunning.models.sharding import check_shard
+from dunning.tasks import escalate as core
+
+
+def run_escalation(
+    as_of: datetime | None = None,
+    database_url: str | None = None,
+    shard: int | None = None,
+    shards: int = 1,
+    settings: Settings | None = None,
+) -> dict[str, Any]:
+    """The core function: what the flow does, without Prefect (tests and the CLI)."""
+    check_shard(shard, shards)
+    settings = settings or get_settings()
+    url = database_url or settings.database_url
+    as_of = as_of or datetime.now(UTC)
+    ensure_schema(url)
+    return core.escalate(url, as_of, settings, shard, shards)
+
+
+def core_sync(url: str, as_of: datetime, settings: Settings) -> dict[str, int]:
+    from dunning.tasks.partner_sync import sync_partner_updates
+
+    return sync_partner_updates(url, as_of, settings)
+
+
+@task(
+    name="sync-partner-updates",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    cache_policy=NO_CACHE,
+    tags=["outside"],
+)
+def sync_partner_task(url: str, as_of: datetime) -> dict[str, int]:
+    return core_sync(url, as_of, get_settings())
+
+
+@task(name="settle-payments", cache_policy=NO_CACHE)
+def settle_task(url: str, as_of: datetime, shard: int | None, shards: int) -> dict[str, int]:
+    return core.settle_payments(url, as_of, shard, shards)
+
+
+@task(
+    name="advance-due-cases",
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    cache_policy=NO_CACHE,
+    tags=["outside"],
+)
+def advance_task(url: str, as_of: datetime, shard: int | None, shards: int) -> dict[str, Any]:
+    """Claim due steps and send them, batch by batch. A retry is safe: what was sent is
+    done in the database; what was not is sent again under the same idempotency key."""
+    return core.advance(url, as_of, get_settings(), shard, shards)
+
+
+@flow(name="escalate-cases", flow_run_name=flow_run_namer("escalate-cases"), log_prints=False)
+def escalate_cases(
+    as_of: datetime | None = None,
+    database_url: str | None = None,
+    shard: int | None = None,
+    shards: int = 1,
+) -> dict[str, Any]:
+    """Advance every due case one step: reminders, handover, court or cancellation."""
+    check_shard(shard, shards)
+    logger = get_run_logger()
+    settings = get_settings()
+    url = database_url or settings.database_url
+    as_of = as_of or datetime.now(UTC)
+    ensure_schema(url)
+    stats: dict[str, Any] = {}
+    state = sync_partner_task(url, as_of, return_state=True)
+    if state.is_completed():
+        stats["partner_sync"] = state.result()
+    else:
+        stats["partner_sync"] = {"error": str(state.message)}
+        logger.warning("partner updates not fetched this run (%s); steps go on", state.message)
+    stats["settle"] = settle_task(url, as_of, shard, shards)
+    stats.update(advance_task(url, as_of, shard, shards))
+    waiting = sum(v for k, v in stats["performed"].items() if k.endswith(":transient"))
+    failed = sum(v for k, v in stats["performed"].items() if k.endswith(":failed"))
+    logger.info("escalation as of %s: %s", as_of.isoformat(), stats)
+    if waiting:
+        logger.warning(
+            "%d steps wait for the next run (partner, source or mail unreachable)", waiting
+        )
+    if failed:
+        logger.warning("%d steps refused permanently; see cases.partner_error", failed)
+    try:
+        from prefect.artifacts import create_table_artifact
+
+        create_table_artifact(
+            key="escalation",
+            table=[{"outcome": k, "count": v} for k, v in sorted(stats["performed"].items())],
+            description=f"Escalation as of {as_of.isoformat()}",
+        )
+    except Exception:  # artifacts are a nicety; never fail the run for one
+        logger.debug("no artifact", exc_info=True)
+    return stats

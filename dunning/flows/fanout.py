@@ -1,0 +1,132 @@
+"""`dunning_run_sharded`: one pipeline run per shard of merchants, on as many workers.
+
+The parent resolves `as_of` once and starts `shards` runs of the `dunning-run-shard`
+deployment (the `dunning_run` flow, without the concurrency limit of one that the scheduled
+`dunning-run` deployment has, which would cancel all but the first shard) through
+`run_deployment`, each with `shard=i, shards=n`. Every worker of the work pool can pick one
+up, on this machine or another; they share one PostgreSQL without conflicts because every
+flow only touches the merchants of its shard (`merchants.shard_key % shards = shard`). The
+parent waits for all of them and fails if any shard failed, naming it.
+
+`run_shards_local` does the same without Prefect (one OS process per shard): the benchmark
+and the CI smoke test use it.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger
+
+from dunning.flows.artifacts import flow_run_namer
+from dunning.models.sharding import check_shard
+
+SHARD_DEPLOYMENT = "dunning-run/dunning-run-shard"
+
+
+@flow(
+    name="dunning-run-sharded",
+    flow_run_name=flow_run_namer("dunning-run-sharded"),
+    description="Fan out one dunning-run per shard of merchants to the workers; wait for all.",
+    log_prints=False,
+)
+def dunning_run_sharded(
+    shards: int = 2,
+    as_of: datetime | None = None,
+    database_url: str | None = None,
+    source: str | None = None,
+    full: bool = False,
+    escalate: bool = True,
+    deployment: str = SHARD_DEPLOYMENT,
+    timeout_seconds: float = 3600.0,
+) -> dict[str, Any]:
+    """Run the pipeline as `shards` shard runs of `deployment` at once; return their states."""
+    from prefect.deployments import run_deployment
+    from prefect.flow_runs import wait_for_flow_run
+
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1, got {shards}")
+    logger = get_run_logger()
+    as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
+    common: dict[str, Any] = {"as_of": as_of.isoformat(), "full": full, "escalate": escalate}
+    if database_url:
+        common["database_url"] = database_url
+    if source:
+        common["source"] = source
+    runs = []
+    for shard in range(shards):
+        check_shard(shard, shards)
+        runs.append(
+            run_deployment(
+                deployment,
+                parameters={**common, "shard": shard, "shards": shards},
+                timeout=0,  # start them all, then wait
+                as_subflow=True,
+                tags=["dunning", f"shard-{shard}-of-{shards}"],
+            )
+        )
+    logger.info("started %d shard runs of %s as of %s", shards, deployment, as_of.isoformat())
+    deadline = time.monotonic() + timeout_seconds
+    finished = []
+    for shard, run in enumerate(runs):
+        left = max(1.0, deadline - time.monotonic())
+        done = wait_for_flow_run(run.id, timeout=int(left), log_states=False)
+        finished.append((shard, done))
+    states = {shard: done.state.type.value if done.state else "UNKNOWN" for shard, done in finished}
+    failed = {s: st for s, st in states.items() if st != "COMPLETED"}
+    if failed:
+        raise RuntimeError(
+            "shard run(s) did not complete: "
+            + ", ".join(f"{s}/{shards} {st}" for s, st in sorted(failed.items()))
+        )
+    logger.info("all %d shards completed", shards)
+    return {"as_of": as_of.isoformat(), "shards": shards, "states": states}
+
+
+def _local_shard(kwargs: dict[str, Any]) -> dict[str, Any]:
+    from dunning.config import get_settings
+    from dunning.flows.report import refresh_reporting_core
+    from dunning.tasks.detect import detect_cases_core
+    from dunning.tasks.handover import apply_handover_core
+    from dunning.tasks.orders_sink import run_sync
+
+    settings = get_settings()
+    url, as_of, source = kwargs["database_url"], kwargs["as_of"], kwargs["source"]
+    shard, shards = kwargs["shard"], kwargs["shards"]
+    sync = run_sync(url, source, as_of=as_of, shard=shard, shards=shards)
+    detect = detect_cases_core(url, as_of, settings, shard=shard, shards=shards)
+    handover = apply_handover_core(url, as_of, settings, shard=shard, shards=shards)
+    report = refresh_reporting_core(as_of, url, shard, shards)
+    return {
+        "sync": sync.counts.as_dict(),
+        "detect": detect,
+        "handover": dict(handover),
+        "report": report.cases,
+    }
+
+
+def run_shards_local(
+    database_url: str, source: str, as_of: datetime, shards: int
+) -> list[dict[str, Any]]:
+    """sync -> detect -> handover -> report for every shard at once, one process each
+    (what n process workers do with the shard runs; no Prefect, no escalation)."""
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    with ProcessPoolExecutor(max_workers=shards, mp_context=get_context("spawn")) as pool:
+        jobs = [
+            pool.submit(
+                _local_shard,
+                {
+                    "database_url": database_url,
+                    "source": source,
+                    "as_of": as_of,
+                    "shard": shard,
+                    "shards": shards,
+                },
+            )
+            for shard in range(shards)
+        ]
+        return [job.result() for job in jobs]

@@ -1,0 +1,198 @@
+"""`sync_orders`: order snapshots from the source into the database, incrementally.
+
+The plain-Python core is `sync_core` (= `dunning.tasks.orders_sink.run_sync`; the CLI
+and tests call it); this flow runs the same steps as Prefect tasks: one `sync-batches`
+task per chunk of `batches_per_task` batches (default 10 x 5,000 records), so a million
+orders take ~20 task runs, never one per order.
+
+Watermark (per source; per shard when sharded) and why it is safe across a crash:
+- The API delivers oldest change first, so each batch raises the watermark to its newest
+  `updated_at` in the same transaction as its rows: it is never ahead of committed data.
+- A file may hold snapshots in any order, so its watermark moves only when the whole
+  file is committed; a crash mid-file re-reads the file from the old watermark.
+- Equal timestamps: the API's `updated_since` is exclusive, so the sync asks from the
+  watermark minus one microsecond (and a file keeps records with `updated_at >=`
+  watermark). Snapshots stamped exactly at the watermark are read again and found
+  unchanged (newest wins, equal is not newer) -- a few repeats per run instead of
+  losing an order whose twin timestamp fell into the batch after a crash.
+`full=True` ignores the watermark and reads everything; newest-wins still holds.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from dunning.config import get_settings
+from dunning.db import normalise_url
+from dunning.tasks.orders_sink import (
+    SyncCounts,
+    SyncPlan,
+    finish_sync,
+    plan_sync,
+    run_sync,
+    sync_chunk,
+)
+
+sync_core = run_sync
+
+__all__ = ["sync_core", "sync_orders"]
+
+
+@task(name="plan-sync", cache_policy=NO_CACHE)
+def plan_task(
+    database_url: str, source_url: str, full: bool, shard: int | None, shards: int
+) -> SyncPlan:
+    return plan_sync(database_url, source_url, full=full, shard=shard, shards=shards)
+
+
+@task(
+    name="sync-batches",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    cache_policy=NO_CACHE,
+    tags=["outside"],
+)
+def sync_batches(
+    database_url: str,
+    source_url: str,
+    position: str,
+    since: datetime | None,
+    as_of: datetime,
+    batch_size: int,
+    max_batches: int,
+    shard: int | None,
+    shards: int,
+) -> dict[str, Any]:
+    """Read, validate and write up to `max_batches` batches from `position`.
+
+    A retry starts again at `position`: batches it already committed are found unchanged.
+    The token comes from the settings, never through a parameter (it would be stored).
+    """
+    settings = get_settings()
+    result = sync_chunk(
+        database_url,
+        source_url,
+        position=position,
+        since=since,
+        as_of=as_of,
+        token=settings.source_token,
+        timeout=settings.http_timeout_seconds,
+        batch_size=batch_size,
+        max_batches=max_batches,
+        shard=shard,
+        shards=shards,
+    )
+    return result.as_dict()
+
+
+@task(name="finish-sync", cache_policy=NO_CACHE)
+def finish_task(
+    database_url: str,
+    plan: SyncPlan,
+    run_max: datetime | None,
+    counts: dict[str, int],
+    as_of: datetime,
+    seconds: float,
+    full: bool,
+) -> datetime | None:
+    return finish_sync(database_url, plan, run_max, SyncCounts(**counts), as_of, seconds, full)
+
+
+def _run_name() -> str:
+    """`sync <source> [full] [shard i/n]`: the source without credentials or query."""
+    from prefect.runtime import flow_run
+
+    from dunning.tasks.source import source_name
+
+    params = flow_run.parameters or {}
+    try:
+        where = source_name(params.get("source") or get_settings().source_url)
+    except Exception:  # a bad URL fails in the run itself, with its message
+        where = "source"
+    name = f"sync {where}"
+    if params.get("full"):
+        name += " full"
+    if params.get("shard") is not None:
+        name += f" shard {params['shard']}/{params.get('shards', 1)}"
+    return name
+
+
+@flow(name="sync-orders", flow_run_name=_run_name, log_prints=False)
+def sync_orders(
+    source: str | None = None,
+    full: bool = False,
+    as_of: datetime | None = None,
+    database_url: str | None = None,
+    shard: int | None = None,
+    shards: int = 1,
+    batch_size: int | None = None,
+    batches_per_task: int = 10,
+) -> dict[str, Any]:
+    """Sync orders from `source` (default DUNNING_SOURCE_URL): a JSON Lines file or the
+    orders API. Returns the counts: read, inserted, updated, unchanged, quarantined."""
+    import time
+
+    from prefect.artifacts import (
+        create_progress_artifact,
+        create_table_artifact,
+        update_progress_artifact,
+    )
+
+    logger = get_run_logger()
+    settings = get_settings()
+    as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
+    url = normalise_url(database_url or settings.database_url)
+    source_url = source or settings.source_url
+    size = batch_size or settings.batch_size
+    started = time.perf_counter()
+    plan = plan_task(url, source_url, full, shard, shards)
+    logger.info(
+        "sync %s from %s (watermark %s)",
+        plan.key,
+        "the start" if plan.since is None else plan.since.isoformat(),
+        plan.watermark_before,
+    )
+    progress_id = create_progress_artifact(0.0, description=f"Sync of {plan.source}")
+    total = SyncCounts()
+    run_max: datetime | None = None
+    position = ""
+    while True:
+        chunk = sync_batches(
+            url,
+            source_url,
+            position,
+            plan.since,
+            as_of,
+            size,
+            batches_per_task,
+            shard,
+            shards,
+        )
+        total.add(SyncCounts(**chunk["counts"]))
+        if chunk["max_updated_at"]:
+            top = datetime.fromisoformat(chunk["max_updated_at"])
+            run_max = top if run_max is None or top > run_max else run_max
+        position = chunk["next_position"]
+        if chunk["bytes_total"]:
+            update_progress_artifact(
+                progress_id, min(100.0, 100.0 * chunk["bytes_read"] / chunk["bytes_total"])
+            )
+        logger.info("synced so far: %s", total.as_dict())
+        if chunk["done"]:
+            break
+    update_progress_artifact(progress_id, 100.0)
+    seconds = time.perf_counter() - started
+    after = finish_task(url, plan, run_max, total.as_dict(), as_of, seconds, full)
+    summary = {"source": plan.source, **total.as_dict(), "seconds": round(seconds, 2)}
+    create_table_artifact([summary], key="sync-counts", description="Counts of the sync")
+    if total.quarantined:
+        logger.warning(
+            "%d record(s) quarantined; see the quarantine table for field and reason",
+            total.quarantined,
+        )
+    logger.info("sync done: %s; watermark now %s", total.as_dict(), after)
+    return {**summary, "watermark": after.isoformat() if after else None}

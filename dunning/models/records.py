@@ -1,0 +1,691 @@
+"""The order record contract (`contracts/order-record.schema.json`) as a pydantic v2 model.
+
+`check_record(obj)` is the one entry point: it returns the validated `OrderRecord`, or a
+`RecordError` that names the field (`installments[2].amount`) and the rule it broke.
+Rules beyond the JSON schema, because the tables and the case rules need them:
+
+- amounts are decimal strings, non-negative, at most two places, at most 12 integer digits
+  (NUMERIC(14,2)); never JSON numbers (a float would silently lose cents);
+- timestamps carry a UTC offset; dates are ISO `YYYY-MM-DD`;
+- strings fit their column and contain no NUL character (PostgreSQL cannot store one);
+- installment numbers are unique; transaction ids are unique within the order;
+- a sale's `installment_number` names an installment of the order;
+- a refund or chargeback names, in `reverses_transaction_id`, a sale of the same order.
+
+Speed: the sync validates millions of records. `fast_check` is a plain-Python pre-check
+of exactly the same rules that only ever says "valid" for records pydantic also accepts
+(tests check that it never accepts what pydantic refuses); whatever it doubts goes to
+pydantic, which decides and words the message.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+ORDER_STATUSES = ("active", "completed", "cancelled", "refunded")
+PAYMENT_PLANS = ("one_time_payment", "breakdown_payment", "abonnement")
+PAYMENT_METHODS = ("credit_card", "sepa", "sofort", "paypal", "invoice")
+TRANSACTION_TYPES = ("sale", "refund", "chargeback")
+
+AMOUNT_RE = re.compile(r"[0-9]{1,12}(\.[0-9]{1,2})?")
+DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+CURRENCY_RE = re.compile(r"[A-Z]{3}")
+COUNTRY_RE = re.compile(r"[A-Z]{2}")
+# An ISO timestamp with a mandatory offset: 2026-01-01T12:00:00(.123456)(Z|+01:00)
+TIMESTAMP_RE = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
+    r"(Z|[+-][0-9]{2}:?[0-9]{2})"
+)
+
+
+# --- field types -------------------------------------------------------------------------
+
+
+def _amount(value: Any) -> Decimal:
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            "amount_type",
+            "must be a decimal string such as '12.50', not {kind}",
+            {"kind": type(value).__name__},
+        )
+    if not AMOUNT_RE.fullmatch(value):
+        raise PydanticCustomError(
+            "amount_format",
+            "must be a non-negative decimal with at most 2 places and 12 digits before the "
+            "point, such as '12.50'; got '{value}'",
+            {"value": value[:40]},
+        )
+    return Decimal(value)
+
+
+def _timestamp(value: Any) -> datetime:
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            "timestamp_type", "must be an ISO timestamp string, not {kind}", {"kind": _kind(value)}
+        )
+    if not TIMESTAMP_RE.fullmatch(value):
+        raise PydanticCustomError(
+            "timestamp_format",
+            "must be an ISO timestamp with a UTC offset such as '2026-01-31T09:30:00+01:00'; "
+            "got '{value}'",
+            {"value": value[:40]},
+        )
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise PydanticCustomError(
+            "timestamp_value", "is not a real moment: '{value}'", {"value": value[:40]}
+        ) from None
+
+
+def _date(value: Any) -> date:
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            "date_type", "must be an ISO date string, not {kind}", {"kind": _kind(value)}
+        )
+    if not DATE_RE.fullmatch(value):
+        raise PydanticCustomError(
+            "date_format",
+            "must be an ISO date such as '2026-01-31'; got '{value}'",
+            {"value": value[:40]},
+        )
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise PydanticCustomError(
+            "date_value", "is not a real calendar date: '{value}'", {"value": value}
+        ) from None
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _country(value: Any) -> Any:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not COUNTRY_RE.fullmatch(value):
+        raise PydanticCustomError(
+            "country",
+            "must be an ISO 3166-1 alpha-2 code such as 'DE'; got '{value}'",
+            {"value": str(value)[:40]},
+        )
+    return value
+
+
+def _text(max_length: int):
+    return Annotated[str, Strict(), StringConstraints(max_length=max_length, pattern=r"^[^\x00]*$")]
+
+
+def _id_text(max_length: int):
+    return Annotated[
+        str,
+        Strict(),
+        StringConstraints(min_length=1, max_length=max_length, pattern=r"^[^\x00]*$"),
+    ]
+
+
+Amount = Annotated[Decimal, BeforeValidator(_amount)]
+Timestamp = Annotated[datetime, BeforeValidator(_timestamp)]
+IsoDate = Annotated[date, BeforeValidator(_date)]
+Country = Annotated[str | None, BeforeValidator(_country)]
+StrictInt = Annotated[int, Strict(), Field(ge=1, le=1_000_000)]
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=False, hide_input_in_errors=True)
+
+
+class Product(_Record):
+    id: _text(64) | None = None
+    name: _text(300) | None = None
+
+
+class BuyerRecord(_Record):
+    first_name: _text(200)
+    last_name: _text(200)
+    email: _text(320)
+    company_name: _text(200) | None = None
+    street: _text(200) | None = None
+    house_number: _text(32) | None = None
+    zip_code: _text(16) | None = None
+    city: _text(200) | None = None
+    country_code: Country = None
+    phone: _text(64) | None = None
+    locale: _text(8) | None = None
+
+
+class InstallmentRecord(_Record):
+    number: StrictInt
+    due_date: IsoDate
+    amount: Amount
+
+
+class TransactionRecord(_Record):
+    transaction_id: _id_text(64)
+    type: Literal["sale", "refund", "chargeback"]
+    amount: Amount
+    processed_at: Timestamp
+    installment_number: StrictInt | None = None
+    reverses_transaction_id: _text(64) | None = None
+    fee: Amount | None = None
+    reason_code: _text(32) | None = None
+
+
+class OrderRecord(_Record):
+    order_id: _id_text(64)
+    merchant_id: _id_text(64)
+    merchant_name: _text(200) | None = None
+    order_date: Timestamp
+    updated_at: Timestamp
+    status: Literal["active", "completed", "cancelled", "refunded"]
+    currency: Annotated[str, Strict(), StringConstraints(pattern=r"^[A-Z]{3}$")]
+    total_amount: Amount
+    product: Product | None = None
+    payment_plan: Literal["one_time_payment", "breakdown_payment", "abonnement"]
+    payment_method: Literal["credit_card", "sepa", "sofort", "paypal", "invoice"]
+    buyer: BuyerRecord
+    installments: Annotated[list[InstallmentRecord], Field(max_length=10_000)]
+    transactions: Annotated[list[TransactionRecord], Field(max_length=10_000)]
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> OrderRecord:
+        problem = cross_check(
+            [i.number for i in self.installments],
+            [
+                (t.transaction_id, t.type, t.installment_number, t.reverses_transaction_id)
+                for t in self.transactions
+            ],
+        )
+        if problem is not None:
+            field, message = problem
+            raise PydanticCustomError(
+                "cross_field", "{field}|{message}", {"field": field, "message": message}
+            )
+        return self
+
+
+def cross_check(
+    numbers: list[int], transactions: list[tuple[str, str, int | None, str | None]]
+) -> tuple[str, str] | None:
+    """Rules across the lists of one order; shared by pydantic and the fast path."""
+    seen_numbers: set[int] = set()
+    for i, number in enumerate(numbers):
+        if number in seen_numbers:
+            return f"installments[{i}].number", f"installment number {number} appears twice"
+        seen_numbers.add(number)
+    sales: set[str] = set()
+    seen_ids: set[str] = set()
+    for i, (tid, _, _, _) in enumerate(transactions):
+        if tid in seen_ids:
+            return f"transactions[{i}].transaction_id", f"duplicate transaction id {tid!r}"
+        seen_ids.add(tid)
+    for i, (tid, kind, number, _reverses) in enumerate(transactions):
+        if number is not None and number not in seen_numbers:
+            return (
+                f"transactions[{i}].installment_number",
+                f"names installment {number}, which the order does not have",
+            )
+        if kind == "sale":
+            sales.add(tid)
+    for i, (_tid, kind, _number, reverses) in enumerate(transactions):
+        if kind != "sale":
+            if not reverses:
+                return (
+                    f"transactions[{i}].reverses_transaction_id",
+                    f"a {kind} must name the sale it reverses",
+                )
+            if reverses not in sales:
+                return (
+                    f"transactions[{i}].reverses_transaction_id",
+                    f"{kind} reverses {reverses!r}, which is not a sale of this order",
+                )
+    return None
+
+
+# --- the entry point ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RecordError:
+    field: str
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.field}: {self.reason}"
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in ("function-before[_amount(), decimal]",) or str(part).startswith(
+            ("function-", "literal[", "str", "int", "nullable[", "constrained-str")
+        ):
+            continue  # pydantic's internal union/validator steps, not a field
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(record)"
+
+
+def explain(exc: ValidationError) -> RecordError:
+    """The first error of a pydantic failure, as (field path, readable reason)."""
+    err = exc.errors(include_url=False, include_input=False)[0]
+    if err["type"] == "cross_field":
+        field, _, message = err["msg"].partition("|")
+        return RecordError(field, message)
+    field = _loc(err["loc"])
+    msg = err["msg"]
+    kind = err["type"]
+    if kind == "missing":
+        msg = "is required but missing"
+    elif kind == "literal_error":
+        msg = msg.replace("Input should be", "must be one of")
+    elif kind == "string_pattern_mismatch" and "\\x00" in msg:
+        msg = "contains a NUL character"
+    elif kind == "string_pattern_mismatch" and field.endswith("currency"):
+        msg = "must be an ISO 4217 code of three capital letters such as 'EUR'"
+    elif kind in ("string_type", "model_type", "model_attributes_type", "list_type"):
+        msg = f"has the wrong type: {msg[0].lower()}{msg[1:]}"
+    elif kind == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    return RecordError(field, msg)
+
+
+def check_record(obj: Any) -> OrderRecord | RecordError:
+    """Validate one parsed JSON value against the contract."""
+    if not isinstance(obj, dict):
+        return RecordError("(record)", f"must be a JSON object, not {_json_kind(obj)}")
+    try:
+        return OrderRecord.model_validate(obj)
+    except ValidationError as exc:
+        return explain(exc)
+
+
+def _json_kind(obj: Any) -> str:
+    return {
+        list: "an array",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "a boolean",
+        type(None): "null",
+    }.get(type(obj), type(obj).__name__)
+
+
+# --- rows: what the loader writes ---------------------------------------------------------
+#
+# A validated order becomes plain tuples of strings (amounts, dates and timestamps exactly
+# as received; PostgreSQL parses them in COPY) plus its parsed `updated_at` for ordering:
+#   order:       (order_id, merchant_id, merchant_name, order_date, updated_at, status,
+#                 currency, total_amount, product_id, product_name, payment_plan,
+#                 payment_method)
+#   buyer:       (order_id, first_name, last_name, email, company_name, street,
+#                 house_number, zip_code, city, country_code, phone, locale)
+#   installment: (order_id, number, due_date, amount)
+#   transaction: (order_id, transaction_id, type, amount, processed_at,
+#                 installment_number, reverses_transaction_id, fee, reason_code)
+
+ORDER_COLUMNS = (
+    "order_id",
+    "merchant_id",
+    "merchant_name",
+    "order_date",
+    "updated_at",
+    "status",
+    "currency",
+    "total_amount",
+    "product_id",
+    "product_name",
+    "payment_plan",
+    "payment_method",
+)
+BUYER_COLUMNS = (
+    "order_id",
+    "first_name",
+    "last_name",
+    "email",
+    "company_name",
+    "street",
+    "house_number",
+    "zip_code",
+    "city",
+    "country_code",
+    "phone",
+    "locale",
+)
+INSTALLMENT_COLUMNS = ("order_id", "number", "due_date", "amount")
+TRANSACTION_COLUMNS = (
+    "order_id",
+    "transaction_id",
+    "type",
+    "amount",
+    "processed_at",
+    "installment_number",
+    "reverses_transaction_id",
+    "fee",
+    "reason_code",
+)
+
+
+@dataclass(slots=True)
+class OrderRows:
+    order: tuple
+    updated_at: datetime
+    buyer: tuple
+    installments: list[tuple]
+    transactions: list[tuple]
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+def rows_from_model(m: OrderRecord) -> OrderRows:
+    oid = m.order_id
+    p = m.product
+    b = m.buyer
+    return OrderRows(
+        (
+            oid,
+            m.merchant_id,
+            m.merchant_name,
+            _iso(m.order_date),
+            _iso(m.updated_at),
+            m.status,
+            m.currency,
+            str(m.total_amount),
+            p.id if p else None,
+            p.name if p else None,
+            m.payment_plan,
+            m.payment_method,
+        ),
+        m.updated_at,
+        (
+            oid,
+            b.first_name,
+            b.last_name,
+            b.email,
+            b.company_name,
+            b.street,
+            b.house_number,
+            b.zip_code,
+            b.city,
+            b.country_code,
+            b.phone,
+            b.locale,
+        ),
+        [(oid, i.number, i.due_date.isoformat(), str(i.amount)) for i in m.installments],
+        [
+            (
+                oid,
+                t.transaction_id,
+                t.type,
+                str(t.amount),
+                _iso(t.processed_at),
+                t.installment_number,
+                t.reverses_transaction_id,
+                None if t.fee is None else str(t.fee),
+                t.reason_code,
+            )
+            for t in m.transactions
+        ],
+    )
+
+
+# --- the fast path -----------------------------------------------------------------------
+
+_STATUS = frozenset(ORDER_STATUSES)
+_PLANS = frozenset(PAYMENT_PLANS)
+_METHODS = frozenset(PAYMENT_METHODS)
+_TYPES = frozenset(TRANSACTION_TYPES)
+_amount_ok = AMOUNT_RE.fullmatch
+_ts_ok = TIMESTAMP_RE.fullmatch
+_cur_ok = CURRENCY_RE.fullmatch
+_country_ok = COUNTRY_RE.fullmatch
+_fromiso_dt = datetime.fromisoformat
+_fromiso_d = date.fromisoformat
+_dumps = orjson.dumps
+# Due dates repeat across orders: remember the ones already proven real.
+_GOOD_DATES: set[str] = set()
+
+
+def _ts(value: Any) -> bool:
+    if type(value) is not str or not _ts_ok(value):
+        return False
+    try:
+        _fromiso_dt(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _date_str(value: Any) -> bool:
+    if value in _GOOD_DATES:
+        return True
+    if type(value) is not str or not DATE_RE.fullmatch(value):
+        return False
+    try:
+        _fromiso_d(value)
+    except ValueError:
+        return False
+    if len(_GOOD_DATES) < 100_000:
+        _GOOD_DATES.add(value)
+    return True
+
+
+def fast_rows(r: dict[str, Any], nul_free: bool = False) -> OrderRows | None:
+    """Rows of `r` if it is certainly valid under the rules above, else None (ask pydantic).
+
+    Never returns rows for a record the model refuses (tests compare the two over a
+    corpus of defects); it may refuse a valid one, which pydantic then accepts.
+    `nul_free`: the caller proved no string holds a NUL (a JSON line without the escape
+    `\\u0000` cannot), which spares a check per field.
+    """
+    try:
+        oid = r["order_id"]
+        mid = r["merchant_id"]
+        mname = r.get("merchant_name")
+        odate = r["order_date"]
+        upd = r["updated_at"]
+        cur = r["currency"]
+        total = r["total_amount"]
+        if not (
+            type(oid) is str
+            and 0 < len(oid) <= 64
+            and type(mid) is str
+            and 0 < len(mid) <= 64
+            and (mname is None or (type(mname) is str and len(mname) <= 200))
+            and _ts(odate)
+            and type(upd) is str
+            and _ts_ok(upd)
+            and r["status"] in _STATUS
+            and type(cur) is str
+            and _cur_ok(cur)
+            and type(total) is str
+            and _amount_ok(total)
+            and r["payment_plan"] in _PLANS
+            and r["payment_method"] in _METHODS
+        ):
+            return None
+        updated = _fromiso_dt(upd)
+        product = r.get("product")
+        if product is None:
+            pid = pname = None
+        else:
+            if type(product) is not dict:
+                return None
+            pid = product.get("id")
+            pname = product.get("name")
+            if not (
+                (pid is None or (type(pid) is str and len(pid) <= 64))
+                and (pname is None or (type(pname) is str and len(pname) <= 300))
+            ):
+                return None
+        b = r["buyer"]
+        if type(b) is not dict:
+            return None
+        g = b.get
+        first = b["first_name"]
+        last = b["last_name"]
+        email = b["email"]
+        company = g("company_name")
+        street = g("street")
+        house = g("house_number")
+        zip_code = g("zip_code")
+        city = g("city")
+        cc = g("country_code")
+        phone = g("phone")
+        locale = g("locale")
+        if not (
+            type(first) is str
+            and len(first) <= 200
+            and type(last) is str
+            and len(last) <= 200
+            and type(email) is str
+            and len(email) <= 320
+            and (company is None or (type(company) is str and len(company) <= 200))
+            and (street is None or (type(street) is str and len(street) <= 200))
+            and (house is None or (type(house) is str and len(house) <= 32))
+            and (zip_code is None or (type(zip_code) is str and len(zip_code) <= 16))
+            and (city is None or (type(city) is str and len(city) <= 200))
+            and (cc is None or (type(cc) is str and _country_ok(cc)))
+            and (phone is None or (type(phone) is str and len(phone) <= 64))
+            and (locale is None or (type(locale) is str and len(locale) <= 8))
+        ):
+            return None
+        buyer = (oid, first, last, email, company, street, house, zip_code, city, cc, phone, locale)
+        insts = r["installments"]
+        txs = r["transactions"]
+        if type(insts) is not list or type(txs) is not list:
+            return None
+        if len(insts) > 10_000 or len(txs) > 10_000:
+            return None
+        inst_rows = []
+        numbers: set[int] = set()
+        for i in insts:
+            if type(i) is not dict:
+                return None
+            n = i["number"]
+            d = i["due_date"]
+            a = i["amount"]
+            if not (
+                type(n) is int
+                and 1 <= n <= 1_000_000
+                and n not in numbers
+                and _date_str(d)
+                and type(a) is str
+                and _amount_ok(a)
+            ):
+                return None
+            numbers.add(n)
+            inst_rows.append((oid, n, d, a))
+        tx_rows = []
+        tx_ids: set[str] = set()
+        sales: set[str] = set()
+        reversals = []
+        for t in txs:
+            if type(t) is not dict:
+                return None
+            g = t.get
+            tid = t["transaction_id"]
+            kind = t["type"]
+            a = t["amount"]
+            fee = g("fee")
+            n = g("installment_number")
+            rev = g("reverses_transaction_id")
+            code = g("reason_code")
+            at = t["processed_at"]
+            if not (
+                type(tid) is str
+                and 0 < len(tid) <= 64
+                and tid not in tx_ids
+                and kind in _TYPES
+                and type(a) is str
+                and _amount_ok(a)
+                and _ts(at)
+                and (n is None or (type(n) is int and n in numbers))
+                and (rev is None or (type(rev) is str and len(rev) <= 64))
+                and (fee is None or (type(fee) is str and _amount_ok(fee)))
+                and (code is None or (type(code) is str and len(code) <= 32))
+            ):
+                return None
+            tx_ids.add(tid)
+            if kind == "sale":
+                sales.add(tid)
+            else:
+                reversals.append(rev)
+            tx_rows.append((oid, tid, kind, a, at, n, rev, fee, code))
+        for rev in reversals:
+            if not rev or rev not in sales:
+                return None
+    except (KeyError, TypeError, ValueError):
+        return None
+    if not nul_free and b"\\u0000" in _dumps(
+        (
+            oid,
+            mid,
+            mname,
+            pid,
+            pname,
+            buyer,
+            [t[1] for t in tx_rows],
+            [t[6] for t in tx_rows],
+            [t[8] for t in tx_rows],
+        )
+    ):
+        return None
+    return OrderRows(
+        (
+            oid,
+            mid,
+            mname,
+            odate,
+            upd,
+            r["status"],
+            cur,
+            total,
+            pid,
+            pname,
+            r["payment_plan"],
+            r["payment_method"],
+        ),
+        updated,
+        buyer,
+        inst_rows,
+        tx_rows,
+    )
+
+
+def fast_check(r: Any) -> bool:
+    return type(r) is dict and fast_rows(r) is not None
+
+
+def to_rows(obj: Any, nul_free: bool = False) -> OrderRows | RecordError:
+    """Validate one parsed JSON value and turn it into rows: fast path, then pydantic."""
+    if type(obj) is dict:
+        rows = fast_rows(obj, nul_free)
+        if rows is not None:
+            return rows
+    checked = check_record(obj)
+    if isinstance(checked, RecordError):
+        return checked
+    return rows_from_model(checked)

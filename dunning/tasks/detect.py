@@ -1,0 +1,450 @@
+"""Detect cases: overdue installments and chargebacks become collection cases. Set-based.
+
+One transaction, a fixed handful of SQL statements per run whatever the number of orders:
+
+1. candidates -> temp table `detect_orders`: orders synced since the last detection (after
+   the newest synced_at it saw), orders with an installment that fell due or a transaction
+   that happened between the last run's as_of and this one, and the orders of all open
+   cases. The first run of a scope, a run going back in time, `full=True`, and one run a
+   week (a safety net) take every order.
+2. facts -> temp table `detect_facts`: per installment of a candidate order, owed, paid,
+   chargeback date (merchant's calendar) and chargeback fee (the rules of
+   `dunning.models.claims`), kept only where something is in default or a case is open.
+3. open a case per order with an installment in default and no open case (never for
+   cancelled/refunded orders, never again for an installment whose case an operator
+   cancelled or the partner closed uncollectible); uq_cases_open_order backs it up.
+4. join installments newly in default (and their chargeback fees) to open cases' claims
+   (`case_items`); recompute items and case amounts; only changed rows are written.
+5. close: claim vanished (nothing owed) -> `cancelled` with the reason; fully paid -> `paid`.
+
+New cases stay `awaiting_approval` with `routed_at` NULL until the handover rules route them
+(`dunning.tasks.handover`), which writes their first history row.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import Date, Numeric, bindparam, column, func, select, table, text
+from sqlalchemy.orm import Session
+
+from dunning.config import Settings
+from dunning.models.claims import claim_outcome, refresh_outstanding, vanished_reason
+from dunning.models.clock import local_date
+from dunning.models.enums import OPEN_STATES, CaseState
+from dunning.models.schema import Case, DetectMark, Order
+from dunning.models.types import UTCDateTime
+from dunning.tasks.transitions import move_cases
+
+ACTOR = "detect"
+# Safety net: whatever the marks say, one full scan per scope at least this often.
+FULL_EVERY = timedelta(days=7)
+OPEN = "state NOT IN ('paid', 'cancelled', 'uncollectible')"  # = uq_cases_open_order's WHERE
+NO_NEW_CASE_STATUSES = "('cancelled', 'refunded')"
+# In default and claimable: an installment whose claim a closed case settled otherwise is
+# not claimed again by a new case: given up (cancelled by an operator, uncollectible), or
+# paid to the collection partner (the source never sees that money).
+IN_DEFAULT = """f.owed - f.paid > 0 AND (f.due_date < :today OR f.cb_date IS NOT NULL)
+  AND NOT EXISTS (SELECT 1 FROM cases gc JOIN case_items gi ON gi.case_id = gc.case_id
+                  WHERE gc.order_id = f.order_id
+                    AND (gc.state IN ('cancelled', 'uncollectible')
+                         OR (gc.state = 'paid' AND gc.partner_paid_amount > 0))
+                    AND gi.installment_number = f.number AND gi.item_type = 'principal')"""
+
+
+def scope_name(shard: int | None, shards: int) -> str:
+    return "all" if shard is None else f"{shard}/{shards}"
+
+
+# --- the one place where the two dialects differ ------------------------------------------
+
+
+class Dialect:
+    def __init__(self, session: Session, zone: ZoneInfo):
+        self.postgres = session.get_bind().dialect.name == "postgresql"
+        self.zone = zone
+        if not self.postgres:
+            raw = session.connection().connection.driver_connection
+            raw.create_function("dunning_local_date", 1, self._sqlite_local_date)
+
+    def _sqlite_local_date(self, value: str | None) -> str | None:
+        if value is None:
+            return None
+        moment = datetime.fromisoformat(value).replace(tzinfo=UTC)
+        return local_date(moment, self.zone).isoformat()
+
+    def local_date(self, expr: str) -> str:
+        if self.postgres:
+            return f"CAST(timezone(:tz, {expr}) AS DATE)"
+        return f"dunning_local_date({expr})"
+
+    def greatest(self, *args: str) -> str:
+        return f"{'GREATEST' if self.postgres else 'MAX'}({', '.join(args)})"
+
+    def least(self, *args: str) -> str:
+        return f"{'LEAST' if self.postgres else 'MIN'}({', '.join(args)})"
+
+
+def _typed(sql: str, **params: Any):
+    """text() with typed binds: UTC timestamps, dates and money behave on both engines."""
+    binds = []
+    for name, value in params.items():
+        if f":{name}" not in sql:
+            continue
+        if isinstance(value, datetime):
+            binds.append(bindparam(name, value, type_=UTCDateTime()))
+        elif isinstance(value, date):
+            binds.append(bindparam(name, value, type_=Date()))
+        elif isinstance(value, Decimal):
+            binds.append(bindparam(name, value, type_=Numeric(14, 2)))
+        else:
+            binds.append(bindparam(name, value))
+    return text(sql).bindparams(*binds)
+
+
+# --- statements (module-level builders, so a test can EXPLAIN them) -----------------------
+
+
+def candidates_sql(*, full: bool, sharded: bool, sync_inclusive: bool = False) -> str:
+    shard_join = (
+        " JOIN merchants m ON m.merchant_id = o.merchant_id AND m.shard_key % :shards = :shard"
+        if sharded
+        else ""
+    )
+    select_ = f"SELECT o.order_id, o.merchant_id, o.status, o.currency FROM orders o{shard_join}"
+    if full:
+        return select_
+    return f"""{select_}
+WHERE o.order_id IN (
+    SELECT order_id FROM orders WHERE synced_at {">=" if sync_inclusive else ">"} :sync_from
+    UNION SELECT order_id FROM installments WHERE due_date >= :due_from AND due_date < :due_to
+    UNION SELECT order_id FROM transactions
+          WHERE processed_at > :tx_from AND processed_at <= :tx_to
+    UNION SELECT order_id FROM cases WHERE {OPEN}
+)"""
+
+
+def facts_sql(d: Dialect) -> str:
+    return f"""
+SELECT q.order_id, q.number, q.due_date, q.owed, q.paid, q.cb_fee, q.cb_date, q.refunded
+FROM (
+  SELECT i.order_id, i.number, i.due_date,
+         ROUND(i.amount - COALESCE(r.refunded, 0), 2) AS owed,
+         ROUND(COALESCE(s.paid, 0) - COALESCE(r.charged_back, 0), 2) AS paid,
+         ROUND(COALESCE(r.cb_fee, 0), 2) AS cb_fee,
+         ROUND(COALESCE(r.refunded, 0), 2) AS refunded,
+         {d.local_date("r.cb_at")} AS cb_date
+  FROM detect_orders d
+  JOIN installments i ON i.order_id = d.order_id
+  LEFT JOIN (
+    SELECT t.order_id, COALESCE(t.installment_number, 1) AS number, SUM(t.amount) AS paid
+    FROM detect_orders d2
+    JOIN transactions t ON t.order_id = d2.order_id
+    WHERE t.type = 'sale' AND t.processed_at <= :as_of
+    GROUP BY t.order_id, COALESCE(t.installment_number, 1)
+  ) s ON s.order_id = i.order_id AND s.number = i.number
+  LEFT JOIN (
+    SELECT r.order_id, COALESCE(x.installment_number, 1) AS number,
+           SUM(CASE WHEN r.type = 'refund' THEN r.amount ELSE 0 END) AS refunded,
+           SUM(CASE WHEN r.type = 'chargeback' THEN r.amount ELSE 0 END) AS charged_back,
+           SUM(CASE WHEN r.type = 'chargeback'
+                    THEN COALESCE(r.fee, ms.chargeback_fee, :default_fee) ELSE 0 END) AS cb_fee,
+           MIN(CASE WHEN r.type = 'chargeback' THEN r.processed_at END) AS cb_at
+    FROM detect_orders d3
+    JOIN transactions r ON r.order_id = d3.order_id
+    JOIN transactions x ON x.order_id = r.order_id
+                       AND x.transaction_id = r.reverses_transaction_id AND x.type = 'sale'
+    LEFT JOIN merchant_settings ms ON ms.merchant_id = d3.merchant_id
+    WHERE r.type IN ('refund', 'chargeback') AND r.processed_at <= :as_of
+    GROUP BY r.order_id, COALESCE(x.installment_number, 1)
+  ) r ON r.order_id = i.order_id AND r.number = i.number
+) q
+WHERE (q.owed - q.paid > 0 AND (q.due_date < :today OR q.cb_date IS NOT NULL))
+   OR EXISTS (SELECT 1 FROM cases c WHERE c.order_id = q.order_id AND c.{OPEN})"""
+
+
+OPEN_CASES_SQL = f"""
+INSERT INTO cases (order_id, merchant_id, kind, state, dunning_option, currency, opened_at,
+                   default_date, principal_amount, fees_amount, interest_amount,
+                   cancellation_costs, paid_amount, partner_paid_amount, outstanding_amount,
+                   updated_at)
+SELECT d.order_id, d.merchant_id,
+       CASE WHEN MAX(CASE WHEN f.cb_date IS NOT NULL THEN 1 ELSE 0 END) = 1
+            THEN 'chargeback' ELSE 'overdue' END,
+       'awaiting_approval', COALESCE(ms.dunning_option, :default_option), d.currency, :as_of,
+       MIN(COALESCE(f.cb_date, f.due_date)), 0, 0, 0, 0, 0, 0, 0, :as_of
+FROM detect_orders d
+JOIN detect_facts f ON f.order_id = d.order_id
+LEFT JOIN merchant_settings ms ON ms.merchant_id = d.merchant_id
+WHERE d.status NOT IN {NO_NEW_CASE_STATUSES} AND {IN_DEFAULT}
+  AND NOT EXISTS (SELECT 1 FROM cases c WHERE c.order_id = d.order_id AND c.{OPEN})
+GROUP BY d.order_id, d.merchant_id, d.currency, ms.dunning_option
+ON CONFLICT DO NOTHING
+RETURNING case_id"""
+
+
+def paid_counted(d: Dialect) -> str:
+    """Paid on the claim per installment (claims.InstallmentFacts.paid_against_owed)."""
+    capped = d.least(d.greatest("f.paid", "0"), d.greatest("f.owed", "0"))
+    return f"CASE WHEN f.refunded > 0 THEN {capped} ELSE {d.greatest('f.paid', '0')} END"
+
+
+def join_principal_sql(d: Dialect) -> str:
+    return f"""
+INSERT INTO case_items (case_id, item_type, installment_number, due_date, default_date,
+                        amount, paid_amount, joined_at)
+SELECT c.case_id, 'principal', f.number, f.due_date, COALESCE(f.cb_date, f.due_date),
+       f.owed, {paid_counted(d)}, :as_of
+FROM detect_orders d
+JOIN cases c ON c.order_id = d.order_id AND c.{OPEN}
+JOIN detect_facts f ON f.order_id = d.order_id
+WHERE d.status NOT IN {NO_NEW_CASE_STATUSES} AND {IN_DEFAULT}
+  AND NOT EXISTS (SELECT 1 FROM case_items ci WHERE ci.case_id = c.case_id
+                  AND ci.installment_number = f.number AND ci.item_type = 'principal')
+ON CONFLICT DO NOTHING"""
+
+
+JOIN_FEES_SQL = f"""
+INSERT INTO case_items (case_id, item_type, installment_number, due_date, default_date,
+                        amount, paid_amount, joined_at)
+SELECT c.case_id, 'chargeback_fee', f.number, f.due_date, f.cb_date, 0, 0, :as_of
+FROM detect_orders d
+JOIN cases c ON c.order_id = d.order_id AND c.{OPEN}
+JOIN case_items p ON p.case_id = c.case_id AND p.item_type = 'principal'
+JOIN detect_facts f ON f.order_id = d.order_id AND f.number = p.installment_number
+WHERE f.cb_date IS NOT NULL AND f.cb_fee > 0
+  AND NOT EXISTS (SELECT 1 FROM case_items ci WHERE ci.case_id = c.case_id
+                  AND ci.installment_number = f.number AND ci.item_type = 'chargeback_fee')
+ON CONFLICT DO NOTHING"""
+
+# fees_amount is shared with escalation (reminder fees): only the change of the
+# chargeback part is added, never the whole column overwritten.
+FEE_DELTA_SQL = f"""
+UPDATE cases SET fees_amount = ROUND(cases.fees_amount + agg.delta, 2), updated_at = :as_of
+FROM (
+  SELECT ci.case_id, SUM(f.cb_fee - ci.amount) AS delta
+  FROM detect_orders d
+  JOIN cases c ON c.order_id = d.order_id AND c.{OPEN}
+  JOIN case_items ci ON ci.case_id = c.case_id AND ci.item_type = 'chargeback_fee'
+  JOIN detect_facts f ON f.order_id = d.order_id AND f.number = ci.installment_number
+  GROUP BY ci.case_id
+) agg
+WHERE cases.case_id = agg.case_id AND ROUND(agg.delta, 2) <> 0"""
+
+FEE_ITEMS_SQL = f"""
+UPDATE case_items SET amount = f.cb_fee
+FROM cases c, detect_facts f
+WHERE case_items.item_type = 'chargeback_fee' AND c.case_id = case_items.case_id AND c.{OPEN}
+  AND f.order_id = c.order_id AND f.number = case_items.installment_number
+  AND case_items.amount <> f.cb_fee"""
+
+
+def principal_items_sql(d: Dialect) -> str:
+    paid = paid_counted(d)
+    return f"""
+UPDATE case_items SET amount = f.owed, paid_amount = {paid}
+FROM cases c, detect_facts f
+WHERE case_items.item_type = 'principal' AND c.case_id = case_items.case_id AND c.{OPEN}
+  AND f.order_id = c.order_id AND f.number = case_items.installment_number
+  AND (case_items.amount <> f.owed OR case_items.paid_amount <> {paid})"""
+
+
+CASE_TOTALS_SQL = f"""
+UPDATE cases SET principal_amount = agg.principal, paid_amount = agg.paid,
+                 default_date = COALESCE(agg.earliest, cases.default_date), updated_at = :as_of
+FROM (
+  SELECT ci.case_id, ROUND(SUM(ci.amount), 2) AS principal,
+         ROUND(SUM(ci.paid_amount), 2) AS paid,
+         MIN(CASE WHEN ci.paid_amount < ci.amount THEN ci.default_date END) AS earliest
+  FROM detect_orders d
+  JOIN cases c ON c.order_id = d.order_id AND c.{OPEN}
+  JOIN case_items ci ON ci.case_id = c.case_id AND ci.item_type = 'principal'
+  GROUP BY ci.case_id
+) agg
+WHERE cases.case_id = agg.case_id
+  AND (cases.principal_amount <> agg.principal OR cases.paid_amount <> agg.paid
+       OR cases.default_date <> COALESCE(agg.earliest, cases.default_date))"""
+
+CLOSING_SQL = f"""
+SELECT c.case_id, c.principal_amount, c.outstanding_amount, d.status
+FROM detect_orders d JOIN cases c ON c.order_id = d.order_id AND c.{OPEN}
+WHERE c.principal_amount <= 0 OR c.outstanding_amount <= 0"""
+
+
+def _create_temp_tables(session: Session, postgres: bool) -> None:
+    for name in ("detect_facts", "detect_orders"):
+        session.execute(text(f"DROP TABLE IF EXISTS {name}"))
+    session.execute(
+        text(
+            "CREATE TEMPORARY TABLE detect_orders (order_id VARCHAR(64) PRIMARY KEY, "
+            "merchant_id VARCHAR(64) NOT NULL, status VARCHAR(16) NOT NULL, "
+            "currency VARCHAR(3) NOT NULL)"
+        )
+    )
+    session.execute(
+        text(
+            "CREATE TEMPORARY TABLE detect_facts (order_id VARCHAR(64) NOT NULL, "
+            "number INTEGER NOT NULL, due_date DATE NOT NULL, owed NUMERIC(14, 2) NOT NULL, "
+            "paid NUMERIC(14, 2) NOT NULL, cb_fee NUMERIC(14, 2) NOT NULL, cb_date DATE, "
+            "refunded NUMERIC(14, 2) NOT NULL, "
+            "PRIMARY KEY (order_id, number))"
+        )
+    )
+
+
+def _drop_temp_tables(session: Session) -> None:
+    for name in ("detect_facts", "detect_orders"):
+        session.execute(text(f"DROP TABLE IF EXISTS {name}"))
+
+
+def detect(
+    session: Session,
+    as_of: datetime,
+    installation: Settings,
+    *,
+    shard: int | None = None,
+    shards: int = 1,
+    full: bool = False,
+) -> dict[str, Any]:
+    """Run detection in the session's transaction; returns counts."""
+    zone = installation.zone
+    d = Dialect(session, zone)
+    today = local_date(as_of, zone)
+    scope = scope_name(shard, shards)
+    mark = session.get(DetectMark, scope)
+    # Orders synced since the last run: synced_at > the newest stamp it saw. Sync stamps a
+    # whole run with its as_of; if more orders carry that stamp now than then, a batch of it
+    # committed late, and orders with that stamp are read again (>=).
+    synced_max = session.scalar(select(func.max(Order.synced_at)))
+    synced_count = _count_synced_at(session, synced_max)
+    full = full or mark is None or as_of < mark.as_of or as_of - mark.full_as_of >= FULL_EVERY
+    params: dict[str, Any] = {
+        "as_of": as_of,
+        "today": today,
+        "tz": zone.key,
+        "default_fee": installation.default_chargeback_fee,
+        "default_option": installation.default_option,
+        "shard": shard,
+        "shards": shards,
+    }
+    sync_inclusive = False
+    if not full:
+        assert mark is not None
+        last_synced = mark.synced_mark or datetime(1970, 1, 1, tzinfo=UTC)
+        sync_inclusive = mark.synced_mark is not None and _count_synced_at(
+            session, mark.synced_mark
+        ) > (mark.synced_count or 0)
+        params.update(
+            sync_from=last_synced,
+            due_from=local_date(mark.as_of, zone),
+            due_to=today,
+            tx_from=mark.as_of,
+            tx_to=as_of,
+        )
+
+    if d.postgres:  # the fact aggregates of a full run spill to disk with the 4 MB default
+        session.execute(text("SET LOCAL work_mem = '128MB'"))
+    _create_temp_tables(session, d.postgres)
+    session.execute(
+        _typed(
+            "INSERT INTO detect_orders (order_id, merchant_id, status, currency) "
+            + candidates_sql(full=full, sharded=shard is not None, sync_inclusive=sync_inclusive),
+            **params,
+        )
+    )
+    session.execute(
+        _typed(
+            "INSERT INTO detect_facts "
+            "(order_id, number, due_date, owed, paid, cb_fee, cb_date, refunded) " + facts_sql(d),
+            **params,
+        )
+    )
+    if d.postgres:
+        session.execute(text("ANALYZE detect_orders"))
+        session.execute(text("ANALYZE detect_facts"))
+    candidates = session.scalar(text("SELECT COUNT(*) FROM detect_orders")) or 0
+
+    new_ids = list(session.scalars(_typed(OPEN_CASES_SQL, **params)))
+    joined = session.execute(_typed(join_principal_sql(d), **params)).rowcount or 0
+    session.execute(_typed(JOIN_FEES_SQL, **params))
+    session.execute(_typed(FEE_DELTA_SQL, **params))
+    session.execute(_typed(FEE_ITEMS_SQL, **params))
+    session.execute(_typed(principal_items_sql(d), **params))
+    session.execute(_typed(CASE_TOTALS_SQL, **params))
+    in_scope = Case.order_id.in_(select(column("order_id")).select_from(table("detect_orders")))
+    refresh_outstanding(session, where=in_scope & Case.state.in_([s.value for s in OPEN_STATES]))
+
+    groups: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for case_id, principal, outstanding, status in session.execute(text(CLOSING_SQL)):
+        outcome = claim_outcome(Decimal(str(principal)), Decimal(str(outstanding)))
+        if outcome == "paid":
+            groups[("paid", "claim fully paid")].append(case_id)
+        elif outcome == "cancelled":
+            groups[("cancelled", vanished_reason(status))].append(case_id)
+    closed = {"paid": 0, "cancelled": 0}
+    for (outcome, reason), ids in groups.items():
+        moved = move_cases(
+            session,
+            ids,
+            CaseState(outcome),
+            from_states=sorted(OPEN_STATES),
+            actor=ACTOR,
+            reason=reason,
+            as_of=as_of,
+            values={"closed_at": as_of, "close_reason": reason, "next_step_at": None},
+        )
+        closed[outcome] += len(moved)
+    _drop_temp_tables(session)
+
+    if mark is None:
+        mark = DetectMark(scope=scope, full_as_of=as_of)
+        session.add(mark)
+    if (
+        mark.as_of != as_of
+        or mark.synced_mark != synced_max
+        or mark.synced_count != synced_count
+        or (full and mark.full_as_of != as_of)
+    ):
+        mark.as_of = as_of
+        mark.synced_mark = synced_max
+        mark.synced_count = synced_count
+        mark.updated_at = as_of
+        if full:
+            mark.full_as_of = as_of
+    return {
+        "mode": "full" if full else "incremental",
+        "candidates": int(candidates),
+        "new_cases": len(new_ids),
+        "items_joined": int(joined),
+        "paid": closed["paid"],
+        "cancelled": closed["cancelled"],
+    }
+
+
+def _count_synced_at(session: Session, moment: datetime | None) -> int:
+    if moment is None:
+        return 0
+    return session.scalar(select(func.count()).where(Order.synced_at == moment)) or 0
+
+
+def detect_cases_core(
+    database_url: str,
+    as_of: datetime,
+    installation: Settings,
+    *,
+    shard: int | None = None,
+    shards: int = 1,
+    full: bool = False,
+) -> dict[str, Any]:
+    """Plain-Python core of the detect_cases flow: one transaction."""
+    from dunning.crashpoints import crashpoint
+    from dunning.db import session_scope
+
+    with session_scope(database_url) as session:
+        result = detect(session, as_of, installation, shard=shard, shards=shards, full=full)
+        crashpoint("detect.commit")  # issue 9: crash tests kill here, before the commit
+    return result

@@ -1,0 +1,215 @@
+"""Apply the handover rules (SPEC §2): route new cases, re-check blocked ones. Set-based.
+
+Reads the new (not yet routed) and the blocked cases with their buyer and merchant settings
+in two indexed queries, classifies them with the pure rules (address completeness, the
+auto-handover switch of the case's kind), and writes one guarded UPDATE per outcome group:
+
+- incomplete address -> `blocked`, the fields named, whatever the switches say;
+- auto-handover on for the case's kind -> `scheduled`, next_step_at = max(local midnight of
+  default_date + reminder_1_days, as_of), recording the dunning option it starts with;
+- off -> `awaiting_approval` (an operator starts or cancels it).
+
+The first routing writes the case's first history row (from_state NULL).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, select, true, update
+from sqlalchemy.orm import Session
+
+from dunning.config import Settings
+from dunning.models.address import REQUIRED_FIELDS, check_address
+from dunning.models.enums import CaseKind, CaseState
+from dunning.models.operator import first_step_at
+from dunning.models.schema import Buyer, Case, Merchant, MerchantSettings
+from dunning.tasks.transitions import CHUNK, move_cases, record_history
+
+ACTOR = "handover"
+
+
+@dataclass(frozen=True)
+class Route:
+    state: CaseState
+    reason: str
+    blocked_reason: str | None = None
+
+
+def merchant_rules(row: Any, installation: Settings) -> tuple[bool, bool, int, str]:
+    """(auto_overdue, auto_chargebacks, reminder_1_days, dunning_option) of a merchant."""
+    if row.ms_option is None:
+        return (
+            installation.default_auto_overdue,
+            installation.default_auto_chargebacks,
+            installation.default_reminder_1_days,
+            installation.default_option,
+        )
+    return (bool(row.auto_overdue), bool(row.auto_chargebacks), row.r1_days, row.ms_option)
+
+
+def decide_route(kind: str, buyer: dict[str, Any], auto_overdue: bool, auto_cb: bool) -> Route:
+    check = check_address(buyer)
+    if not check.complete:
+        return Route(CaseState.BLOCKED, check.reason or "", check.reason)
+    if kind == CaseKind.CHARGEBACK:
+        if auto_cb:
+            return Route(CaseState.SCHEDULED, "auto-handover of chargebacks is on")
+        return Route(CaseState.AWAITING_APPROVAL, "auto-handover of chargebacks is off")
+    if auto_overdue:
+        return Route(CaseState.SCHEDULED, "auto-handover of overdue claims is on")
+    return Route(CaseState.AWAITING_APPROVAL, "auto-handover of overdue claims is off")
+
+
+def _query(where):
+    return (
+        select(
+            Case.case_id,
+            Case.kind,
+            Case.default_date,
+            Case.blocked_reason,
+            MerchantSettings.dunning_option.label("ms_option"),
+            MerchantSettings.auto_overdue,
+            MerchantSettings.auto_chargebacks,
+            MerchantSettings.reminder_1_days.label("r1_days"),
+            *(getattr(Buyer, f) for f in REQUIRED_FIELDS),
+        )
+        .outerjoin(Buyer, Buyer.order_id == Case.order_id)
+        .outerjoin(MerchantSettings, MerchantSettings.merchant_id == Case.merchant_id)
+        .where(where)
+    )
+
+
+def route(
+    session: Session,
+    as_of: datetime,
+    installation: Settings,
+    *,
+    shard: int | None = None,
+    shards: int = 1,
+) -> dict[str, int]:
+    """Route new cases and re-check blocked ones; returns counts per outcome."""
+    zone = installation.zone
+    scope = true()
+    if shard is not None:
+        scope = Case.merchant_id.in_(
+            select(Merchant.merchant_id).where(Merchant.shard_key % shards == shard)
+        )
+    counts: dict[str, int] = defaultdict(int)
+    ladder_values: list[dict[str, Any]] = []
+
+    # 1. new cases: first routing, history from NULL
+    new_rows = session.execute(
+        _query(
+            and_(
+                Case.routed_at.is_(None),
+                Case.state == CaseState.AWAITING_APPROVAL.value,
+                scope,
+            )
+        )
+    ).all()
+    groups: dict[Route, list[Any]] = defaultdict(list)
+    for row in new_rows:
+        auto_o, auto_c, _, _ = merchant_rules(row, installation)
+        buyer = {f: getattr(row, f) for f in REQUIRED_FIELDS}
+        groups[decide_route(row.kind, buyer, auto_o, auto_c)].append(row)
+    for target, rows in groups.items():
+        values: dict[str, Any] = {
+            "state": target.state.value,
+            "routed_at": as_of,
+            "updated_at": as_of,
+            "blocked_reason": target.blocked_reason,
+        }
+        if target.state is CaseState.SCHEDULED:
+            values["started_at"] = as_of
+        by_id = {r.case_id: r for r in rows}
+        ids = list(by_id)
+        moved: list[int] = []
+        for start in range(0, len(ids), CHUNK):
+            moved += session.scalars(
+                update(Case)
+                .where(
+                    Case.case_id.in_(ids[start : start + CHUNK]),
+                    Case.routed_at.is_(None),
+                    Case.state == CaseState.AWAITING_APPROVAL.value,
+                )
+                .values(**values)
+                .returning(Case.case_id)
+                .execution_options(synchronize_session=False)
+            ).all()
+        record_history(
+            session,
+            [(cid, None, target.state.value) for cid in moved],
+            actor=ACTOR,
+            reason=target.reason,
+            as_of=as_of,
+        )
+        counts[target.state.value] += len(moved)
+        if target.state is CaseState.SCHEDULED:
+            ladder_values += [_ladder(by_id[cid], as_of, installation, zone) for cid in moved]
+
+    # 2. blocked cases: re-checked every run
+    blocked_rows = session.execute(_query(and_(Case.state == CaseState.BLOCKED.value, scope))).all()
+    unblock: dict[Route, list[Any]] = defaultdict(list)
+    reasons: list[dict[str, Any]] = []
+    for row in blocked_rows:
+        auto_o, auto_c, _, _ = merchant_rules(row, installation)
+        buyer = {f: getattr(row, f) for f in REQUIRED_FIELDS}
+        target = decide_route(row.kind, buyer, auto_o, auto_c)
+        if target.state is CaseState.BLOCKED:
+            if target.blocked_reason != row.blocked_reason:
+                reasons.append({"case_id": row.case_id, "blocked_reason": target.blocked_reason})
+            continue
+        unblock[target].append(row)
+    for target, rows in unblock.items():
+        by_id = {r.case_id: r for r in rows}
+        values = {"blocked_reason": None}
+        if target.state is CaseState.SCHEDULED:
+            values["started_at"] = as_of
+        moved = move_cases(
+            session,
+            list(by_id),
+            target.state,
+            from_states=[CaseState.BLOCKED],
+            actor=ACTOR,
+            reason=f"address complete; {target.reason}",
+            as_of=as_of,
+            values=values,
+        )
+        counts["unblocked"] += len(moved)
+        counts[target.state.value] += len(moved)
+        if target.state is CaseState.SCHEDULED:
+            ladder_values += [_ladder(by_id[cid], as_of, installation, zone) for cid in moved]
+    if reasons:
+        session.execute(update(Case).execution_options(synchronize_session=False), reasons)
+    if ladder_values:
+        session.execute(update(Case).execution_options(synchronize_session=False), ladder_values)
+    counts["checked"] = len(new_rows) + len(blocked_rows)
+    return dict(counts)
+
+
+def _ladder(row: Any, as_of: datetime, installation: Settings, zone) -> dict[str, Any]:
+    _, _, r1_days, option = merchant_rules(row, installation)
+    return {
+        "case_id": row.case_id,
+        "next_step_at": first_step_at(row.default_date, r1_days, as_of, zone),
+        "dunning_option": option,
+    }
+
+
+def apply_handover_core(
+    database_url: str,
+    as_of: datetime,
+    installation: Settings,
+    *,
+    shard: int | None = None,
+    shards: int = 1,
+) -> dict:
+    """Plain-Python core of the apply_handover_rules flow: one transaction."""
+    from dunning.db import session_scope
+
+    with session_scope(database_url) as session:
+        return route(session, as_of, installation, shard=shard, shards=shards)

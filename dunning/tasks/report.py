@@ -1,0 +1,327 @@
+"""Rebuild the reporting table (the case board) set-based, in one transaction.
+
+One DELETE and one INSERT ... SELECT over cases/orders/buyers, inside one transaction:
+readers on PostgreSQL (MVCC) and on SQLite (WAL) keep seeing the old rows until the commit,
+then the new ones; never a half-built or empty table. A table lock that readers do not
+feel (PostgreSQL EXCLUSIVE: only plain SELECTs may run beside it) keeps two refreshes
+from interleaving. The same transaction writes the day's snapshot and the `refresh` row of
+`last_data_update`.
+
+Example queries for analysts (PostgreSQL; the same on SQLite without `::`):
+
+    -- the board's open claims per merchant and state, German label beside the code
+    SELECT merchant_id, state, state_label, count(*), sum(outstanding_amount)
+    FROM case_report GROUP BY 1, 2, 3 ORDER BY 1, 2;
+    -- in progress ("In Bearbeitung") for more than 30 days
+    SELECT case_id, order_id, state_label, overdue_days, outstanding_amount, currency
+    FROM v_cases_in_progress WHERE overdue_days > 30 ORDER BY overdue_days DESC;
+    -- trend: open amount per day and merchant over the last 90 days
+    SELECT snapshot_date, merchant_id, sum(outstanding_amount) AS open_amount
+    FROM case_report_daily WHERE snapshot_date >= current_date - 90
+      AND state NOT IN ('paid', 'cancelled', 'uncollectible')
+    GROUP BY 1, 2 ORDER BY 1, 2;
+    -- how fresh is the data?
+    SELECT name, updated_at FROM last_data_update ORDER BY name;
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    Connection,
+    Date,
+    Integer,
+    and_,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    select,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+from dunning.crashpoints import crashpoint
+from dunning.db import get_engine
+from dunning.models.clock import local_date
+from dunning.models.enums import STATE_LABELS, TERMINAL_STATES
+from dunning.models.schema import (
+    Buyer,
+    Case,
+    CaseReport,
+    CaseReportDaily,
+    LastDataUpdate,
+    Merchant,
+    Order,
+)
+from dunning.models.types import UTCDateTime
+
+REFRESH_NAME = "refresh"
+_ROWCOUNT = {"preserve_rowcount": True}
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    cases: int
+    snapshot_rows: int
+    snapshot_date: date
+    as_of: datetime
+
+
+# --- SQLite helpers: Unicode lower() and local dates, registered per connection ----------
+
+
+def _sqlite_lower(value: str | None) -> str | None:
+    return None if value is None else value.lower()
+
+
+def _sqlite_local_date(value: str | None, zone: str) -> str | None:
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value).replace(tzinfo=UTC)
+    return local_date(moment, ZoneInfo(zone)).isoformat()
+
+
+def register_sqlite_functions(conn: Connection) -> None:
+    """`dunning_lower` (Unicode) and `dunning_local_date(ts, zone)` on this connection."""
+    raw = conn.connection.driver_connection
+    if isinstance(raw, sqlite3.Connection):
+        raw.create_function("dunning_lower", 1, _sqlite_lower, deterministic=True)
+        raw.create_function("dunning_local_date", 2, _sqlite_local_date, deterministic=True)
+
+
+_UPPER = "ÄÖÜÀÁÂÃÅÆÇÈÉÊËÌÍÎÏÑÒÓÔÕØÙÚÛÝŁŚŠŽČĆŘĚŃ"
+_LOWER = "äöüàáâãåæçèéêëìíîïñòóôõøùúûýłśšžčćřěń"
+
+
+def _pg_lower(value):
+    """lower() that folds umlauts even where the database's LC_CTYPE is plain C."""
+    return func.lower(func.translate(value, _UPPER, _LOWER))
+
+
+def search_fold(text: str) -> str:
+    """How the search column is folded; apply the same to a search term."""
+    return text.lower()
+
+
+# --- the SELECT that builds the board ------------------------------------------------------
+
+
+def _in_shard(merchant_col, shard: int | None, shards: int):
+    if shard is None or shards <= 1:
+        return None
+    return merchant_col.in_(
+        select(Merchant.merchant_id).where(Merchant.shard_key % shards == shard)
+    )
+
+
+def report_select(dialect: str, as_of: datetime, zone: str, shard: int | None, shards: int):
+    """SELECT producing case_report rows (column order = CaseReport's columns)."""
+    as_of_param = literal(as_of, UTCDateTime())
+    today = local_date(as_of, ZoneInfo(zone))
+    terminal = [s.value for s in TERMINAL_STATES]
+    closed_or_now = func.coalesce(Case.closed_at, as_of_param)
+    if dialect == "postgresql":
+        closed_day = cast(func.timezone(zone, closed_or_now), Date)
+        day = case((Case.state.in_(terminal), closed_day), else_=literal(today, Date))
+        days = day - Case.default_date
+        lower = _pg_lower
+    else:
+        closed_day = func.dunning_local_date(closed_or_now, zone)
+        day = case((Case.state.in_(terminal), closed_day), else_=literal(today.isoformat()))
+        days = cast(func.julianday(day) - func.julianday(Case.default_date), Integer)
+        lower = func.dunning_lower
+    # Never negative (a default date after the run's date counts as 0 days).
+    overdue_days = func.greatest(days, 0) if dialect == "postgresql" else func.max(days, 0)
+    label = case(
+        {state.value: text for state, text in STATE_LABELS.items()},
+        value=Case.state,
+        else_=Case.state,
+    )
+    search = lower(
+        Case.order_id
+        + literal(" ")
+        + func.coalesce(Buyer.first_name, "")
+        + literal(" ")
+        + func.coalesce(Buyer.last_name, "")
+    )
+    columns: dict[str, Any] = {
+        "case_id": Case.case_id,
+        "merchant_id": Case.merchant_id,
+        "order_id": Case.order_id,
+        "first_name": Buyer.first_name,
+        "last_name": Buyer.last_name,
+        "payment_plan": Order.payment_plan,
+        "payment_method": Order.payment_method,
+        "kind": Case.kind,
+        "state": Case.state,
+        "state_label": label,
+        "overdue_days": overdue_days,
+        "outstanding_amount": func.round(Case.outstanding_amount, 2),
+        "order_amount": Order.total_amount,
+        "paid_amount": func.round(Case.paid_amount + Case.partner_paid_amount, 2),
+        "cancellation_costs": Case.cancellation_costs,
+        "fees_amount": Case.fees_amount,
+        "interest_amount": Case.interest_amount,
+        "dunning_option": Case.dunning_option,
+        "currency": Case.currency,
+        "opened_at": Case.opened_at,
+        "last_step_at": Case.last_step_at,
+        "next_step_at": Case.next_step_at,
+        "partner_reference": Case.partner_reference,
+        "blocked_reason": Case.blocked_reason,
+        "refreshed_at": as_of_param,
+        "search_text": search,
+    }
+    names = [c.name for c in CaseReport.__table__.columns]
+    assert set(names) == set(columns), "report_select must fill every case_report column"
+    stmt = (
+        select(*[columns[n].label(n) for n in names])
+        .select_from(Case)
+        .join(Order, Order.order_id == Case.order_id)
+        .outerjoin(Buyer, Buyer.order_id == Case.order_id)
+        # Primary-key order: the PK index is appended to, not split (~25 % faster at 500k).
+        .order_by(Case.case_id)
+    )
+    where = _in_shard(Case.merchant_id, shard, shards)
+    if where is not None:
+        stmt = stmt.where(where)
+    return names, stmt
+
+
+def _snapshot_select(day: date, as_of: datetime, shard: int | None, shards: int):
+    r = CaseReport
+    stmt = select(
+        literal(day, Date).label("snapshot_date"),
+        r.merchant_id,
+        r.state,
+        r.currency,
+        func.count().label("case_count"),
+        func.round(func.coalesce(func.sum(r.outstanding_amount), 0), 2),
+        func.round(func.coalesce(func.sum(r.order_amount), 0), 2),
+        func.round(func.coalesce(func.sum(r.paid_amount), 0), 2),
+        literal(as_of, UTCDateTime()),
+    ).group_by(r.merchant_id, r.state, r.currency)
+    where = _in_shard(r.merchant_id, shard, shards)
+    if where is not None:
+        stmt = stmt.where(where)
+    return stmt
+
+
+def upsert_last_data_update(
+    conn: Connection, name: str, updated_at: datetime, details: dict[str, Any] | None
+) -> None:
+    """Insert or replace one `last_data_update` row (syncs call this with `sync:<source>`)."""
+    values = {"name": name, "updated_at": updated_at, "details": details}
+    if conn.dialect.name == "postgresql":
+        stmt = pg_insert(LastDataUpdate).values(**values)
+    else:
+        stmt = sqlite_insert(LastDataUpdate).values(**values)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[LastDataUpdate.name],
+        set_={"updated_at": stmt.excluded.updated_at, "details": stmt.excluded.details},
+    )
+    conn.execute(stmt)
+
+
+def refresh_report(
+    database_url: str,
+    as_of: datetime,
+    *,
+    timezone: str = "Europe/Berlin",
+    shard: int | None = None,
+    shards: int = 1,
+) -> RefreshResult:
+    """Rebuild case_report (all cases, or one shard's merchants) and today's snapshot."""
+    if as_of.tzinfo is None:
+        raise ValueError("as_of must be an aware datetime")
+    as_of = as_of.astimezone(UTC)
+    engine = get_engine(database_url)
+    dialect = engine.dialect.name
+    day = local_date(as_of, ZoneInfo(timezone))
+    names, select_stmt = report_select(dialect, as_of, timezone, shard, shards)
+    with engine.begin() as conn:
+        if dialect == "postgresql":
+            # Conflicts with another refresh, not with readers (ACCESS SHARE).
+            conn.exec_driver_sql("LOCK TABLE case_report IN EXCLUSIVE MODE")
+            # One big join: hash and sort in memory, no JIT compile (~1 s at 1M orders).
+            conn.exec_driver_sql("SET LOCAL work_mem = '128MB'")
+            conn.exec_driver_sql("SET LOCAL jit = off")
+        else:
+            register_sqlite_functions(conn)
+        scope = _in_shard(CaseReport.merchant_id, shard, shards)
+        wipe = delete(CaseReport)
+        if scope is not None:
+            wipe = wipe.where(scope)
+        conn.execute(wipe)
+        cases = conn.execute(
+            insert(CaseReport).from_select(names, select_stmt), execution_options=_ROWCOUNT
+        ).rowcount
+
+        daily = CaseReportDaily
+        wipe_day = delete(daily).where(daily.snapshot_date == day)
+        day_scope = _in_shard(daily.merchant_id, shard, shards)
+        if day_scope is not None:
+            wipe_day = wipe_day.where(and_(day_scope))
+        conn.execute(wipe_day)
+        snapshot_rows = conn.execute(
+            insert(daily).from_select(
+                [
+                    "snapshot_date",
+                    "merchant_id",
+                    "state",
+                    "currency",
+                    "case_count",
+                    "outstanding_amount",
+                    "order_amount",
+                    "paid_amount",
+                    "refreshed_at",
+                ],
+                _snapshot_select(day, as_of, shard, shards),
+            ),
+            execution_options=_ROWCOUNT,
+        ).rowcount
+        details: dict[str, Any] = {"cases": cases, "snapshot_date": day.isoformat()}
+        if shard is not None and shards > 1:
+            details["shard"] = f"{shard}/{shards}"
+        upsert_last_data_update(conn, REFRESH_NAME, as_of, details)
+        crashpoint("report.refresh")  # issue 9: crash tests kill here, before the commit
+    return RefreshResult(cases=cases, snapshot_rows=snapshot_rows, snapshot_date=day, as_of=as_of)
+
+
+def last_data_updates(database_url: str) -> list[tuple[str, datetime, dict[str, Any] | None]]:
+    """All rows of last_data_update: `refresh` first, then the syncs by name."""
+    with get_engine(database_url).connect() as conn:
+        rows = conn.execute(
+            select(LastDataUpdate.name, LastDataUpdate.updated_at, LastDataUpdate.details)
+        ).all()
+    rows.sort(key=lambda r: (r[0] != REFRESH_NAME, r[0]))
+    return [(r[0], r[1], r[2]) for r in rows]
+
+
+def query_board(
+    database_url: str,
+    board_filter: Any,
+    *,
+    timezone: str = "Europe/Berlin",
+    limit: int | None = None,
+) -> tuple[list[dict[str, Any]], int]:
+    """The filtered board rows (REPORT_COLUMNS dicts) and the total count of matches."""
+    from dunning.models.board import board_count, board_select
+
+    with get_engine(database_url).connect() as conn:
+        rows = [
+            dict(r._mapping)
+            for r in conn.execute(board_select(board_filter, timezone, limit=limit))
+        ]
+        total = (
+            len(rows) if limit is None else int(conn.scalar(board_count(board_filter, timezone)))
+        )
+    return rows, total

@@ -1,0 +1,112 @@
+"""Issue 8 smoke test: a sharded run gives exactly the case rows of an unsharded one.
+
+Correctness only, no timing: 20,000 generated orders through sync -> detect -> handover ->
+report, once unsharded and once as two shard processes at once on a second database; then
+the changed snapshots (1 %) a day later, incrementally, on both. `dunning bench` itself runs
+on a tiny shop and must write its phases to JSON.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import pytest
+
+from dunning.bench.harness import (
+    BENCH_ENV,
+    BenchConfig,
+    case_rows,
+    create_database,
+    drop_database,
+    write_sample,
+)
+from dunning.config import get_settings
+from dunning.db import upgrade
+from dunning.flows.fanout import _local_shard, run_shards_local
+
+ORDERS = int(os.environ.get("BENCH_SMOKE_ORDERS", "20000"))
+
+
+@pytest.fixture
+def bench_env(monkeypatch):
+    for key, value in BENCH_ENV.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def second_db(postgres_server):
+    url = create_database(postgres_server, prefix="dunning_test_shard")
+    yield url
+    drop_database(postgres_server, url)
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_two_shards_make_the_same_case_rows_as_one(
+    bench_env, postgres_url, second_db, postgres_server, tmp_path
+):
+    cfg = BenchConfig(orders=ORDERS, merchants=40, changed_fraction=0.01, server_url="")
+    cold, delta, n, changed, as_of_2 = write_sample(cfg, tmp_path)
+    assert n == ORDERS and changed > 0
+    upgrade(postgres_url)
+    upgrade(second_db)
+
+    one = _local_shard(
+        {"database_url": postgres_url, "source": str(cold), "as_of": cfg.as_of,
+         "shard": None, "shards": 1}
+    )  # fmt: skip
+    two = run_shards_local(second_db, str(cold), cfg.as_of, 2)
+    assert one["detect"]["new_cases"] > 0
+    assert all(part["detect"]["new_cases"] > 0 for part in two), "a shard had no work"
+    assert sum(part["sync"]["inserted"] for part in two) == one["sync"]["inserted"] == ORDERS
+    assert sum(p["detect"]["new_cases"] for p in two) == one["detect"]["new_cases"]
+    first = case_rows(postgres_url)
+    assert len(first) > 1000
+    assert case_rows(second_db) == first
+
+    # the change a day later, incrementally, on both
+    _local_shard(
+        {"database_url": postgres_url, "source": str(delta), "as_of": as_of_2,
+         "shard": None, "shards": 1}
+    )  # fmt: skip
+    run_shards_local(second_db, str(delta), as_of_2, 2)
+    again = case_rows(postgres_url)
+    assert again != first, "the change moved no case row"
+    assert case_rows(second_db) == again
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_bench_command_writes_its_phases(cli, postgres_server, tmp_path):
+    out = tmp_path / "bench.json"
+    result = cli(
+        "bench",
+        "--orders", "1500",
+        "--merchants", "20",
+        "--shards", "2",
+        "--escalation-rounds", "1",
+        "--database-url", postgres_server,
+        "--json", str(out),
+        "--workdir", str(tmp_path),
+        timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr + result.stdout
+    data = json.loads(out.read_text())
+    names = {(p["run"], p["name"]) for p in data["phases"]}
+    for run in ("cold", "incremental"):
+        assert {(run, "load"), (run, "detect"), (run, "handover"), (run, "report")} <= names
+    assert ("cold", "parse+validate") in names and ("escalation", "escalate r1") in names
+    assert data["sharded"]["same_case_rows"] is True
+    assert data["summary"]["ratio_to_baseline"] > 0
+    assert data["machine"]["postgresql"]
+    assert "ratio" not in result.stderr
+    assert "the baseline" in result.stdout
+
+
+def test_bench_needs_postgres(cli, tmp_path):
+    result = cli("bench", "--orders", "10", "--database-url", f"sqlite:///{tmp_path}/x.db")
+    assert result.returncode == 2
+    assert "needs PostgreSQL" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,96 @@
+"""`dunning run`: sync -> detect -> handover as one parent flow; a rerun changes nothing."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy import text
+
+from dunning.db import session_scope
+from tests.factories import address, chargeback, order_record, sale
+
+
+def write_source(path: Path, house_number: str | None = None, minute: int = 0) -> Path:
+    stamp = datetime(2026, 1, 1, 12, minute, tzinfo=UTC).isoformat()
+    records = [
+        order_record("late", updated_at=stamp),
+        order_record(
+            "ontime",
+            updated_at=stamp,
+            transactions=[sale("s1", 1, "99.00", datetime(2026, 1, 14, tzinfo=UTC))],
+        ),
+        order_record(
+            "cb",
+            updated_at=stamp,
+            transactions=[
+                sale("s1", 1, "99.00", datetime(2026, 1, 10, tzinfo=UTC)),
+                chargeback("c1", "s1", "99.00", datetime(2026, 1, 18, tzinfo=UTC)),
+            ],
+        ),
+        order_record("nohouse", updated_at=stamp, buyer=address(house_number=house_number)),
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in records), encoding="utf-8")
+    return path
+
+
+def dump(url: str) -> dict[str, list]:
+    with session_scope(url) as s:
+        return {
+            t: [tuple(r) for r in s.execute(text(f"SELECT * FROM {t} ORDER BY 1"))]
+            for t in ("cases", "case_items", "case_history")
+        }
+
+
+def states(url: str) -> dict[str, str]:
+    with session_scope(url) as s:
+        return dict(s.execute(text("SELECT order_id, state FROM cases")).all())
+
+
+def test_dunning_run_cli_twice_with_the_same_as_of(sqlite_url, cli, tmp_path):
+    source = write_source(tmp_path / "orders.jsonl")
+    env = {"DUNNING_DATABASE_URL": sqlite_url, "PREFECT_HOME": str(tmp_path / "prefect")}
+    args = ("run", "--as-of", "2026-01-20T12:00:00Z", "--source", str(source))
+    first = cli(*args, env=env)
+    assert first.returncode == 0, first.stderr
+    assert "dunning run as of 2026-01-20T12:00:00+00:00" in first.stdout
+    assert "new_cases=3" in first.stdout
+    assert "Traceback" not in first.stderr
+    assert states(sqlite_url) == {
+        "late": "awaiting_approval",
+        "cb": "awaiting_approval",
+        "nohouse": "blocked",
+    }
+    before = dump(sqlite_url)
+    second = cli(*args, env=env)
+    assert second.returncode == 0, second.stderr
+    assert "new_cases=0" in second.stdout
+    assert dump(sqlite_url) == before  # no new cases, no new history rows, no row touched
+
+
+def test_run_refuses_a_bad_as_of(sqlite_url, cli):
+    bad = cli("run", "--as-of", "next tuesday", env={"DUNNING_DATABASE_URL": sqlite_url})
+    assert bad.returncode == 2
+    assert "is not an ISO date or timestamp" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_parent_flow_rerun_and_a_later_sync_fixing_the_address(
+    migrated_db, prefect_harness, tmp_path
+):
+    from dunning.flows.pipeline import dunning_run
+
+    source = str(write_source(tmp_path / "orders.jsonl"))
+    as_of = datetime(2026, 1, 20, 12, tzinfo=UTC)
+    first = dunning_run(as_of=as_of, database_url=migrated_db, source=source)
+    assert set(first) >= {"as_of", "sync", "detect", "handover"}
+    assert first["detect"]["new_cases"] == 3
+    before = dump(migrated_db)
+    again = dunning_run(as_of=as_of, database_url=migrated_db, source=source)
+    assert again["detect"]["new_cases"] == 0
+    assert dump(migrated_db) == before
+    # the source fixes the address; the next run routes the blocked case on
+    fixed = str(write_source(tmp_path / "orders2.jsonl", house_number="9", minute=5))
+    later = datetime(2026, 1, 21, 12, tzinfo=UTC)
+    dunning_run(as_of=later, database_url=migrated_db, source=fixed)
+    assert states(migrated_db)["nohouse"] == "awaiting_approval"

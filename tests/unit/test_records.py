@@ -1,0 +1,184 @@
+# ruff: noqa: E501  (the defect table reads best one defect per line)
+"""The order record contract: every rule names its field; the fast path never lets through
+what the pydantic model refuses."""
+
+from __future__ import annotations
+
+import copy
+import random
+from datetime import date
+
+import orjson
+import pytest
+
+from dunning.models.records import (
+    OrderRecord,
+    RecordError,
+    check_record,
+    fast_check,
+    fast_rows,
+    rows_from_model,
+    to_rows,
+)
+from tests.factories import T0, chargeback, order_record, refund, sale, schedule
+
+
+def rich_record() -> dict:
+    return order_record(
+        "o1",
+        installments=schedule(3, date(2026, 1, 15), "33.00"),
+        transactions=[
+            sale("t1", 1, "33.00", T0),
+            sale("t2", 2, "33.00", T0),
+            chargeback("c1", "t1", "33.00", T0, fee="7.50", code="MD06"),
+            refund("r1", "t2", "33.00", T0),
+        ],
+    )
+
+
+def test_valid_record_passes_both_paths():
+    record = rich_record()
+    assert isinstance(check_record(record), OrderRecord)
+    assert fast_check(record)
+    rows = fast_rows(record)
+    assert rows.order[0] == "o1" and len(rows.installments) == 3 and len(rows.transactions) == 4
+    model_rows = rows_from_model(check_record(record))
+    assert model_rows.installments == rows.installments
+    assert [t[:4] for t in model_rows.transactions] == [t[:4] for t in rows.transactions]
+
+
+def _set(path, value):
+    def change(r):
+        target = r
+        for key in path[:-1]:
+            target = target[key]
+        if value is _DELETE:
+            del target[path[-1]]
+        else:
+            target[path[-1]] = value
+
+    return change
+
+
+_DELETE = object()
+
+# (name, change, expected field, words the reason must contain)
+DEFECTS = [
+    ("negative amount", _set(["total_amount"], "-5.00"), "total_amount", "non-negative"),
+    ("3 decimals", _set(["installments", 1, "amount"], "1.234"), "installments[1].amount", "2"),
+    ("amount as number", _set(["total_amount"], 99.0), "total_amount", "decimal string"),
+    ("amount too big", _set(["total_amount"], "1" * 13), "total_amount", "12 digits"),
+    ("unknown status", _set(["status"], "paid"), "status", "must be one of"),
+    ("unknown plan", _set(["payment_plan"], "monthly"), "payment_plan", "must be one of"),
+    ("unknown method", _set(["payment_method"], "bitcoin"), "payment_method", "must be one of"),
+    ("unknown tx type", _set(["transactions", 0, "type"], "payout"), "transactions[0].type", ""),
+    ("missing buyer", _set(["buyer"], _DELETE), "buyer", "missing"),
+    ("buyer null", _set(["buyer"], None), "buyer", "wrong type"),
+    ("missing first name", _set(["buyer", "first_name"], _DELETE), "buyer.first_name", ""),
+    ("due date format", _set(["installments", 0, "due_date"], "15.01.2026"), "installments[0].due_date", "ISO date"),
+    ("due date unreal", _set(["installments", 0, "due_date"], "2026-02-30"), "installments[0].due_date", "real"),
+    ("naive timestamp", _set(["updated_at"], "2026-01-01T00:00:00"), "updated_at", "offset"),
+    ("garbage timestamp", _set(["order_date"], "yesterday"), "order_date", "ISO timestamp"),
+    ("bad currency", _set(["currency"], "EURO"), "currency", "ISO 4217"),
+    ("lowercase currency", _set(["currency"], "eur"), "currency", "ISO 4217"),
+    ("order id number", _set(["order_id"], 123), "order_id", "wrong type"),
+    ("empty order id", _set(["order_id"], ""), "order_id", ""),
+    ("order id too long", _set(["order_id"], "x" * 65), "order_id", "64"),
+    ("NUL in name", _set(["buyer", "last_name"], "Mü\x00ller"), "buyer.last_name", "NUL"),
+    ("country name", _set(["buyer", "country_code"], "Germany"), "buyer.country_code", "alpha-2"),
+    ("zip too long", _set(["buyer", "zip_code"], "1" * 17), "buyer.zip_code", "16"),
+    ("installment 0", _set(["installments", 0, "number"], 0), "installments[0].number", ""),
+    ("installment bool", _set(["installments", 0, "number"], True), "installments[0].number", ""),
+    ("duplicate installment", _set(["installments", 1, "number"], 1), "installments[1].number", "twice"),
+    ("sale of unknown installment", _set(["transactions", 0, "installment_number"], 9), "transactions[0].installment_number", "does not have"),
+    ("chargeback of unknown sale", _set(["transactions", 2, "reverses_transaction_id"], "zz"), "transactions[2].reverses_transaction_id", "not a sale"),
+    ("refund without sale", _set(["transactions", 3, "reverses_transaction_id"], None), "transactions[3].reverses_transaction_id", "must name"),
+    ("duplicate transaction id", _set(["transactions", 1, "transaction_id"], "t1"), "transactions[1].transaction_id", "duplicate"),
+    ("fee with comma", _set(["transactions", 2, "fee"], "7,50"), "transactions[2].fee", ""),
+    ("installments not a list", _set(["installments"], {"number": 1}), "installments", "wrong type"),
+    ("product not an object", _set(["product"], "course"), "product", "wrong type"),
+    ("transaction not an object", _set(["transactions", 0], "t1"), "transactions[0]", ""),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "words"), [d[1:] for d in DEFECTS], ids=[d[0] for d in DEFECTS]
+)
+def test_each_defect_names_its_field(change, field, words):
+    record = rich_record()
+    change(record)
+    assert not fast_check(record)
+    verdict = check_record(record)
+    assert isinstance(verdict, RecordError), verdict
+    assert verdict.field == field, verdict
+    assert words in verdict.reason, verdict
+    assert isinstance(to_rows(record), RecordError)
+
+
+@pytest.mark.parametrize("value", [[], "order", 42, None, True])
+def test_non_objects_are_refused(value):
+    verdict = check_record(value)
+    assert isinstance(verdict, RecordError) and verdict.field == "(record)"
+    assert "JSON object" in verdict.reason
+
+
+def test_optional_fields_may_be_missing_or_null():
+    record = rich_record()
+    del record["product"], record["merchant_name"]
+    for key in ("company_name", "street", "house_number", "zip_code", "phone", "locale"):
+        record["buyer"][key] = None
+    del record["buyer"]["country_code"]
+    record["extra_field"] = {"kept": "ignored"}
+    assert fast_check(record)
+    assert isinstance(check_record(record), OrderRecord)
+
+
+_MUTANTS = [
+    None, "", "x", -1, 0, 1, 2.5, True, [], {}, "2026-01-01", "2026-01-01T00:00:00Z",
+    "2026-13-01T00:00:00+01:00", "12.345", "12.34", "-0.01", "0", "EUR", "sale", "\x00",
+    "ä" * 65, "1" * 13, 10**7,
+]  # fmt: skip
+
+
+def _paths(value, prefix=()):
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            yield (*prefix, key)
+            yield from _paths(inner, (*prefix, key))
+    elif isinstance(value, list):
+        for i, inner in enumerate(value):
+            yield (*prefix, i)
+            yield from _paths(inner, (*prefix, i))
+
+
+def test_fast_path_never_accepts_what_pydantic_refuses():
+    """Random single and double mutations of a rich record: fast says valid => model too."""
+    rng = random.Random(7)
+    base = rich_record()
+    paths = list(_paths(base))
+    accepted = refused = 0
+    for _ in range(3000):
+        record = copy.deepcopy(base)
+        for _ in range(rng.choice((1, 1, 2))):
+            path = rng.choice(paths)
+            target = record
+            try:
+                for key in path[:-1]:
+                    target = target[key]
+                if rng.random() < 0.1 and isinstance(target, dict):
+                    target.pop(path[-1], None)
+                else:
+                    target[path[-1]] = rng.choice(_MUTANTS)
+            except (KeyError, IndexError, TypeError):
+                continue
+        # as the file reader calls it: a line without the escape \u0000 holds no NUL
+        nul_free = b"\\u0000" not in orjson.dumps(record)
+        fast = fast_rows(record, nul_free) is not None
+        assert fast == fast_check(record)
+        model = check_record(record)
+        if fast:
+            assert isinstance(model, OrderRecord), (record, model)
+            accepted += 1
+        else:
+            refused += 1
+    assert accepted > 100 and refused > 1000  # both sides were exercised
