@@ -36,6 +36,15 @@ TABLE_COLUMNS = (
     ("next_step_at", "Nächster Schritt"),
     ("blocked_reason", "Hinweis"),
 )
+# What fits an 80-column terminal: the rest is in --format csv/json.
+NARROW_COLUMNS = (
+    "case_id",
+    "order_id",
+    "name",
+    "state_label",
+    "overdue_days",
+    "outstanding_amount",
+)
 
 
 def cases(
@@ -144,12 +153,15 @@ def _print_table(url, rows, total, description, zone) -> None:
         console.print(f"No cases match ({description}).", highlight=False)
         return
     table = Table(title=f"Cases ({description}): {len(rows)} of {total}")
-    for _, header in TABLE_COLUMNS:
+    columns = TABLE_COLUMNS
+    if console.width < 140:
+        columns = tuple(c for c in TABLE_COLUMNS if c[0] in NARROW_COLUMNS)
+    for _, header in columns:
         justify = "right" if header in ("Fall", "Tage", "Offen", "Bezahlt") else "left"
         table.add_column(header, justify=justify, overflow="fold")
     for row in rows:
         cells = []
-        for key, _ in TABLE_COLUMNS:
+        for key, _ in columns:
             if key == "name":
                 value = f"{row['first_name'] or ''} {row['last_name'] or ''}".strip()
             elif key in ("outstanding_amount", "paid_amount"):

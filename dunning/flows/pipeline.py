@@ -65,6 +65,35 @@ def dunning_run(
     return summary
 
 
+def pipeline_core(
+    as_of: datetime,
+    database_url: str,
+    source: str | None = None,
+    shard: int | None = None,
+    shards: int = 1,
+) -> dict[str, Any]:
+    """The same steps as `dunning_run`, as plain functions: no Prefect, no artifacts.
+
+    For simulations and benchmarks that run the pipeline many times in one process.
+    """
+    from dunning.flows.escalate import run_escalation
+    from dunning.flows.report import refresh_reporting_core
+    from dunning.tasks.detect import detect_cases_core
+    from dunning.tasks.handover import apply_handover_core
+    from dunning.tasks.orders_sink import run_sync
+
+    settings = get_settings()
+    scope = {"shard": shard, "shards": shards}
+    ensure_schema(database_url)
+    return {
+        "sync": run_sync(database_url, source, as_of=as_of, **scope),
+        "detect": detect_cases_core(database_url, as_of, settings, **scope),
+        "handover": apply_handover_core(database_url, as_of, settings, **scope),
+        "escalate": run_escalation(as_of, database_url, settings=settings, **scope),
+        "report": refresh_reporting_core(as_of, database_url, **scope),
+    }
+
+
 def _counts(summary: dict[str, Any]) -> dict[str, Any]:
     """The numbers of each step, flat, for the log line and the summary artifact."""
     flat: dict[str, Any] = {}
