@@ -18,7 +18,7 @@ demo: $(STAMP)  ## the embedded default: SQLite, sample shop, local servers, mai
 	$(BIN)/dunning demo
 
 test: $(STAMP)  ## the whole test suite (PostgreSQL from TEST_DATABASE_URL or testcontainers)
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --maxprocesses=4
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -42,6 +42,11 @@ def sync_partner_updates(url: str, as_of: datetime, settings: Settings) -> dict[
 
     name = watermark_name(settings.partner_url)
     with session_scope(url) as s:
+        if (
+            s.scalar(select(Case.case_id).where(Case.partner_claim_id.is_not(None)).limit(1))
+            is None
+        ):
+            return {"updates": 0}  # nothing ever handed over: nothing to ask the partner
         row = s.get(SyncWatermark, name)
         since = row.watermark.isoformat() if row and row.watermark else None
     with make_client(
