@@ -83,7 +83,9 @@ def _create_engine(url: str) -> Engine:
             engine = create_engine(
                 url,
                 pool_size=5,
-                max_overflow=5,
+                # 15 in all: escalation holds one per SMTP batch (4) and per partner call (8)
+                # while the case row is locked (issue 9).
+                max_overflow=10,
                 pool_pre_ping=True,
                 # Bound every statement so a stuck query cannot hold a worker forever.
                 connect_args={"options": "-c statement_timeout=600000", "connect_timeout": 10},

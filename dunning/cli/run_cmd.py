@@ -20,7 +20,7 @@ def run(
 ) -> None:
     """Sync orders, detect cases, apply the handover rules, escalate, refresh the board."""
     when = as_of_option(as_of)
-    url = database_url()
+    database_url()  # validates the URL and brings the schema up to date
     # Without PREFECT_API_URL, Prefect starts a temporary server; on a busy machine it needs
     # longer than its default 20 s, and its telemetry would print a traceback.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
@@ -28,7 +28,9 @@ def run(
     from dunning.flows.pipeline import dunning_run
 
     try:
-        summary = dunning_run(as_of=when, database_url=url, source=source)
+        # Issue 9: `url` (validated above) comes from the settings, which the flow reads
+        # itself; as a parameter it would store the password in Prefect's flow runs.
+        summary = dunning_run(as_of=when, database_url=None, source=source)
     except UserError:
         raise
     except Exception as exc:  # the flow run failed: one line, the run is in Prefect's history

@@ -48,7 +48,15 @@ def dunning_run(
     url = database_url or get_settings().database_url
     ensure_schema(url)
     since = artifacts.current_history_id(url)
-    common: dict[str, Any] = {"as_of": as_of, "database_url": url, "shard": shard, "shards": shards}
+    # Issue 9: the subflows get the URL as it was given (None = settings), never the resolved
+    # one: flow run parameters are stored by the Prefect server and shown in its UI, and the
+    # resolved URL may carry the database password.
+    common: dict[str, Any] = {
+        "as_of": as_of,
+        "database_url": database_url,
+        "shard": shard,
+        "shards": shards,
+    }
     summary: dict[str, Any] = {"as_of": as_of.isoformat()}
 
     summary["sync"] = sync_orders(source=source, full=full, **common)

@@ -43,6 +43,8 @@ from dunning.tasks.transitions import move_cases
 ACTOR = "detect"
 # Safety net: whatever the marks say, one full scan per scope at least this often.
 FULL_EVERY = timedelta(days=7)
+# Rows written in one run beyond which the statistics of the table are refreshed at once.
+ANALYZE_AFTER = 5000
 OPEN = "state NOT IN ('paid', 'cancelled', 'uncollectible')"  # = uq_cases_open_order's WHERE
 NO_NEW_CASE_STATUSES = "('cancelled', 'refunded')"
 # In default and claimable: an installment whose claim a closed case settled otherwise is
@@ -76,6 +78,13 @@ class Dialect:
             return None
         moment = datetime.fromisoformat(value).replace(tzinfo=UTC)
         return local_date(moment, self.zone).isoformat()
+
+    @classmethod
+    def for_postgres(cls) -> Dialect:
+        """The PostgreSQL spelling without a session (module-level statement texts)."""
+        d = cls.__new__(cls)
+        d.postgres, d.zone = True, None
+        return d
 
     def local_date(self, expr: str) -> str:
         if self.postgres:
@@ -128,7 +137,16 @@ WHERE o.order_id IN (
 )"""
 
 
-def facts_sql(d: Dialect) -> str:
+def facts_sql(d: Dialect, every_order: bool = False) -> str:
+    """`every_order`: detect_orders holds every order (an unsharded full run), so the
+    installments and sales are read whole instead of being joined to it (~2 s less at 1M
+    orders); chargebacks still reach their merchant's settings through detect_orders."""
+    if every_order:
+        inst = "installments i"
+        sales = "transactions t"
+    else:
+        inst = "detect_orders d\n  JOIN installments i ON i.order_id = d.order_id"
+        sales = "detect_orders d2\n    JOIN transactions t ON t.order_id = d2.order_id"
     return f"""
 SELECT q.order_id, q.number, q.due_date, q.owed, q.paid, q.cb_fee, q.cb_date, q.refunded
 FROM (
@@ -138,12 +156,10 @@ FROM (
          ROUND(COALESCE(r.cb_fee, 0), 2) AS cb_fee,
          ROUND(COALESCE(r.refunded, 0), 2) AS refunded,
          {d.local_date("r.cb_at")} AS cb_date
-  FROM detect_orders d
-  JOIN installments i ON i.order_id = d.order_id
+  FROM {inst}
   LEFT JOIN (
     SELECT t.order_id, COALESCE(t.installment_number, 1) AS number, SUM(t.amount) AS paid
-    FROM detect_orders d2
-    JOIN transactions t ON t.order_id = d2.order_id
+    FROM {sales}
     WHERE t.type = 'sale' AND t.processed_at <= :as_of
     GROUP BY t.order_id, COALESCE(t.installment_number, 1)
   ) s ON s.order_id = i.order_id AND s.number = i.number
@@ -167,7 +183,22 @@ WHERE (q.owed - q.paid > 0 AND (q.due_date < :today OR q.cb_date IS NOT NULL))
    OR EXISTS (SELECT 1 FROM cases c WHERE c.order_id = q.order_id AND c.{OPEN})"""
 
 
-OPEN_CASES_SQL = f"""
+def open_cases_sql(d: Dialect) -> str:
+    """Open a case per order in default, with its final amounts at once.
+
+    principal, paid, chargeback fees, default date and outstanding are what the joins and
+    recomputations below would give it (principal items of the installments in default,
+    fee items of the charged-back ones, CASE_TOTALS, refresh_outstanding): on a first run
+    at a million orders, writing them here instead of updating every new case three more
+    times saves ~30 s. The statements below still run; they find nothing left to change.
+    """
+    paid = paid_counted(d)
+    principal = "ROUND(SUM(f.owed), 2)"
+    paid_sum = f"ROUND(SUM({paid}), 2)"
+    fees = (
+        "ROUND(SUM(CASE WHEN f.cb_date IS NOT NULL AND f.cb_fee > 0 THEN f.cb_fee ELSE 0 END), 2)"
+    )
+    return f"""
 INSERT INTO cases (order_id, merchant_id, kind, state, dunning_option, currency, opened_at,
                    default_date, principal_amount, fees_amount, interest_amount,
                    cancellation_costs, paid_amount, partner_paid_amount, outstanding_amount,
@@ -176,13 +207,17 @@ SELECT d.order_id, d.merchant_id,
        CASE WHEN MAX(CASE WHEN f.cb_date IS NOT NULL THEN 1 ELSE 0 END) = 1
             THEN 'chargeback' ELSE 'overdue' END,
        'awaiting_approval', COALESCE(ms.dunning_option, :default_option), d.currency, :as_of,
-       MIN(COALESCE(f.cb_date, f.due_date)), 0, 0, 0, 0, 0, 0, 0, :as_of
+       COALESCE(MIN(CASE WHEN {paid} < f.owed THEN COALESCE(f.cb_date, f.due_date) END),
+                MIN(COALESCE(f.cb_date, f.due_date))),
+       {principal}, {fees}, 0, 0, {paid_sum}, 0,
+       ROUND({principal} + {fees} - {paid_sum}, 2), :as_of
 FROM detect_orders d
 JOIN detect_facts f ON f.order_id = d.order_id
 LEFT JOIN merchant_settings ms ON ms.merchant_id = d.merchant_id
 WHERE d.status NOT IN {NO_NEW_CASE_STATUSES} AND {IN_DEFAULT}
   AND NOT EXISTS (SELECT 1 FROM cases c WHERE c.order_id = d.order_id AND c.{OPEN})
 GROUP BY d.order_id, d.merchant_id, d.currency, ms.dunning_option
+ORDER BY d.order_id
 ON CONFLICT DO NOTHING
 RETURNING case_id"""
 
@@ -191,6 +226,10 @@ def paid_counted(d: Dialect) -> str:
     """Paid on the claim per installment (claims.InstallmentFacts.paid_against_owed)."""
     capped = d.least(d.greatest("f.paid", "0"), d.greatest("f.owed", "0"))
     return f"CASE WHEN f.refunded > 0 THEN {capped} ELSE {d.greatest('f.paid', '0')} END"
+
+
+# The PostgreSQL text of open_cases_sql (tests EXPLAIN it by this name).
+OPEN_CASES_SQL = open_cases_sql(Dialect.for_postgres())
 
 
 def join_principal_sql(d: Dialect) -> str:
@@ -205,13 +244,15 @@ JOIN detect_facts f ON f.order_id = d.order_id
 WHERE d.status NOT IN {NO_NEW_CASE_STATUSES} AND {IN_DEFAULT}
   AND NOT EXISTS (SELECT 1 FROM case_items ci WHERE ci.case_id = c.case_id
                   AND ci.installment_number = f.number AND ci.item_type = 'principal')
+ORDER BY c.case_id, f.number
 ON CONFLICT DO NOTHING"""
 
 
 JOIN_FEES_SQL = f"""
 INSERT INTO case_items (case_id, item_type, installment_number, due_date, default_date,
                         amount, paid_amount, joined_at)
-SELECT c.case_id, 'chargeback_fee', f.number, f.due_date, f.cb_date, 0, 0, :as_of
+SELECT c.case_id, 'chargeback_fee', f.number, f.due_date, f.cb_date,
+       CASE WHEN c.case_id >= :first_new THEN f.cb_fee ELSE 0 END, 0, :as_of
 FROM detect_orders d
 JOIN cases c ON c.order_id = d.order_id AND c.{OPEN}
 JOIN case_items p ON p.case_id = c.case_id AND p.item_type = 'principal'
@@ -347,7 +388,8 @@ def detect(
         )
 
     if d.postgres:  # the fact aggregates of a full run spill to disk with the 4 MB default
-        session.execute(text("SET LOCAL work_mem = '128MB'"))
+        session.execute(text("SET LOCAL work_mem = '256MB'"))
+        session.execute(text("SET LOCAL jit = off"))
     _create_temp_tables(session, d.postgres)
     session.execute(
         _typed(
@@ -359,7 +401,8 @@ def detect(
     session.execute(
         _typed(
             "INSERT INTO detect_facts "
-            "(order_id, number, due_date, owed, paid, cb_fee, cb_date, refunded) " + facts_sql(d),
+            "(order_id, number, due_date, owed, paid, cb_fee, cb_date, refunded) "
+            + facts_sql(d, every_order=_read_whole(session, d, full, shard)),
             **params,
         )
     )
@@ -368,8 +411,18 @@ def detect(
         session.execute(text("ANALYZE detect_facts"))
     candidates = session.scalar(text("SELECT COUNT(*) FROM detect_orders")) or 0
 
-    new_ids = list(session.scalars(_typed(OPEN_CASES_SQL, **params)))
+    new_ids = list(session.scalars(_typed(open_cases_sql(d), **params)))
+    # Fee items of the cases just opened carry their amount at once (open_cases_sql put
+    # it into fees_amount); older cases get theirs through FEE_DELTA_SQL.
+    params["first_new"] = min(new_ids) if new_ids else 2**62
+    if d.postgres and len(new_ids) > ANALYZE_AFTER:
+        # The planner's statistics still say what cases held before this transaction (on a
+        # first run: nothing); with them it joins the new cases by nested loops (>10 min at
+        # 1M orders). ANALYZE sees this transaction's own rows.
+        session.execute(text("ANALYZE cases"))
     joined = session.execute(_typed(join_principal_sql(d), **params)).rowcount or 0
+    if d.postgres and joined > ANALYZE_AFTER:
+        session.execute(text("ANALYZE case_items"))
     session.execute(_typed(JOIN_FEES_SQL, **params))
     session.execute(_typed(FEE_DELTA_SQL, **params))
     session.execute(_typed(FEE_ITEMS_SQL, **params))
@@ -423,6 +476,24 @@ def detect(
         "paid": closed["paid"],
         "cancelled": closed["cancelled"],
     }
+
+
+def _read_whole(session: Session, d: Dialect, full: bool, shard: int | None) -> bool:
+    """Build the facts from whole tables instead of through detect_orders, unsharded: a
+    full run, or (PostgreSQL) candidates that are a large part of all orders (the open
+    cases' orders at a million orders: joining 300k candidates to the tables took 19 s,
+    reading them whole 9 s). Facts of orders that are no candidates are never used: every
+    later statement reaches facts through detect_orders or an open case, and the orders
+    of all open cases are candidates."""
+    if shard is not None:  # other shards' open cases are no candidates of this run
+        return False
+    if full:
+        return True
+    if not d.postgres:
+        return False
+    candidates = session.scalar(text("SELECT COUNT(*) FROM detect_orders")) or 0
+    total = session.scalar(text("SELECT reltuples FROM pg_class WHERE relname = 'orders'")) or 0
+    return candidates > 50_000 and candidates > 0.1 * total
 
 
 def _count_synced_at(session: Session, moment: datetime | None) -> int:

@@ -65,6 +65,10 @@ CASES = Case.__table__
 
 ACTOR = "escalation"
 LEASE = timedelta(minutes=15)
+# Issue 9: a timeout while the SMTP server answers the end of DATA leaves it unknown whether
+# the mail was accepted, and the next run sends it again; RFC 5321 gives that reply up to
+# 10 minutes. Never wait less than this, however short the HTTP timeout is set.
+SMTP_TIMEOUT = 60.0
 CHUNK = 2000
 ZERO = Decimal("0.00")
 OPEN_PARTNER_STATES = (CaseState.WITH_PARTNER, CaseState.COURT, CaseState.ORDER_CANCELLED)
@@ -886,7 +890,9 @@ def _send_batch(
     try:
         with (
             engine.connect() as conn,
-            open_sink(settings.smtp_url, timeout=settings.http_timeout_seconds) as sink,
+            open_sink(
+                settings.smtp_url, timeout=max(settings.http_timeout_seconds, SMTP_TIMEOUT)
+            ) as sink,
         ):
             for a in chunk:
                 p = a.payload or {}
@@ -898,10 +904,15 @@ def _send_batch(
                         Result(a.id, a.case_id, a.step, "done", {"message_id": mid}, None, p)
                     )
                     continue
+                if not _gate(conn, a):
+                    conn.rollback()
+                    sent.append(_left_state(a))
+                    continue
                 msg = render_reminder(p, settings.mail_from, a.idempotency_key)
                 try:
-                    sink.send(msg)
+                    sink.send(msg)  # the case row stays locked until sent_at is committed
                 except smtplib.SMTPRecipientsRefused as exc:
+                    conn.rollback()
                     sent.append(
                         Result(
                             a.id, a.case_id, a.step, "failed", {}, f"recipient refused: {exc}", p
@@ -928,6 +939,28 @@ def _send_batch(
     return sent
 
 
+def _gate(conn: Any, a: Action) -> bool:
+    """Issue 9: just before a ladder step goes out, lock its case row (PostgreSQL) and check
+    the case is still where the step starts from. An operator's cancel or hold (which locks
+    the same row) then either comes first - the step is not sent - or waits until the step
+    is out and recorded as sent. Notices to the partner (recall, payment) go regardless."""
+    want = FROM_STATE.get(ActionStep(a.step))
+    if want is None:
+        return True
+    q = select(CASES.c.state).where(CASES.c.case_id == a.case_id)
+    if is_postgres(conn.engine):
+        q = q.with_for_update()
+    return conn.execute(q).scalar() == want.value
+
+
+def _left_state(a: Action) -> Result:
+    """Not sent: the case moved (cancelled, paid, on hold) after the step was claimed. The
+    action waits; settle_payments cancels it if the case is closed, a resume takes it up."""
+    want = FROM_STATE[ActionStep(a.step)].value
+    error = f"not sent: the case left {want} before sending"
+    return Result(a.id, a.case_id, a.step, "transient", {}, error, a.payload or {})
+
+
 def _mark_accepted(conn: Any, action_id: int) -> None:
     """Issue 9: commit `sent_at` the moment the mail server accepted the message, so a
     crash before the batch's outcomes are recorded does not send it again. What is left is
@@ -950,7 +983,9 @@ def call_partner_and_source(
     workers: int = 8,
     attempts: int = 4,
     base_delay: float = 0.2,
+    url: str | None = None,
 ) -> list[Result]:
+    from dunning.db import get_engine
     from dunning.tasks import partner, source_cancel
     from dunning.tasks.http_client import make_client
 
@@ -965,7 +1000,20 @@ def call_partner_and_source(
     )
     kw = {"attempts": attempts, "base_delay": base_delay}
 
+    engine = get_engine(url or settings.database_url)
+
     def one(a: Action) -> Result:
+        if ActionStep(a.step) not in FROM_STATE:
+            return call(a)
+        # The case row stays locked (PostgreSQL) during the call: see _gate.
+        with engine.connect() as conn:
+            if not _gate(conn, a):
+                return _left_state(a)
+            result = call(a)
+            conn.commit()
+            return result
+
+    def call(a: Action) -> Result:
         p = a.payload or {}
         step = ActionStep(a.step)
         if step == ActionStep.HANDOVER:
@@ -1041,7 +1089,7 @@ def perform(
         call_stats = pool.submit(
             pipeline,
             calls,
-            lambda c: call_partner_and_source(c, settings, workers, attempts, base_delay),
+            lambda c: call_partner_and_source(c, settings, workers, attempts, base_delay, url),
         )
         return mail_stats.result() + call_stats.result()
 
@@ -1202,6 +1250,25 @@ def _apply_done(s: Session, done: Sequence[Result], as_of: datetime) -> None:
                     "pstatus": r.response.get("status", "received"),
                     "interest": _dec(r.payload["case"]["interest_amount"]),
                     "told": _dec(r.payload.get("told_total", "0")),
+                }
+                for r in rs
+            ],
+        )
+        # Issue 9: a case an operator closed while its claim was on the way keeps the claim
+        # id, so the next run recalls the claim from the partner instead of orphaning it.
+        s.execute(
+            update(CASES)
+            .where(
+                CASES.c.case_id == bindparam("cid"),
+                CASES.c.state != CaseState.REMINDER_2.value,
+                CASES.c.partner_claim_id.is_(None),
+            )
+            .values(partner_claim_id=bindparam("claim_id"), partner_reference=bindparam("ref")),
+            [
+                {
+                    "cid": r.case_id,
+                    "claim_id": r.response.get("claim_id"),
+                    "ref": r.payload.get("reference"),
                 }
                 for r in rs
             ],

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, select, true, update
+from sqlalchemy import and_, select, text, true, update
 from sqlalchemy.orm import Session
 
 from dunning.config import Settings
@@ -100,6 +100,7 @@ def route(
         )
     counts: dict[str, int] = defaultdict(int)
     ladder_values: list[dict[str, Any]] = []
+    postgres = session.get_bind().dialect.name == "postgresql"
 
     # 1. new cases: first routing, history from NULL
     new_rows = session.execute(
@@ -128,6 +129,12 @@ def route(
         by_id = {r.case_id: r for r in rows}
         ids = list(by_id)
         moved: list[int] = []
+        if target.state is CaseState.SCHEDULED and postgres:
+            # Issue 8: state and ladder in one UPDATE per row, from arrays (writing each
+            # new case twice cost ~25 s at a million orders).
+            ladder = [_ladder(r, as_of, installation, zone) for r in rows]
+            moved = _route_scheduled_pg(session, values, ladder)
+            ids = []
         for start in range(0, len(ids), CHUNK):
             moved += session.scalars(
                 update(Case)
@@ -148,7 +155,7 @@ def route(
             as_of=as_of,
         )
         counts[target.state.value] += len(moved)
-        if target.state is CaseState.SCHEDULED:
+        if target.state is CaseState.SCHEDULED and not postgres:
             ladder_values += [_ladder(by_id[cid], as_of, installation, zone) for cid in moved]
 
     # 2. blocked cases: re-checked every run
@@ -186,9 +193,59 @@ def route(
     if reasons:
         session.execute(update(Case).execution_options(synchronize_session=False), reasons)
     if ladder_values:
-        session.execute(update(Case).execution_options(synchronize_session=False), ladder_values)
+        _write_ladder(session, ladder_values)
     counts["checked"] = len(new_rows) + len(blocked_rows)
     return dict(counts)
+
+
+def _route_scheduled_pg(
+    session: Session, values: dict[str, Any], ladder: list[dict[str, Any]]
+) -> list[int]:
+    """First routing to `scheduled` with each case's next step and option, guarded like
+    the generic path (not routed yet, still awaiting approval); returns the moved ids."""
+    moved: list[int] = []
+    sql = text(
+        "UPDATE cases SET state = :state, routed_at = :routed_at, updated_at = :updated_at, "
+        "blocked_reason = :blocked_reason, started_at = :started_at, "
+        "next_step_at = v.n, dunning_option = v.o "
+        "FROM unnest(CAST(:ids AS bigint[]), CAST(:ns AS timestamptz[]), "
+        "CAST(:os AS varchar[])) AS v(id, n, o) "
+        "WHERE cases.case_id = v.id AND cases.routed_at IS NULL "
+        "AND cases.state = 'awaiting_approval' RETURNING cases.case_id"
+    )
+    step = 50_000
+    for start in range(0, len(ladder), step):
+        part = ladder[start : start + step]
+        moved += session.scalars(
+            sql,
+            {
+                **values,
+                "ids": [v["case_id"] for v in part],
+                "ns": [v["next_step_at"] for v in part],
+                "os": [v["dunning_option"] for v in part],
+            },
+        ).all()
+    return moved
+
+
+def _write_ladder(session: Session, values: list[dict[str, Any]]) -> None:
+    """Issue 8: on PostgreSQL one UPDATE from arrays (an executemany of 270k rows took 14 s
+    at a million orders; this ~3 s)."""
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(update(Case).execution_options(synchronize_session=False), values)
+        return
+    session.execute(
+        text(
+            "UPDATE cases SET next_step_at = v.n, dunning_option = v.o "
+            "FROM unnest(CAST(:ids AS bigint[]), CAST(:ns AS timestamptz[]), "
+            "CAST(:os AS varchar[])) AS v(id, n, o) WHERE cases.case_id = v.id"
+        ),
+        {
+            "ids": [v["case_id"] for v in values],
+            "ns": [v["next_step_at"] for v in values],
+            "os": [v["dunning_option"] for v in values],
+        },
+    )
 
 
 def _ladder(row: Any, as_of: datetime, installation: Settings, zone) -> dict[str, Any]:

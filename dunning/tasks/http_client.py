@@ -19,8 +19,18 @@ from pydantic import SecretStr
 TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
 
 
+# Issue 9: an answer larger than this is refused while it streams in, never held whole
+# in memory (a page of 1000 orders is a few MB; the file source caps a record at 4 MB).
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+
+
 class TransientHTTPError(RuntimeError):
     """Still failing after every attempt; the work stays waiting for the next run."""
+
+
+class ResponseTooLarge(TransientHTTPError):
+    """The answer exceeded the size cap; refused at once, not retried (the work that
+    needed it waits, visibly, for the next run)."""
 
 
 def make_client(base_url: str, token: SecretStr | str | None, timeout: float) -> httpx.Client:
@@ -61,6 +71,7 @@ def request_with_retries(
     max_delay: float = 30.0,
     expect_json: bool = True,
     sleep: Callable[[float], None] = time.sleep,
+    max_bytes: int = MAX_RESPONSE_BYTES,
     **kwargs: Any,
 ) -> httpx.Response:
     """Send, retrying transient failures with exponential backoff and full jitter."""
@@ -68,7 +79,7 @@ def request_with_retries(
     for attempt in range(1, attempts + 1):
         delay = random.uniform(0, min(max_delay, base_delay * 2 ** (attempt - 1)))
         try:
-            response = client.request(method, url, **kwargs)
+            response = _send_capped(client, method, url, max_bytes, **kwargs)
         except (httpx.TimeoutException, httpx.TransportError) as exc:
             last = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         else:
@@ -83,6 +94,34 @@ def request_with_retries(
         if attempt < attempts:
             sleep(delay)
     raise TransientHTTPError(f"{method} {url} failed {attempts} times; last: {last}")
+
+
+def _send_capped(
+    client: httpx.Client, method: str, url: str, max_bytes: int, **kwargs: Any
+) -> httpx.Response:
+    """`client.request`, but the body is streamed and refused beyond `max_bytes`."""
+    response = client.send(client.build_request(method, url, **kwargs), stream=True)
+    try:
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise ResponseTooLarge(
+                f"{method} {url}: the answer announces {int(declared)} bytes, more than the "
+                f"limit of {max_bytes}; refused"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_bytes():
+            size += len(chunk)
+            if size > max_bytes:
+                raise ResponseTooLarge(
+                    f"{method} {url}: the answer is larger than the limit of {max_bytes} "
+                    "bytes; refused"
+                )
+            chunks.append(chunk)
+        response._content = b"".join(chunks)  # what httpx's own read() does
+    finally:
+        response.close()
+    return response
 
 
 def _json_ok(response: httpx.Response) -> bool:

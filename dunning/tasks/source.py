@@ -279,9 +279,14 @@ class ApiSource:
             # updated_since is exclusive; ask from one microsecond earlier so that
             # snapshots stamped exactly at the watermark are read again (see sync.py).
             params["updated_since"] = (since - ONE_TICK).isoformat()
-        response = request_with_retries(
-            self.client, "GET", self.path, params=params, attempts=self.attempts
-        )
+        from dunning.tasks.http_client import ResponseTooLarge
+
+        try:
+            response = request_with_retries(
+                self.client, "GET", self.path, params=params, attempts=self.attempts
+            )
+        except ResponseTooLarge as exc:  # issue 9: refused while streaming, not kept
+            raise SourceError(f"the orders API at {self.name}: {exc}") from None
         if response.status_code in (401, 403):
             raise SourceAuthError(
                 f"the orders API at {self.name} refused the token (HTTP "

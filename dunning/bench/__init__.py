@@ -1,0 +1,1 @@
+"""Benchmarks: the pipeline against a bare baseline, measured in the same run."""

@@ -1,0 +1,420 @@
+"""Hostile input: SQL metacharacters and Unicode, oversized fields, a 100 MB answer, a
+partner that redirects elsewhere or presents an invalid certificate, and secrets that must
+never show (tokens, the database password) in logs, artifacts, errors or --help.
+
+Formula injection in the CSV export is covered by the report tests
+(tests/integration/test_report_board.py, the `=HYPERLINK(...)` cases) and not repeated here.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import ssl
+import subprocess
+import threading
+import tracemalloc
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from dunning.config import Settings
+from dunning.db import session_scope
+from tests.factories import address, order_record
+
+AS_OF = datetime(2026, 2, 20, 6, tzinfo=UTC)
+HOSTILE = [
+    "Robert'); DROP TABLE cases;--",
+    'Zoë "Ω" \\ 100%_x',
+    "名前 𝒳 🦄",
+    "O'Brien\" OR 1=1 --",
+    "\u202eevil\u202c",
+    "a%b_c*?[x]$1",
+]
+
+
+def hostile_records() -> list[dict]:
+    out = []
+    for i, h in enumerate(HOSTILE):
+        out.append(
+            order_record(
+                f"o{i}'%_;--",
+                merchant_id="m';--" if i % 2 else 'm"\\',
+                merchant_name=h,
+                product={"id": f"p{i}'--", "name": h},
+                buyer=address(
+                    first_name=h,
+                    last_name=f"{h} {i}",
+                    company_name=h,
+                    street=h,
+                    city=h,
+                    email=f"o'brien+{i}@example.org",
+                ),
+            )
+        )
+    return out
+
+
+def write_jsonl(path: Path, records: list[dict]) -> Path:
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), "utf-8")
+    return path
+
+
+def pipeline(url: str, source: str) -> None:
+    from dunning.flows.report import refresh_reporting_core
+    from dunning.tasks.detect import detect_cases_core
+    from dunning.tasks.handover import apply_handover_core
+    from dunning.tasks.orders_sink import run_sync
+
+    cfg = Settings(database_url=url)
+    run_sync(url, source, as_of=AS_OF)
+    detect_cases_core(url, AS_OF, cfg)
+    apply_handover_core(url, AS_OF, cfg)
+    refresh_reporting_core(AS_OF, url)
+
+
+def test_sql_metacharacters_and_unicode_stay_intact(migrated_db, cli, tmp_path):
+    records = hostile_records()
+    pipeline(migrated_db, str(write_jsonl(tmp_path / "orders.jsonl", records)))
+    with session_scope(migrated_db) as s:
+        assert s.execute(text("SELECT count(*) FROM quarantine")).scalar() == 0
+        buyers = {r.order_id: r for r in s.execute(text("SELECT * FROM buyers"))}
+        orders = {r.order_id: r for r in s.execute(text("SELECT * FROM orders"))}
+        assert s.execute(text("SELECT count(*) FROM cases")).scalar() == len(records)
+    for rec in records:
+        b = buyers[rec["order_id"]]
+        for name in ("first_name", "last_name", "company_name", "street", "city", "email"):
+            assert getattr(b, name) == rec["buyer"][name], name
+        assert orders[rec["order_id"]].product_name == rec["product"]["name"]
+    env = {"DUNNING_DATABASE_URL": migrated_db}
+    for i, rec in enumerate(records):
+        if i not in (0, 1, 3):  # quotes, backslash, percent, underscore, unicode: enough
+            continue
+        for term in (rec["buyer"]["last_name"],) + ((rec["order_id"],) if i == 0 else ()):
+            got = cli("cases", "--search", term, "--format", "json", env=env)
+            assert got.returncode == 0, got.stderr
+            rows = json.loads(got.stdout)
+            assert [r["order_id"] for r in rows] == [rec["order_id"]], term
+            assert rows[0]["first_name"] == rec["buyer"]["first_name"]
+            assert rows[0]["last_name"] == rec["buyer"]["last_name"]
+    got = cli("cases", "--merchant", "m';--", "--format", "json", env=env)
+    assert got.returncode == 0 and len(json.loads(got.stdout)) == 3, got.stderr
+    bad = "x' OR 1=1; DROP TABLE cases;--"
+    for option in ("--status", "--min-amount", "--opened-from"):
+        got = cli("cases", option, bad, env=env)
+        assert got.returncode == 2 and "Traceback" not in got.stderr, got.stderr
+    with session_scope(migrated_db) as s:  # still all there
+        assert s.execute(text("SELECT count(*) FROM cases")).scalar() == len(records)
+
+
+def test_oversized_fields_are_quarantined_not_fatal(migrated_db, tmp_path):
+    records = [
+        order_record("ok1"),
+        order_record("long-name", buyer=address(first_name="X" * 10_000)),
+        order_record("huge-line", product={"id": "p", "name": "Y" * (5 * 1024 * 1024)}),
+        order_record("long-id-" + "z" * 100),
+        order_record("ok2"),
+    ]
+    pipeline(migrated_db, str(write_jsonl(tmp_path / "orders.jsonl", records)))
+    with session_scope(migrated_db) as s:
+        stored = {r for (r,) in s.execute(text("SELECT order_id FROM orders"))}
+        quarantined = s.execute(text("SELECT position, field, reason FROM quarantine")).all()
+    assert stored == {"ok1", "ok2"}
+    assert len(quarantined) == 3, quarantined
+    assert all(q.reason for q in quarantined)
+
+
+# --- a 100 MB answer --------------------------------------------------------------------
+
+
+class _HugeHandler(BaseHTTPRequestHandler):
+    size = 100 * 1024 * 1024
+    announce = True
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if self.announce:
+            self.send_header("Content-Length", str(self.size))
+        self.end_headers()
+        chunk = b'{"items": [' + b" " * (1024 * 1024 - 11)
+        try:
+            self.wfile.write(chunk)
+            filler = b" " * (1024 * 1024)
+            for _ in range(self.size // len(filler) - 1):
+                self.wfile.write(filler)
+        except OSError:
+            pass  # the client hung up: what we want
+
+
+def _serve(handler) -> ThreadingHTTPServer:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+@pytest.mark.parametrize("announce", [True, False], ids=["content-length", "no-length"])
+def test_a_100_mb_answer_is_refused_without_holding_it(announce):
+    from dunning.tasks.source import SourceError, open_source
+
+    handler = type("H", (_HugeHandler,), {"announce": announce})
+    if not announce:
+        handler.protocol_version = "HTTP/1.0"  # body ends when the connection closes
+    server = _serve(handler)
+    try:
+        src = open_source(f"http://127.0.0.1:{server.server_address[1]}", None, 10)
+        tracemalloc.start()
+        with pytest.raises(SourceError, match=r"(larger|more) than the limit"):
+            for _ in src.batches("", None, 1000):
+                pass
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        src.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert peak < 80 * 1024 * 1024, f"peak {peak / 1e6:.0f} MB"
+
+
+def test_sync_cli_refuses_a_100_mb_page_in_one_line(cli, sqlite_url):
+    server = _serve(_HugeHandler)
+    try:
+        got = cli(
+            "sync",
+            "--source",
+            f"http://127.0.0.1:{server.server_address[1]}",
+            env={"DUNNING_DATABASE_URL": sqlite_url},
+        )
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert got.returncode != 0
+    assert "Traceback" not in got.stderr + got.stdout
+    assert "limit" in got.stderr + got.stdout
+
+
+# --- a partner that redirects, or presents a certificate nobody signed -----------------
+
+
+class _Counter(BaseHTTPRequestHandler):
+    hits = 0
+    target = ""
+
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        type(self).hits += 1
+        length = int(self.headers.get("Content-Length") or 0)
+        self.rfile.read(length)
+        if self.target:
+            self.send_response(307)
+            self.send_header("Location", self.target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = b'{"claim_id": "CL-1", "status": "received"}'
+        self.send_response(201)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def test_partner_redirect_to_another_host_is_refused():
+    from dunning.tasks import partner
+    from dunning.tasks.http_client import make_client
+
+    elsewhere = _serve(type("Elsewhere", (_Counter,), {"hits": 0}))
+    other = f"http://localhost:{elsewhere.server_address[1]}/v1/claims"
+    redirect = _serve(type("Redirect", (_Counter,), {"hits": 0, "target": other}))
+    try:
+        client = make_client(f"http://127.0.0.1:{redirect.server_address[1]}", "tok", 5)
+        out = partner.hand_over(client, "case-1-handover", {"reference": "DUN-1"})
+        client.close()
+    finally:
+        for s in (elsewhere, redirect):
+            s.shutdown()
+            s.server_close()
+    assert out.status == partner.FAILED and "307" in (out.error or "")
+    assert elsewhere.RequestHandlerClass.hits == 0  # never followed
+
+
+@pytest.fixture
+def self_signed_https(tmp_path):
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    server = ThreadingHTTPServer(("127.0.0.1", 0), type("Tls", (_Counter,), {"hits": 0}))
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"https://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_invalid_tls_is_refused_with_a_clear_error(self_signed_https, cli, sqlite_url):
+    from dunning.tasks import partner
+    from dunning.tasks.http_client import make_client
+
+    client = make_client(self_signed_https, "tok", 5)
+    out = partner.hand_over(client, "case-1-handover", {"reference": "DUN-1"}, base_delay=0.01)
+    client.close()
+    assert out.status == partner.TRANSIENT  # waits, visibly, with the reason
+    assert "CERTIFICATE_VERIFY_FAILED" in (out.error or "")
+    got = cli("sync", "--source", self_signed_https, env={"DUNNING_DATABASE_URL": sqlite_url})
+    text_out = got.stdout + got.stderr
+    assert got.returncode != 0 and "Traceback" not in text_out, text_out
+    assert "CERTIFICATE_VERIFY_FAILED" in text_out or "certificate" in text_out.lower()
+
+
+# --- secrets and personal data ---------------------------------------------------------
+
+SOURCE_SECRET = "src-T0ken-9f8e7d"
+PARTNER_SECRET = "prt-T0ken-1a2b3c"
+DB_SECRET = "dbPassw0rd-5x6y"
+
+
+def _prefect_records(api_env: dict[str, str]) -> str:
+    """Everything the Prefect server keeps of our runs: flow run parameters and names,
+    logs, artifacts, events - as one JSON text to search."""
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    async def read() -> list:
+        async with get_client() as client:
+            runs = await client.read_flow_runs(limit=200)
+            logs = await client.read_logs(limit=200)
+            more = []
+            offset = 200
+            while len(logs) + len(more) == offset:
+                batch = await client.read_logs(limit=200, offset=offset)
+                more.extend(batch)
+                offset += 200
+                if not batch:
+                    break
+            artifacts = await client.read_artifacts(limit=200)
+            return [
+                [r.model_dump(mode="json") for r in runs],
+                [x.model_dump(mode="json") for x in logs + more],
+                [a.model_dump(mode="json") for a in artifacts],
+            ]
+
+    return json.dumps(asyncio.run(read()))
+
+
+@pytest.mark.postgres
+def test_secrets_and_buyer_data_never_show(postgres_url, prefect_api_env, smtp, cli, tmp_path):
+    from sqlalchemy.engine import make_url
+
+    from dunning.db import upgrade
+    from dunning.sample.generator import generate_orders
+    from dunning.servers import orders_api, partner_api
+    from tests.reliability import crash_driver as drv
+
+    upgrade(postgres_url)
+    drv.configure_merchants(postgres_url, 2)
+    secret_url = (
+        make_url(postgres_url).set(password=DB_SECRET).render_as_string(hide_password=False)
+    )
+    records = list(generate_orders(30, merchants=2, seed=5, as_of=drv.START))
+    source = orders_api.start(records, token=SOURCE_SECRET)
+    partner = partner_api.start(token=PARTNER_SECRET)
+    smtp_url, _ = smtp
+    env = {
+        **prefect_api_env,
+        "DUNNING_DATABASE_URL": secret_url,
+        "DUNNING_SOURCE_URL": source.url,
+        "DUNNING_SOURCE_TOKEN": SOURCE_SECRET,
+        "DUNNING_PARTNER_URL": partner.url,
+        "DUNNING_PARTNER_TOKEN": PARTNER_SECRET,
+        "DUNNING_SMTP_URL": smtp_url,
+        "PREFECT_LOGGING_LEVEL": "DEBUG",
+    }
+    outputs = []
+    try:
+        # One run: sync (source token), partner updates (partner token), reminders (buyer
+        # data), all on a database URL with a password.
+        got = cli("run", "--as-of", drv.START.isoformat(), env=env)
+        assert got.returncode == 0, got.stdout + got.stderr
+        outputs.append(got.stdout + got.stderr)
+        # errors: a refused token, an unreachable database
+        bad = {**env, "DUNNING_SOURCE_TOKEN": SOURCE_SECRET + "-wrong"}
+        got = cli("sync", env=bad)
+        assert got.returncode != 0 and "Traceback" not in got.stderr
+        outputs.append(got.stdout + got.stderr)
+        unreachable = (
+            make_url(secret_url).set(port=_closed_port()).render_as_string(hide_password=False)
+        )
+        got = cli("run", env={**env, "DUNNING_DATABASE_URL": unreachable})
+        assert got.returncode != 0 and "Traceback" not in got.stderr, got.stderr
+        outputs.append(got.stdout + got.stderr)
+        from typer.testing import CliRunner
+
+        from dunning.cli import app
+
+        runner = CliRunner()
+        for command in ("", "run", "sync", "cases", "case", "purge", "settings", "db", "serve",
+                        "bootstrap", "demo", "generate", "bench"):  # fmt: skip
+            got = runner.invoke(app, [*([command] if command else []), "--help"], env=env)
+            assert got.exit_code == 0 and "Usage" in got.output, (command, got.output)
+            outputs.append(got.output)
+        got = cli("settings", "show", env=env)
+        outputs.append(got.stdout + got.stderr)
+    finally:
+        source.stop()
+        partner.stop()
+    prefect_text = _prefect_records(prefect_api_env)
+    everything = "\n".join(outputs) + prefect_text
+    for secret in (SOURCE_SECRET, PARTNER_SECRET, DB_SECRET):
+        assert secret not in everything, f"{secret} leaked: {_where(everything, secret)}"
+    # Buyer e-mail and street are not in Prefect's logs, events or artifacts.
+    leaked = [r["buyer"]["email"] for r in records if r["buyer"]["email"] in prefect_text]
+    leaked += [
+        r["buyer"]["street"]
+        for r in records
+        if r["buyer"].get("street") and f"{r['buyer']['street']} " in prefect_text
+    ]
+    assert not leaked, leaked[:5]
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _where(haystack: str, needle: str) -> list[str]:
+    out, i = [], haystack.find(needle)
+    while i >= 0 and len(out) < 5:
+        out.append(haystack[max(0, i - 150) : i + 40])
+        i = haystack.find(needle, i + 1)
+    return out
