@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from datetime import datetime
 from typing import NoReturn
@@ -59,3 +60,48 @@ def database_url(override: str | None = None) -> str:
 AS_OF_HELP = (
     "Act as if it were this moment (ISO date or timestamp; naive = local zone). Default: now."
 )
+
+
+class _NoTracebackForExpectedErrors(logging.Filter):
+    """Prefect logs a failed task or flow with its traceback. For errors that say what to
+    do (a missing source file, a refused token, an unreachable partner) the message is the
+    whole story: keep the line, drop the traceback. Anything unexpected keeps it."""
+
+    def __init__(self, expected: tuple[type[BaseException], ...]):
+        super().__init__()
+        self.expected = expected
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], self.expected):
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+
+def quiet_expected_tracebacks() -> None:
+    """Attach the filter to Prefect's console handlers (call after importing prefect)."""
+    from sqlalchemy.exc import OperationalError
+
+    from dunning.db import DatabaseConfigError
+    from dunning.models.merchant_settings import SettingsChangeRefused
+    from dunning.models.operator import ActionRefused
+    from dunning.tasks.http_client import TransientHTTPError
+    from dunning.tasks.source import SourceError
+
+    expected = (
+        SourceError,
+        TransientHTTPError,
+        DatabaseConfigError,
+        SettingsChangeRefused,
+        ActionRefused,
+        OperationalError,
+    )
+    quiet = _NoTracebackForExpectedErrors(expected)
+    loggers = [logging.getLogger()] + [
+        logging.getLogger(name)
+        for name in list(logging.root.manager.loggerDict)
+        if name.startswith("prefect")
+    ]
+    for logger in loggers:
+        for handler in logger.handlers:
+            handler.addFilter(quiet)

@@ -7,7 +7,14 @@ from typing import Any
 
 import typer
 
-from dunning.cli.common import AS_OF_HELP, UserError, as_of_option, console, database_url
+from dunning.cli.common import (
+    AS_OF_HELP,
+    UserError,
+    as_of_option,
+    console,
+    database_url,
+    quiet_expected_tracebacks,
+)
 
 
 def run(
@@ -27,6 +34,7 @@ def run(
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from dunning.flows.pipeline import dunning_run
 
+    quiet_expected_tracebacks()
     try:
         # Issue 9: `url` (validated above) comes from the settings, which the flow reads
         # itself; as a parameter it would store the password in Prefect's flow runs.

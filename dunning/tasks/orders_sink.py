@@ -854,7 +854,10 @@ def plan_sync(
         raise SourceError(f"source name longer than 290 characters: {name[:60]}...")
     ordered = source_url.strip().startswith(("http://", "https://"))
     if not ordered and not file_path(source_url).expanduser().is_file():
-        raise SourceError(f"source file not found: {file_path(source_url)}")
+        raise SourceError(
+            f"source file not found: {file_path(source_url)}; set DUNNING_SOURCE_URL or pass "
+            "--source (`dunning generate --out FILE` writes a sample shop)"
+        )
     key = state_key(name, shard, shards)
     with get_engine(database_url).connect() as conn:
         before = read_watermark(conn, key)

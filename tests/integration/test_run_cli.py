@@ -94,3 +94,19 @@ def test_parent_flow_rerun_and_a_later_sync_fixing_the_address(
     later = datetime(2026, 1, 21, 12, tzinfo=UTC)
     dunning_run(as_of=later, database_url=migrated_db, source=fixed)
     assert states(migrated_db)["nohouse"] == "awaiting_approval"
+
+
+def test_dunning_run_with_a_missing_source_is_one_error_without_traceback(
+    cli, sqlite_url, tmp_path
+):
+    result = cli(
+        "run",
+        env={
+            "DUNNING_DATABASE_URL": sqlite_url,
+            "DUNNING_SOURCE_URL": str(tmp_path / "nowhere.jsonl"),
+        },
+    )
+    assert result.returncode == 2
+    assert "dunning run failed: source file not found" in result.stderr
+    assert "dunning generate" in result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
