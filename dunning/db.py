@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
@@ -145,7 +145,3 @@ def ensure_schema(url: str) -> None:
         current = MigrationContext.configure(conn).get_current_revision()
     if current != head_revision():
         upgrade(url)
-
-
-def table_names(url: str) -> list[str]:
-    return inspect(get_engine(url)).get_table_names()

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import insert, update
 from sqlalchemy.orm import Session
 
 from dunning.models.enums import CaseState
@@ -81,11 +81,3 @@ def record_history(
             for case_id, from_state, to_state in moves
         ],
     )
-
-
-def current_states(session: Session, case_ids: Sequence[int]) -> dict[int, str]:
-    out: dict[int, str] = {}
-    for start in range(0, len(case_ids), CHUNK):
-        chunk = case_ids[start : start + CHUNK]
-        out.update(session.execute(select(Case.case_id, Case.state).where(Case.case_id.in_(chunk))))
-    return out
