@@ -8,11 +8,14 @@ dropped at the end unless kept):
 2. the bare baseline (`dunning.bench.baseline`) on the cold file: the yardstick;
 3. parse+validate alone (no database): what the sync's reader thread costs in CPU;
 4. cold run: sync (load), detect, handover, report -- the cores the flows wrap;
-5. incremental run on the delta file, as of a day later: sync, detect, handover, report;
-6. escalation rounds against the local partner server and an SMTP sink (aiosmtpd), as of
+5. incremental run on the delta file an hour later (the hourly schedule; the same local
+   day): sync, detect, handover, report;
+6. the first run of the next day on the same delta (nothing new): what the day roll costs
+   (installments falling due, and the board's rebuild: every open case's overdue_days moves);
+7. escalation rounds against the local partner server and an SMTP sink (aiosmtpd), as of
    later days, so that reminders and then handovers fall due; bounded to about
    `escalation_steps` steps by running one shard of `k` (k chosen from the due count);
-7. with `shards` > 1: the cold run again on a second fresh database, one OS process per
+8. with `shards` > 1: the cold run again on a second fresh database, one OS process per
    shard at once; its case rows must equal those of the unsharded run.
 
 Task runs are counted as the flows would make them (one `sync-batches` task per chunk of
@@ -47,6 +50,8 @@ BENCH_ENV = {
     "DUNNING_DEFAULT_AUTO_OVERDUE": "true",
     "DUNNING_DEFAULT_AUTO_CHARGEBACKS": "true",
 }
+# The incremental run comes one scheduled run (an hour) after the cold one.
+INCREMENTAL_AFTER = timedelta(hours=1)
 # Tasks per flow run besides sync (which makes plan + one per chunk + finish).
 TASKS = {"detect": 1, "handover": 1, "escalate": 3, "report": 1}
 
@@ -204,7 +209,7 @@ def write_sample(cfg: BenchConfig, folder: Path) -> tuple[Path, Path, int, int, 
     from dunning.sample.generator import generate_orders, mutate_orders
 
     cold, delta = folder / "orders.jsonl", folder / "delta.jsonl"
-    as_of_2 = cfg.as_of + timedelta(days=1)
+    as_of_2 = cfg.as_of + INCREMENTAL_AFTER
     written = 0
     with cold.open("wb") as out:
         buf: list[bytes] = []
@@ -599,10 +604,14 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
         inc_phases = pipeline_phases("incremental", url, delta, as_of_2, settings)
         phases += inc_phases
         log("incremental " + ", ".join(f"{p.name} {p.seconds:.1f} s" for p in inc_phases))
+        next_day = cfg.as_of + timedelta(days=1)
+        day_phases = pipeline_phases("next day", url, delta, next_day, settings)
+        phases += day_phases
+        log("next day " + ", ".join(f"{p.name} {p.seconds:.1f} s" for p in day_phases))
         if cfg.escalation_rounds > 0:
             esc = escalation_rounds(
                 url,
-                as_of_2 + timedelta(days=1),
+                cfg.as_of + timedelta(days=2),
                 settings,
                 cfg.escalation_steps,
                 cfg.escalation_rounds,
@@ -616,6 +625,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
             "cold_sync_orders_per_s": round(cold_phases[0].rows_per_s, 1),
             "ratio_to_baseline": round(cold_total / base.total_seconds, 2),
             "incremental_seconds": round(inc_total, 2),
+            "next_day_seconds": round(sum(p.seconds for p in day_phases), 2),
             "task_runs_cold": sum(p.task_runs for p in cold_phases) + TASKS["escalate"],
             "peak_rss_mib": round(max(p.peak_rss_mib for p in phases), 1),
         }

@@ -76,7 +76,8 @@ def bench(
         f"baseline {b['total_seconds']:.1f} s; cold pipeline {s['cold_pipeline_seconds']:.1f} s "
         f"= [bold]{s['ratio_to_baseline']:.2f}x[/] the baseline; sync "
         f"{s['cold_sync_orders_per_s']:,.0f} orders/s; "
-        f"incremental {s['incremental_seconds']:.2f} s; "
+        f"incremental (next hour) {s['incremental_seconds']:.2f} s, "
+        f"first run of the next day {s['next_day_seconds']:.2f} s; "
         f"task runs (cold) {s['task_runs_cold']}; peak RSS {s['peak_rss_mib']:.0f} MiB"
     )
     if "escalation_seconds_per_10k" in s:

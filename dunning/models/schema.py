@@ -294,7 +294,7 @@ class CaseItem(Base):
 
 class DetectMark(Base):
     """Issue 4: per scope ('all' or 'shard/shards') where the last detection left off, so the
-    next one looks only at orders synced or due since then, plus open cases."""
+    next one looks only at orders synced, due or paid since then."""
 
     __tablename__ = "detect_marks"
 
@@ -424,7 +424,8 @@ CASE_REPORT_COLUMN_COMMENTS: dict[str, str] = {
     "next_step_at": "When the next ladder step is due (UTC).",
     "partner_reference": "File reference of the collection partner.",
     "blocked_reason": "Why the case is blocked (missing address fields).",
-    "refreshed_at": "as_of of the refresh that wrote the row (UTC).",
+    "refreshed_at": "as_of of the refresh that last rewrote the row (UTC); every row is "
+    "current as of last_data_update 'refresh'.",
     "search_text": "Internal: lower-cased order id and buyer name for the board search.",
 }
 CaseReport.__table__.comment = CASE_REPORT_COMMENT
@@ -454,6 +455,30 @@ class CaseReportDaily(Base):
     refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class CaseReportPending(Base):
+    """Cases whose board row is stale: a log written by database triggers on cases, orders and
+    buyers (migration 0007), so every writer is covered without remembering to. A refresh
+    deletes what it takes and rewrites those rows; duplicates are harmless. No unique key on
+    case_id on purpose: a change committed while a refresh runs always leaves its own row."""
+
+    __tablename__ = "case_report_pending"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(BigId)
+
+
+class ReportMark(Base):
+    """Per scope ('all' or 'shard/shards'): the local day of the last full rebuild of the
+    board. A refresh on the same day rewrites only pending rows; a new day rebuilds (every
+    open case's overdue_days moves)."""
+
+    __tablename__ = "report_marks"
+
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
+    rebuilt_day: Mapped[date] = mapped_column(Date)
+    as_of: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class LastDataUpdate(Base):
     """What the board shows on top: `sync:<source>` and `refresh` with their times."""
 
@@ -474,6 +499,7 @@ __all__ = [
     "CaseItem",
     "CaseReport",
     "CaseReportDaily",
+    "CaseReportPending",
     "DetectMark",
     "Installment",
     "LastDataUpdate",
@@ -482,6 +508,7 @@ __all__ = [
     "MerchantSettingsHistory",
     "Order",
     "QuarantinedRecord",
+    "ReportMark",
     "SyncWatermark",
     "Transaction",
 ]

@@ -4,9 +4,11 @@ One transaction, a fixed handful of SQL statements per run whatever the number o
 
 1. candidates -> temp table `detect_orders`: orders synced since the last detection (after
    the newest synced_at it saw), orders with an installment that fell due or a transaction
-   that happened between the last run's as_of and this one, and the orders of all open
-   cases. The first run of a scope, a run going back in time, `full=True`, and one run a
-   week (a safety net) take every order.
+   that happened between the last run's as_of and this one, and the open cases of merchants
+   whose settings changed since (the chargeback fee). Nothing else can change the facts of
+   an order, so an incremental run costs what changed, not what is open. The first run of a
+   scope, a run going back in time, `full=True`, and one run a week (a safety net) take
+   every order.
 2. facts -> temp table `detect_facts`: per installment of a candidate order, owed, paid,
    chargeback date (merchant's calendar) and chargeback fee (the rules of
    `dunning.models.claims`), kept only where something is in default or a case is open.
@@ -133,7 +135,9 @@ WHERE o.order_id IN (
     UNION SELECT order_id FROM installments WHERE due_date >= :due_from AND due_date < :due_to
     UNION SELECT order_id FROM transactions
           WHERE processed_at > :tx_from AND processed_at <= :tx_to
-    UNION SELECT order_id FROM cases WHERE {OPEN}
+    UNION SELECT c.order_id FROM cases c
+          JOIN merchant_settings ms ON ms.merchant_id = c.merchant_id
+          WHERE ms.updated_at > :tx_from AND ms.updated_at <= :tx_to AND c.{OPEN}
 )"""
 
 
@@ -278,9 +282,10 @@ WHERE cases.case_id = agg.case_id AND ROUND(agg.delta, 2) <> 0"""
 
 FEE_ITEMS_SQL = f"""
 UPDATE case_items SET amount = f.cb_fee
-FROM cases c, detect_facts f
+FROM detect_orders d, cases c, detect_facts f
 WHERE case_items.item_type = 'chargeback_fee' AND c.case_id = case_items.case_id AND c.{OPEN}
-  AND f.order_id = c.order_id AND f.number = case_items.installment_number
+  AND c.order_id = d.order_id AND f.order_id = c.order_id
+  AND f.number = case_items.installment_number
   AND case_items.amount <> f.cb_fee"""
 
 
@@ -288,9 +293,10 @@ def principal_items_sql(d: Dialect) -> str:
     paid = paid_counted(d)
     return f"""
 UPDATE case_items SET amount = f.owed, paid_amount = {paid}
-FROM cases c, detect_facts f
+FROM detect_orders d, cases c, detect_facts f
 WHERE case_items.item_type = 'principal' AND c.case_id = case_items.case_id AND c.{OPEN}
-  AND f.order_id = c.order_id AND f.number = case_items.installment_number
+  AND c.order_id = d.order_id AND f.order_id = c.order_id
+  AND f.number = case_items.installment_number
   AND (case_items.amount <> f.owed OR case_items.paid_amount <> {paid})"""
 
 
@@ -480,11 +486,10 @@ def detect(
 
 def _read_whole(session: Session, d: Dialect, full: bool, shard: int | None) -> bool:
     """Build the facts from whole tables instead of through detect_orders, unsharded: a
-    full run, or (PostgreSQL) candidates that are a large part of all orders (the open
-    cases' orders at a million orders: joining 300k candidates to the tables took 19 s,
-    reading them whole 9 s). Facts of orders that are no candidates are never used: every
-    later statement reaches facts through detect_orders or an open case, and the orders
-    of all open cases are candidates."""
+    full run, or (PostgreSQL) candidates that are a large part of all orders (joining 300k
+    candidates to the tables took 19 s at a million orders, reading them whole 9 s). Facts
+    of orders that are no candidates are never used: every later statement reaches facts
+    through detect_orders."""
     if shard is not None:  # other shards' open cases are no candidates of this run
         return False
     if full:

@@ -1,5 +1,7 @@
-"""Rebuild the reporting table (the case board) set-based, in one transaction.
+"""Refresh the reporting table (the case board) set-based, in one transaction.
 
+The first refresh of a local day rebuilds the board; later ones that day rewrite only the
+rows of cases that changed, as logged by database triggers (`case_report_pending`).
 One DELETE and one INSERT ... SELECT over cases/orders/buyers, inside one transaction:
 readers on PostgreSQL (MVCC) and on SQLite (WAL) keep seeing the old rows until the commit,
 then the new ones; never a half-built or empty table. A table lock that readers do not
@@ -36,14 +38,16 @@ from sqlalchemy import (
     Connection,
     Date,
     Integer,
-    and_,
     case,
     cast,
+    column,
     delete,
     func,
     insert,
     literal,
     select,
+    table,
+    text,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -60,6 +64,7 @@ from dunning.models.schema import (
     LastDataUpdate,
     Merchant,
     Order,
+    ReportMark,
 )
 from dunning.models.types import UTCDateTime
 
@@ -69,10 +74,13 @@ _ROWCOUNT = {"preserve_rowcount": True}
 
 @dataclass(frozen=True)
 class RefreshResult:
-    cases: int
-    snapshot_rows: int
+    cases: int  # board rows of the scope after the refresh
+    snapshot_rows: int  # snapshot rows written
     snapshot_date: date
     as_of: datetime
+    mode: str = "rebuild"  # or "changed rows"
+    rows_rewritten: int = 0
+    changes_taken: int = 0  # rows of the pending log consumed
 
 
 # --- SQLite helpers: Unicode lower() and local dates, registered per connection ----------
@@ -238,15 +246,20 @@ def refresh_report(
     timezone: str = "Europe/Berlin",
     shard: int | None = None,
     shards: int = 1,
+    full: bool = False,
 ) -> RefreshResult:
-    """Rebuild case_report (all cases, or one shard's merchants) and today's snapshot."""
+    """Bring case_report (all cases, or one shard's merchants) and today's snapshot up to
+    date: rebuild it on the first refresh of a local day (every open case's overdue_days
+    moves), when going back in time, or with `full`; otherwise rewrite only the rows of
+    cases the triggers logged as changed (case_report_pending), so the cost follows the
+    change, not the number of cases."""
     if as_of.tzinfo is None:
         raise ValueError("as_of must be an aware datetime")
     as_of = as_of.astimezone(UTC)
     engine = get_engine(database_url)
     dialect = engine.dialect.name
     day = local_date(as_of, ZoneInfo(timezone))
-    names, select_stmt = report_select(dialect, as_of, timezone, shard, shards)
+    scope = "all" if shard is None or shards <= 1 else f"{shard}/{shards}"
     with engine.begin() as conn:
         if dialect == "postgresql":
             # Conflicts with another refresh, not with readers (ACCESS SHARE).
@@ -256,44 +269,142 @@ def refresh_report(
             conn.exec_driver_sql("SET LOCAL jit = off")
         else:
             register_sqlite_functions(conn)
-        scope = _in_shard(CaseReport.merchant_id, shard, shards)
-        wipe = delete(CaseReport)
-        if scope is not None:
-            wipe = wipe.where(scope)
-        conn.execute(wipe)
-        cases = conn.execute(
-            insert(CaseReport).from_select(names, select_stmt), execution_options=_ROWCOUNT
-        ).rowcount
+        mark = conn.execute(select(ReportMark).where(ReportMark.scope == scope)).first()
+        rebuild = full or mark is None or mark.rebuilt_day != day or as_of < mark.as_of
+        # The pending log is taken first: whatever commits from here on leaves its own row
+        # for the next refresh, so no change is lost between taking and rewriting.
+        taken = _take_pending(conn, shard, shards, keep=not rebuild)
+        only = None if rebuild else select(_CLAIMED.c.case_id)
+        rewritten = _rewrite_rows(conn, as_of, timezone, shard, shards, only)
+        snapshot_rows = _rewrite_snapshot(conn, day, as_of, shard, shards, only)
+        cases = conn.scalar(_count_rows(shard, shards)) or 0
+        _save_mark(conn, scope, day if rebuild else mark.rebuilt_day, as_of)
+        details: dict[str, Any] = {
+            "cases": cases,
+            "snapshot_date": day.isoformat(),
+            "mode": "rebuild" if rebuild else "changed rows",
+            "rows_rewritten": rewritten,
+        }
+        if scope != "all":
+            details["shard"] = scope
+        upsert_last_data_update(conn, REFRESH_NAME, as_of, details)
+        if not rebuild:
+            conn.execute(text("DROP TABLE IF EXISTS report_claimed"))
+        crashpoint("report.refresh")  # issue 9: crash tests kill here, before the commit
+    return RefreshResult(
+        cases=cases,
+        snapshot_rows=snapshot_rows,
+        snapshot_date=day,
+        as_of=as_of,
+        mode="rebuild" if rebuild else "changed rows",
+        rows_rewritten=rewritten,
+        changes_taken=taken,
+    )
 
-        daily = CaseReportDaily
-        wipe_day = delete(daily).where(daily.snapshot_date == day)
-        day_scope = _in_shard(daily.merchant_id, shard, shards)
-        if day_scope is not None:
-            wipe_day = wipe_day.where(and_(day_scope))
-        conn.execute(wipe_day)
-        snapshot_rows = conn.execute(
-            insert(daily).from_select(
-                [
-                    "snapshot_date",
-                    "merchant_id",
-                    "state",
-                    "currency",
-                    "case_count",
-                    "outstanding_amount",
-                    "order_amount",
-                    "paid_amount",
-                    "refreshed_at",
-                ],
-                _snapshot_select(day, as_of, shard, shards),
+
+_CLAIMED = table("report_claimed", column("case_id"))
+
+
+def _shard_cases(shard: int | None, shards: int) -> str:
+    """SQL restricting case ids (as `case_id`) to one shard's merchants; '' for all."""
+    if shard is None or shards <= 1:
+        return ""
+    return (
+        "case_id IN (SELECT c.case_id FROM cases c JOIN merchants m "
+        f"ON m.merchant_id = c.merchant_id WHERE m.shard_key % {int(shards)} = {int(shard)})"
+    )
+
+
+def _take_pending(conn: Connection, shard: int | None, shards: int, *, keep: bool) -> int:
+    """Delete this scope's pending log; with `keep`, put the distinct case ids it named into
+    the temp table report_claimed. Returns how many log rows were taken."""
+    where = _shard_cases(shard, shards)
+    delete_sql = "DELETE FROM case_report_pending" + (f" WHERE {where}" if where else "")
+    if not keep:
+        return conn.execute(text(delete_sql), execution_options=_ROWCOUNT).rowcount
+    conn.execute(text("DROP TABLE IF EXISTS report_claimed"))
+    conn.execute(text("CREATE TEMPORARY TABLE report_claimed (case_id BIGINT PRIMARY KEY)"))
+    if conn.dialect.name == "postgresql":
+        return conn.execute(
+            text(
+                f"WITH taken AS ({delete_sql} RETURNING case_id) "
+                "INSERT INTO report_claimed SELECT DISTINCT case_id FROM taken"
             ),
             execution_options=_ROWCOUNT,
         ).rowcount
-        details: dict[str, Any] = {"cases": cases, "snapshot_date": day.isoformat()}
-        if shard is not None and shards > 1:
-            details["shard"] = f"{shard}/{shards}"
-        upsert_last_data_update(conn, REFRESH_NAME, as_of, details)
-        crashpoint("report.refresh")  # issue 9: crash tests kill here, before the commit
-    return RefreshResult(cases=cases, snapshot_rows=snapshot_rows, snapshot_date=day, as_of=as_of)
+    # SQLite: one writer at a time, and the DELETE is this transaction's first write.
+    taken = [r[0] for r in conn.execute(text(delete_sql + " RETURNING case_id"))]
+    ids = sorted(set(taken))
+    if ids:
+        conn.execute(
+            text("INSERT INTO report_claimed (case_id) VALUES (:c)"), [{"c": i} for i in ids]
+        )
+    return len(taken)
+
+
+def _rewrite_rows(conn, as_of, timezone, shard, shards, only) -> int:
+    """Delete and re-insert the scope's board rows (all, or the case ids of `only`)."""
+    names, select_stmt = report_select(conn.dialect.name, as_of, timezone, shard, shards)
+    wipe = delete(CaseReport)
+    scope = _in_shard(CaseReport.merchant_id, shard, shards)
+    if scope is not None:
+        wipe = wipe.where(scope)
+    if only is not None:
+        wipe = wipe.where(CaseReport.case_id.in_(only))
+        select_stmt = select_stmt.where(Case.case_id.in_(only))
+    conn.execute(wipe)
+    return conn.execute(
+        insert(CaseReport).from_select(names, select_stmt), execution_options=_ROWCOUNT
+    ).rowcount
+
+
+def _rewrite_snapshot(conn, day, as_of, shard, shards, only) -> int:
+    """Today's snapshot rows of the scope (or only of the merchants of `only`'s cases)."""
+    daily = CaseReportDaily
+    wipe = delete(daily).where(daily.snapshot_date == day)
+    rows = _snapshot_select(day, as_of, shard, shards)
+    scope = _in_shard(daily.merchant_id, shard, shards)
+    if scope is not None:
+        wipe = wipe.where(scope)
+    if only is not None:
+        merchants = select(Case.merchant_id).where(Case.case_id.in_(only)).distinct()
+        wipe = wipe.where(daily.merchant_id.in_(merchants))
+        rows = rows.where(CaseReport.merchant_id.in_(merchants))
+    conn.execute(wipe)
+    columns = [
+        "snapshot_date",
+        "merchant_id",
+        "state",
+        "currency",
+        "case_count",
+        "outstanding_amount",
+        "order_amount",
+        "paid_amount",
+        "refreshed_at",
+    ]
+    return conn.execute(
+        insert(daily).from_select(columns, rows), execution_options=_ROWCOUNT
+    ).rowcount
+
+
+def _count_rows(shard: int | None, shards: int):
+    stmt = select(func.count()).select_from(CaseReport)
+    scope = _in_shard(CaseReport.merchant_id, shard, shards)
+    return stmt if scope is None else stmt.where(scope)
+
+
+def _save_mark(conn: Connection, scope: str, day: date, as_of: datetime) -> None:
+    values = {"scope": scope, "rebuilt_day": day, "as_of": as_of}
+    if conn.dialect.name == "postgresql":
+        stmt = pg_insert(ReportMark).values(**values)
+    else:
+        stmt = sqlite_insert(ReportMark).values(**values)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[ReportMark.scope],
+            set_={"rebuilt_day": stmt.excluded.rebuilt_day, "as_of": stmt.excluded.as_of},
+        )
+    )
 
 
 def last_data_updates(database_url: str) -> list[tuple[str, datetime, dict[str, Any] | None]]:
