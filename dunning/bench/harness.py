@@ -305,7 +305,12 @@ def pipeline_phases(
         lambda r: r.cases,
     )
     p.task_runs = TASKS["report"]
-    p.details = {"cases": res.cases, "snapshot_rows": res.snapshot_rows}
+    p.details = {
+        "cases": res.cases,
+        "snapshot_rows": res.snapshot_rows,
+        "mode": res.mode,
+        "rows_rewritten": res.rows_rewritten,
+    }
     phases.append(p)
     return phases
 
