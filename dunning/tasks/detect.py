@@ -35,6 +35,7 @@ from sqlalchemy import Date, Numeric, bindparam, column, func, select, table, te
 from sqlalchemy.orm import Session
 
 from dunning.config import Settings
+from dunning.db import prefer_index_lookups, refresh_statistics
 from dunning.models.claims import claim_outcome, refresh_outstanding, vanished_reason
 from dunning.models.clock import local_date
 from dunning.models.enums import OPEN_STATES, CaseState
@@ -45,8 +46,6 @@ from dunning.tasks.transitions import move_cases
 ACTOR = "detect"
 # Safety net: whatever the marks say, one full scan per scope at least this often.
 FULL_EVERY = timedelta(days=7)
-# Rows written in one run beyond which the statistics of the table are refreshed at once.
-ANALYZE_AFTER = 5000
 OPEN = "state NOT IN ('paid', 'cancelled', 'uncollectible')"  # = uq_cases_open_order's WHERE
 NO_NEW_CASE_STATUSES = "('cancelled', 'refunded')"
 # In default and claimable: an installment whose claim a closed case settled otherwise is
@@ -396,6 +395,8 @@ def detect(
     if d.postgres:  # the fact aggregates of a full run spill to disk with the 4 MB default
         session.execute(text("SET LOCAL work_mem = '256MB'"))
         session.execute(text("SET LOCAL jit = off"))
+    if not full:
+        prefer_index_lookups(session.connection())
     _create_temp_tables(session, d.postgres)
     session.execute(
         _typed(
@@ -404,6 +405,8 @@ def detect(
             **params,
         )
     )
+    if d.postgres:  # before the facts: how many candidates decides how to join them
+        session.execute(text("ANALYZE detect_orders"))
     session.execute(
         _typed(
             "INSERT INTO detect_facts "
@@ -413,7 +416,6 @@ def detect(
         )
     )
     if d.postgres:
-        session.execute(text("ANALYZE detect_orders"))
         session.execute(text("ANALYZE detect_facts"))
     candidates = session.scalar(text("SELECT COUNT(*) FROM detect_orders")) or 0
 
@@ -421,14 +423,11 @@ def detect(
     # Fee items of the cases just opened carry their amount at once (open_cases_sql put
     # it into fees_amount); older cases get theirs through FEE_DELTA_SQL.
     params["first_new"] = min(new_ids) if new_ids else 2**62
-    if d.postgres and len(new_ids) > ANALYZE_AFTER:
-        # The planner's statistics still say what cases held before this transaction (on a
-        # first run: nothing); with them it joins the new cases by nested loops (>10 min at
-        # 1M orders). ANALYZE sees this transaction's own rows.
-        session.execute(text("ANALYZE cases"))
+    # With the statistics of before this transaction (on a first run: nothing) the planner
+    # joins the new cases by nested loops (>10 min at 1M orders).
+    refresh_statistics(session.connection(), ("cases",), len(new_ids))
     joined = session.execute(_typed(join_principal_sql(d), **params)).rowcount or 0
-    if d.postgres and joined > ANALYZE_AFTER:
-        session.execute(text("ANALYZE case_items"))
+    refresh_statistics(session.connection(), ("case_items",), joined)
     session.execute(_typed(JOIN_FEES_SQL, **params))
     session.execute(_typed(FEE_DELTA_SQL, **params))
     session.execute(_typed(FEE_ITEMS_SQL, **params))

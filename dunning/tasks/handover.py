@@ -266,7 +266,12 @@ def apply_handover_core(
     shards: int = 1,
 ) -> dict:
     """Plain-Python core of the apply_handover_rules flow: one transaction."""
-    from dunning.db import session_scope
+    from dunning.db import refresh_statistics, session_scope
 
     with session_scope(database_url) as session:
-        return route(session, as_of, installation, shard=shard, shards=shards)
+        counts = route(session, as_of, installation, shard=shard, shards=shards)
+        # Every new case left `awaiting_approval`: the statistics escalation plans its
+        # claim of due cases with must say so.
+        moved = sum(n for key, n in counts.items() if key not in ("checked", "unblocked"))
+        refresh_statistics(session.connection(), ("cases",), moved)
+        return counts

@@ -875,7 +875,7 @@ def finish_sync(
 ) -> datetime | None:
     """After the last batch: a file's watermark moves now (a file may be unordered, so it
     moves only once every record of the run is committed); record the last data update."""
-    from dunning.db import get_engine
+    from dunning.db import get_engine, refresh_statistics
     from dunning.models.schema import LastDataUpdate
 
     engine = get_engine(database_url)
@@ -896,7 +896,11 @@ def finish_sync(
                 index_elements=["name"], set_={"updated_at": as_of, "details": details}
             )
         )
+        refresh_statistics(conn, SYNCED_TABLES, counts.inserted)
     return after
+
+
+SYNCED_TABLES = ("orders", "buyers", "installments", "transactions")  # orders first
 
 
 def run_sync(

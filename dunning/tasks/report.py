@@ -53,7 +53,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from dunning.crashpoints import crashpoint
-from dunning.db import get_engine
+from dunning.db import get_engine, prefer_index_lookups
 from dunning.models.clock import local_date
 from dunning.models.enums import STATE_LABELS, TERMINAL_STATES
 from dunning.models.schema import (
@@ -271,6 +271,8 @@ def refresh_report(
             register_sqlite_functions(conn)
         mark = conn.execute(select(ReportMark).where(ReportMark.scope == scope)).first()
         rebuild = full or mark is None or mark.rebuilt_day != day or as_of < mark.as_of
+        if not rebuild:
+            prefer_index_lookups(conn)
         # The pending log is taken first: whatever commits from here on leaves its own row
         # for the next refresh, so no change is lost between taking and rewriting.
         taken = _take_pending(conn, shard, shards, keep=not rebuild)
