@@ -105,6 +105,7 @@ def _env(autoescape: bool) -> jinja2.Environment:
         autoescape=autoescape,
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
+        auto_reload=False,  # the templates ship with the package: no stat() per mail
     )
 
 
