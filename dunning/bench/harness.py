@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -403,9 +404,11 @@ class LocalServers:
 
 
 def escalation_rounds(
-    url: str, start: datetime, settings: Any, target_steps: int, rounds: int
+    url: str, start: datetime, settings: Any, target_steps: int, rounds: int, processes: int = 1
 ) -> list[Phase]:
-    """Rounds `reminder_2_days`+1 days apart on one shard of k with ~`target_steps` due."""
+    """Rounds `reminder_2_days`+1 days apart on one shard of k with ~`target_steps` due.
+    With `processes` > 1, round 1 again on other cases as that many shard processes at
+    once (see parallel_round)."""
     from dunning.flows.escalate import run_escalation
 
     with LocalServers() as servers:
@@ -434,7 +437,76 @@ def escalation_rounds(
                 "performed": res.get("performed", {}),
             }
             phases.append(p)
+            if n == 0 and processes > 1:
+                phases += parallel_round(url, as_of, cfg, k, processes)
     return phases
+
+
+def _escalation_worker(url: str, as_of: datetime, shard: int, shards: int, cfg, q, go) -> None:
+    try:
+        from dunning.flows.escalate import run_escalation
+
+        q.put(("ready", shard))
+        go.wait()
+        result = run_escalation(as_of, url, shard, shards, cfg)
+        q.put((shard, result.get("claimed", 0), result.get("performed", {}), None))
+    except BaseException as exc:  # handed to the parent
+        q.put((shard, 0, {}, repr(exc)))
+
+
+def parallel_round(url: str, as_of: datetime, cfg: Any, k: int, processes: int) -> list[Phase]:
+    """Round 1 as `processes` shard processes at once (as n process workers would run the
+    escalation flow's shards), on cases the single-process rounds never touch: shards
+    1..P of P*k hold the cases of shards 1..P of k (never shard 0), together about as many
+    as one shard of k. Needs k > P; skipped otherwise (a small shop)."""
+    if k <= processes:
+        return []
+    shards = processes * k
+    ctx = multiprocessing.get_context("spawn")
+    q = ctx.Queue()
+    go = ctx.Event()
+    procs = [
+        ctx.Process(target=_escalation_worker, args=(url, as_of, s, shards, cfg, q, go))
+        for s in range(1, processes + 1)
+    ]
+    for proc in procs:
+        proc.start()
+    results = []
+    for _ in procs:  # each says "ready", or fails before
+        got = q.get()
+        if got[0] != "ready":
+            results.append(got)
+    reset_peak_rss()
+    started = time.perf_counter()
+    go.set()
+    while len(results) < processes:
+        got = q.get()
+        if got[0] != "ready":
+            results.append(got)
+    wall = time.perf_counter() - started
+    for proc in procs:
+        proc.join()
+    errors = [f"shard {s}: {e}" for s, _, _, e in results if e]
+    if errors:
+        raise RuntimeError("; ".join(errors))
+    performed: Counter = Counter()
+    for _, _, done, _ in results:
+        performed.update(done)
+    phase = Phase(
+        "escalation",
+        f"escalate r1, {processes} processes",
+        wall,
+        sum(claimed for _, claimed, _, _ in results),
+        peak_rss_mib(),
+        TASKS["escalate"] * processes,
+        {
+            "as_of": as_of.isoformat(),
+            "shards": [f"{s}/{shards}" for s in range(1, processes + 1)],
+            "performed": dict(performed),
+            "note": "peak RSS is the parent's; each process has its own",
+        },
+    )
+    return [phase]
 
 
 # --- sharded cold run: one OS process per shard -------------------------------------------------
@@ -620,6 +692,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
                 settings,
                 cfg.escalation_steps,
                 cfg.escalation_rounds,
+                processes=cfg.shards,
             )
             phases += esc
             log("escalation " + ", ".join(f"{p.rows} steps {p.seconds:.1f} s" for p in esc))
@@ -635,12 +708,18 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
             "peak_rss_mib": round(max(p.peak_rss_mib for p in phases), 1),
         }
         if cfg.escalation_rounds > 0 and esc:
-            steps = sum(p.rows for p in esc)
-            secs = sum(p.seconds for p in esc)
+            single = [p for p in esc if "processes" not in p.name]
+            steps = sum(p.rows for p in single)
+            secs = sum(p.seconds for p in single)
             result["summary"]["escalation_steps_per_s"] = round(steps / secs, 1) if secs else 0
             result["summary"]["escalation_seconds_per_10k"] = (
                 round(10_000 * secs / steps, 1) if steps else None
             )
+            for p in esc:
+                if p not in single and p.rows:
+                    result["summary"]["escalation_seconds_per_10k_sharded"] = round(
+                        10_000 * p.seconds / p.rows, 1
+                    )
 
         result["phases"] = [p.as_dict() for p in phases]
         result["machine"]["load_after"] = [round(x, 2) for x in os.getloadavg()]

@@ -27,7 +27,10 @@ def bench(
     ),
     json_file: Path | None = typer.Option(None, "--json", help="Write the results here."),
     shards: int = typer.Option(
-        1, "--shards", min=1, help="Also run the cold pipeline as this many shard processes."
+        1,
+        "--shards",
+        min=1,
+        help="Also run the cold pipeline, and escalation round 1, as this many shard processes.",
     ),
     escalation_steps: int = typer.Option(
         10_000, "--escalation-steps", min=0, help="Due steps per escalation round (about)."
@@ -84,6 +87,11 @@ def bench(
         console.print(
             f"escalation {s['escalation_steps_per_s']:.0f} steps/s "
             f"(10,000 steps ~ {s['escalation_seconds_per_10k']} s)"
+        )
+    if "escalation_seconds_per_10k_sharded" in s:
+        console.print(
+            f"escalation round 1 as {shards} shard processes: 10,000 steps ~ "
+            f"{s['escalation_seconds_per_10k_sharded']} s"
         )
     if "sharded" in result:
         sh = result["sharded"]

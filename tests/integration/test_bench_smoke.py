@@ -108,6 +108,7 @@ def test_bench_command_writes_its_phases(cli, postgres_server, tmp_path):
         "--merchants", "20",
         "--shards", "2",
         "--escalation-rounds", "1",
+        "--escalation-steps", "20",  # shards of k > 2: round 1 also runs as 2 processes
         "--database-url", postgres_server,
         "--json", str(out),
         "--workdir", str(tmp_path),
@@ -120,6 +121,11 @@ def test_bench_command_writes_its_phases(cli, postgres_server, tmp_path):
         assert {(run, "load"), (run, "detect"), (run, "handover"), (run, "report")} <= names
     assert ("cold", "parse+validate") in names and ("escalation", "escalate r1") in names
     assert data["sharded"]["same_case_rows"] is True
+    parallel = next(p for p in data["phases"] if p["name"] == "escalate r1, 2 processes")
+    assert parallel["rows"] > 0
+    assert sum(parallel["details"]["performed"].values()) == parallel["rows"]
+    assert all(k.endswith(":done") for k in parallel["details"]["performed"])
+    assert "as 2 shard processes" in result.stdout
     assert data["summary"]["ratio_to_baseline"] > 0
     assert data["machine"]["postgresql"]
     assert "ratio" not in result.stderr
