@@ -442,6 +442,36 @@ def escalation_rounds(
     return phases
 
 
+def at_once(target: Callable[..., None], argsets: list[tuple]) -> tuple[float, list[tuple]]:
+    """Run `target(*args, q, go)` in one spawned process per argset, all at once; the clock
+    starts when every process has imported its modules (put ("ready", id) on q) and `go`
+    is set. Each process puts one result tuple whose last item is an error or None.
+    Returns (wall seconds, results); raises if any process failed."""
+    ctx = multiprocessing.get_context("spawn")
+    q = ctx.Queue()
+    go = ctx.Event()
+    procs = [ctx.Process(target=target, args=(*args, q, go)) for args in argsets]
+    for proc in procs:
+        proc.start()
+    results = []
+    for _ in procs:  # each says "ready", or fails before
+        got = q.get()
+        if got[0] != "ready":
+            results.append(got)
+    reset_peak_rss()
+    started = time.perf_counter()
+    go.set()
+    while len(results) < len(procs):
+        results.append(q.get())
+    wall = time.perf_counter() - started
+    for proc in procs:
+        proc.join()
+    errors = [f"shard {r[0]}: {r[-1]}" for r in results if r[-1]]
+    if errors:
+        raise RuntimeError("; ".join(errors))
+    return wall, results
+
+
 def _escalation_worker(url: str, as_of: datetime, shard: int, shards: int, cfg, q, go) -> None:
     try:
         from dunning.flows.escalate import run_escalation
@@ -462,33 +492,8 @@ def parallel_round(url: str, as_of: datetime, cfg: Any, k: int, processes: int) 
     if k <= processes:
         return []
     shards = processes * k
-    ctx = multiprocessing.get_context("spawn")
-    q = ctx.Queue()
-    go = ctx.Event()
-    procs = [
-        ctx.Process(target=_escalation_worker, args=(url, as_of, s, shards, cfg, q, go))
-        for s in range(1, processes + 1)
-    ]
-    for proc in procs:
-        proc.start()
-    results = []
-    for _ in procs:  # each says "ready", or fails before
-        got = q.get()
-        if got[0] != "ready":
-            results.append(got)
-    reset_peak_rss()
-    started = time.perf_counter()
-    go.set()
-    while len(results) < processes:
-        got = q.get()
-        if got[0] != "ready":
-            results.append(got)
-    wall = time.perf_counter() - started
-    for proc in procs:
-        proc.join()
-    errors = [f"shard {s}: {e}" for s, _, _, e in results if e]
-    if errors:
-        raise RuntimeError("; ".join(errors))
+    argsets = [(url, as_of, s, shards, cfg) for s in range(1, processes + 1)]
+    wall, results = at_once(_escalation_worker, argsets)
     performed: Counter = Counter()
     for _, _, done, _ in results:
         performed.update(done)
@@ -537,34 +542,9 @@ def run_sharded(url: str, source: Path, as_of: datetime, shards: int) -> dict[st
     from dunning.db import upgrade
 
     upgrade(url)
-    ctx = multiprocessing.get_context("spawn")
-    q = ctx.Queue()
-    go = ctx.Event()
-    procs = [
-        ctx.Process(target=_shard_worker, args=(url, str(source), as_of, i, shards, q, go))
-        for i in range(shards)
-    ]
-    for proc in procs:
-        proc.start()
-    results = []
-    ready = 0
-    while ready < shards:
-        got = q.get()
-        if got[0] == "ready":
-            ready += 1
-        else:  # failed before it was ready
-            results.append(got)
-            ready += 1
-    started = time.perf_counter()
-    go.set()
-    while len(results) < shards:
-        results.append(q.get())
-    wall = time.perf_counter() - started
-    for proc in procs:
-        proc.join()
-    errors = [f"shard {s}: {e}" for s, _, _, e in results if e]
-    if errors:
-        raise RuntimeError("; ".join(errors))
+    wall, results = at_once(
+        _shard_worker, [(url, str(source), as_of, i, shards) for i in range(shards)]
+    )
     return {
         "shards": shards,
         "wall_seconds": round(wall, 3),
