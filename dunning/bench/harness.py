@@ -18,6 +18,9 @@ dropped at the end unless kept):
 8. with `shards` > 1: the cold run again on a second fresh database, one OS process per
    shard at once; its case rows must equal those of the unsharded run.
 
+Before the baseline, the cold run, the sharded run and the incremental run the machine is
+settled (`sync`, `CHECKPOINT`): each starts without the previous phase's writes pending.
+
 Task runs are counted as the flows would make them (one `sync-batches` task per chunk of
 10 batches, plan and finish; one task each for detect, handover and refresh; three for
 escalation): the phases run the plain-Python cores, not Prefect, so that each phase can be
@@ -188,6 +191,21 @@ def create_database(server_url: str, prefix: str = "dunning_bench") -> str:
     with psycopg.connect(libpq(server_url), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return make_url(sa_url(server_url)).set(database=name).render_as_string(hide_password=False)
+
+
+def settle(url: str) -> bool:
+    """Start a phase from a settled machine: the page cache written out and a CHECKPOINT
+    done, so that one phase's writes (the generated files, the baseline's tables) are
+    not flushed on the next phase's clock. False when the role may not CHECKPOINT."""
+    import psycopg
+
+    os.sync()
+    try:
+        with psycopg.connect(libpq(url), autocommit=True) as conn:
+            conn.execute("CHECKPOINT")
+    except psycopg.errors.InsufficientPrivilege:
+        return False
+    return True
 
 
 def drop_database(server_url: str, url: str) -> None:
@@ -617,6 +635,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
         log(f"generated {n:,} orders, {changed:,} changed, in {result['generate_seconds']} s")
 
         phases: list[Phase] = []
+        result["config"]["settled"] = settle(url)
         reset_peak_rss()
         base = run_baseline(cold, libpq(url), cfg.as_of.date())
         for name, seconds in base.seconds.items():
@@ -638,6 +657,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
         phases.append(p)
         log(f"parse+validate {p.seconds:.1f} s")
         upgrade(url)
+        settle(url)
         cold_phases = pipeline_phases("cold", url, cold, cfg.as_of, settings)
         phases += cold_phases
         log("cold " + ", ".join(f"{p.name} {p.seconds:.1f} s" for p in cold_phases))
@@ -647,6 +667,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
             # must equal the unsharded run's (compared before the incremental run).
             sharded_url = create_database(cfg.server_url)
             log(f"sharded cold run: {cfg.shards} processes ...")
+            settle(sharded_url)
             sharded = run_sharded(sharded_url, cold, cfg.as_of, cfg.shards)
             sharded["same_case_rows"] = case_rows(url) == case_rows(sharded_url)
             sharded["unsharded_cold_seconds"] = round(cold_total, 3)
@@ -658,6 +679,7 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
                 f"sharded wall {sharded['wall_seconds']} s vs unsharded {cold_total:.1f} s; "
                 f"same case rows: {sharded['same_case_rows']}"
             )
+        settle(url)
         inc_phases = pipeline_phases("incremental", url, delta, as_of_2, settings)
         phases += inc_phases
         log("incremental " + ", ".join(f"{p.name} {p.seconds:.1f} s" for p in inc_phases))

@@ -183,7 +183,7 @@ FROM (
   ) r ON r.order_id = i.order_id AND r.number = i.number
 ) q
 WHERE (q.owed - q.paid > 0 AND (q.due_date < :today OR q.cb_date IS NOT NULL))
-   OR EXISTS (SELECT 1 FROM cases c WHERE c.order_id = q.order_id AND c.{OPEN})"""
+   OR EXISTS (SELECT 1 FROM detect_open o WHERE o.order_id = q.order_id)"""
 
 
 def open_cases_sql(d: Dialect) -> str:
@@ -225,6 +225,15 @@ ON CONFLICT DO NOTHING
 RETURNING case_id"""
 
 
+# The cases just opened join the open cases of the candidates (ids only grow).
+ADD_NEW_OPEN_SQL = f"""
+INSERT INTO detect_open (case_id, order_id, status)
+SELECT c.case_id, c.order_id, d.status
+FROM cases c JOIN detect_orders d ON d.order_id = c.order_id
+WHERE c.case_id >= :first_new AND c.{OPEN}
+ON CONFLICT DO NOTHING"""
+
+
 def paid_counted(d: Dialect) -> str:
     """Paid on the claim per installment (claims.InstallmentFacts.paid_against_owed)."""
     capped = d.least(d.greatest("f.paid", "0"), d.greatest("f.owed", "0"))
@@ -239,29 +248,29 @@ def join_principal_sql(d: Dialect) -> str:
     return f"""
 INSERT INTO case_items (case_id, item_type, installment_number, due_date, default_date,
                         amount, paid_amount, joined_at)
-SELECT c.case_id, 'principal', f.number, f.due_date, COALESCE(f.cb_date, f.due_date),
+SELECT o.case_id, 'principal', f.number, f.due_date, COALESCE(f.cb_date, f.due_date),
        f.owed, {paid_counted(d)}, :as_of
-FROM detect_orders d
-JOIN cases c ON c.order_id = d.order_id AND c.{OPEN}
-JOIN detect_facts f ON f.order_id = d.order_id
-WHERE d.status NOT IN {NO_NEW_CASE_STATUSES} AND {IN_DEFAULT}
-  AND NOT EXISTS (SELECT 1 FROM case_items ci WHERE ci.case_id = c.case_id
+FROM detect_open o
+JOIN cases c ON c.case_id = o.case_id AND c.{OPEN}
+JOIN detect_facts f ON f.order_id = o.order_id
+WHERE o.status NOT IN {NO_NEW_CASE_STATUSES} AND {IN_DEFAULT}
+  AND NOT EXISTS (SELECT 1 FROM case_items ci WHERE ci.case_id = o.case_id
                   AND ci.installment_number = f.number AND ci.item_type = 'principal')
-ORDER BY c.case_id, f.number
+ORDER BY o.case_id, f.number
 ON CONFLICT DO NOTHING"""
 
 
 JOIN_FEES_SQL = f"""
 INSERT INTO case_items (case_id, item_type, installment_number, due_date, default_date,
                         amount, paid_amount, joined_at)
-SELECT c.case_id, 'chargeback_fee', f.number, f.due_date, f.cb_date,
-       CASE WHEN c.case_id >= :first_new THEN f.cb_fee ELSE 0 END, 0, :as_of
-FROM detect_orders d
-JOIN cases c ON c.order_id = d.order_id AND c.{OPEN}
-JOIN case_items p ON p.case_id = c.case_id AND p.item_type = 'principal'
-JOIN detect_facts f ON f.order_id = d.order_id AND f.number = p.installment_number
+SELECT o.case_id, 'chargeback_fee', f.number, f.due_date, f.cb_date,
+       CASE WHEN o.case_id >= :first_new THEN f.cb_fee ELSE 0 END, 0, :as_of
+FROM detect_open o
+JOIN cases c ON c.case_id = o.case_id AND c.{OPEN}
+JOIN case_items p ON p.case_id = o.case_id AND p.item_type = 'principal'
+JOIN detect_facts f ON f.order_id = o.order_id AND f.number = p.installment_number
 WHERE f.cb_date IS NOT NULL AND f.cb_fee > 0
-  AND NOT EXISTS (SELECT 1 FROM case_items ci WHERE ci.case_id = c.case_id
+  AND NOT EXISTS (SELECT 1 FROM case_items ci WHERE ci.case_id = o.case_id
                   AND ci.installment_number = f.number AND ci.item_type = 'chargeback_fee')
 ON CONFLICT DO NOTHING"""
 
@@ -271,19 +280,18 @@ FEE_DELTA_SQL = f"""
 UPDATE cases SET fees_amount = ROUND(cases.fees_amount + agg.delta, 2), updated_at = :as_of
 FROM (
   SELECT ci.case_id, SUM(f.cb_fee - ci.amount) AS delta
-  FROM detect_orders d
-  JOIN cases c ON c.order_id = d.order_id AND c.{OPEN}
-  JOIN case_items ci ON ci.case_id = c.case_id AND ci.item_type = 'chargeback_fee'
-  JOIN detect_facts f ON f.order_id = d.order_id AND f.number = ci.installment_number
+  FROM detect_open o
+  JOIN case_items ci ON ci.case_id = o.case_id AND ci.item_type = 'chargeback_fee'
+  JOIN detect_facts f ON f.order_id = o.order_id AND f.number = ci.installment_number
   GROUP BY ci.case_id
 ) agg
-WHERE cases.case_id = agg.case_id AND ROUND(agg.delta, 2) <> 0"""
+WHERE cases.case_id = agg.case_id AND ROUND(agg.delta, 2) <> 0 AND cases.{OPEN}"""
 
 FEE_ITEMS_SQL = f"""
 UPDATE case_items SET amount = f.cb_fee
-FROM detect_orders d, cases c, detect_facts f
-WHERE case_items.item_type = 'chargeback_fee' AND c.case_id = case_items.case_id AND c.{OPEN}
-  AND c.order_id = d.order_id AND f.order_id = c.order_id
+FROM detect_open o, cases c, detect_facts f
+WHERE case_items.item_type = 'chargeback_fee' AND o.case_id = case_items.case_id
+  AND c.case_id = o.case_id AND c.{OPEN} AND f.order_id = o.order_id
   AND f.number = case_items.installment_number
   AND case_items.amount <> f.cb_fee"""
 
@@ -292,9 +300,9 @@ def principal_items_sql(d: Dialect) -> str:
     paid = paid_counted(d)
     return f"""
 UPDATE case_items SET amount = f.owed, paid_amount = {paid}
-FROM detect_orders d, cases c, detect_facts f
-WHERE case_items.item_type = 'principal' AND c.case_id = case_items.case_id AND c.{OPEN}
-  AND c.order_id = d.order_id AND f.order_id = c.order_id
+FROM detect_open o, cases c, detect_facts f
+WHERE case_items.item_type = 'principal' AND o.case_id = case_items.case_id
+  AND c.case_id = o.case_id AND c.{OPEN} AND f.order_id = o.order_id
   AND f.number = case_items.installment_number
   AND (case_items.amount <> f.owed OR case_items.paid_amount <> {paid})"""
 
@@ -306,24 +314,22 @@ FROM (
   SELECT ci.case_id, ROUND(SUM(ci.amount), 2) AS principal,
          ROUND(SUM(ci.paid_amount), 2) AS paid,
          MIN(CASE WHEN ci.paid_amount < ci.amount THEN ci.default_date END) AS earliest
-  FROM detect_orders d
-  JOIN cases c ON c.order_id = d.order_id AND c.{OPEN}
-  JOIN case_items ci ON ci.case_id = c.case_id AND ci.item_type = 'principal'
+  FROM detect_open o
+  JOIN case_items ci ON ci.case_id = o.case_id AND ci.item_type = 'principal'
   GROUP BY ci.case_id
 ) agg
-WHERE cases.case_id = agg.case_id
+WHERE cases.case_id = agg.case_id AND cases.{OPEN}
   AND (cases.principal_amount <> agg.principal OR cases.paid_amount <> agg.paid
        OR cases.default_date <> COALESCE(agg.earliest, cases.default_date))"""
 
 CLOSING_SQL = f"""
-SELECT c.case_id, c.principal_amount, c.outstanding_amount, d.status
-FROM detect_orders d JOIN cases c ON c.order_id = d.order_id AND c.{OPEN}
+SELECT c.case_id, c.principal_amount, c.outstanding_amount, o.status
+FROM detect_open o JOIN cases c ON c.case_id = o.case_id AND c.{OPEN}
 WHERE c.principal_amount <= 0 OR c.outstanding_amount <= 0"""
 
 
 def _create_temp_tables(session: Session, postgres: bool) -> None:
-    for name in ("detect_facts", "detect_orders"):
-        session.execute(text(f"DROP TABLE IF EXISTS {name}"))
+    _drop_temp_tables(session)
     session.execute(
         text(
             "CREATE TEMPORARY TABLE detect_orders (order_id VARCHAR(64) PRIMARY KEY, "
@@ -340,10 +346,18 @@ def _create_temp_tables(session: Session, postgres: bool) -> None:
             "PRIMARY KEY (order_id, number))"
         )
     )
+    # The open cases of the candidates, looked up once: the statements after the facts
+    # start from these few rows instead of finding them again through cases' indexes.
+    session.execute(
+        text(
+            "CREATE TEMPORARY TABLE detect_open (case_id BIGINT PRIMARY KEY, "
+            "order_id VARCHAR(64) NOT NULL, status VARCHAR(16) NOT NULL)"
+        )
+    )
 
 
 def _drop_temp_tables(session: Session) -> None:
-    for name in ("detect_facts", "detect_orders"):
+    for name in ("detect_open", "detect_facts", "detect_orders"):
         session.execute(text(f"DROP TABLE IF EXISTS {name}"))
 
 
@@ -408,6 +422,13 @@ def detect(
     if d.postgres:  # before the facts: how many candidates decides how to join them
         session.execute(text("ANALYZE detect_orders"))
     session.execute(
+        text(
+            "INSERT INTO detect_open (case_id, order_id, status) "
+            "SELECT c.case_id, c.order_id, d.status FROM detect_orders d "
+            f"JOIN cases c ON c.order_id = d.order_id AND c.{OPEN}"
+        )
+    )
+    session.execute(
         _typed(
             "INSERT INTO detect_facts "
             "(order_id, number, due_date, owed, paid, cb_fee, cb_date, refunded) "
@@ -423,17 +444,24 @@ def detect(
     # Fee items of the cases just opened carry their amount at once (open_cases_sql put
     # it into fees_amount); older cases get theirs through FEE_DELTA_SQL.
     params["first_new"] = min(new_ids) if new_ids else 2**62
+    if new_ids:
+        session.execute(_typed(ADD_NEW_OPEN_SQL, **params))
+    if d.postgres:
+        session.execute(text("ANALYZE detect_open"))
     # With the statistics of before this transaction (on a first run: nothing) the planner
     # joins the new cases by nested loops (>10 min at 1M orders).
     refresh_statistics(session.connection(), ("cases",), len(new_ids))
     joined = session.execute(_typed(join_principal_sql(d), **params)).rowcount or 0
     refresh_statistics(session.connection(), ("case_items",), joined)
-    session.execute(_typed(JOIN_FEES_SQL, **params))
+    fees = session.execute(_typed(JOIN_FEES_SQL, **params)).rowcount or 0
+    # Fee items come after the principal items' ANALYZE: without a second one the planner
+    # believes there are none and walks every fee item to update a few.
+    refresh_statistics(session.connection(), ("case_items",), fees)
     session.execute(_typed(FEE_DELTA_SQL, **params))
     session.execute(_typed(FEE_ITEMS_SQL, **params))
     session.execute(_typed(principal_items_sql(d), **params))
     session.execute(_typed(CASE_TOTALS_SQL, **params))
-    in_scope = Case.order_id.in_(select(column("order_id")).select_from(table("detect_orders")))
+    in_scope = Case.case_id.in_(select(column("case_id")).select_from(table("detect_open")))
     refresh_outstanding(session, where=in_scope & Case.state.in_([s.value for s in OPEN_STATES]))
 
     groups: dict[tuple[str, str], list[int]] = defaultdict(list)

@@ -4,7 +4,7 @@ newest wins, crash between batches, quarantine and its resolution."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import orjson
 import pytest
@@ -24,7 +24,7 @@ from dunning.models.schema import (
 from dunning.models.sharding import shard_key
 from dunning.sample import generate_orders, mutate_orders, write_jsonl
 from dunning.tasks.orders_sink import count_rows, run_sync
-from tests.factories import order_record, schedule
+from tests.factories import address, order_record, sale, schedule
 
 AS_OF = datetime(2026, 11, 26, 6, tzinfo=UTC)
 
@@ -139,6 +139,52 @@ def test_incremental_load_takes_only_changes(migrated_db, tmp_path):
     for record in [*by_id.values(), new_order]:
         oid = record["order_id"]
         assert (inst[oid], txs[oid]) == (len(record["installments"]), len(record["transactions"]))
+
+
+def test_a_newer_snapshot_leaves_exactly_its_own_children(migrated_db, tmp_path):
+    """Changed, dropped and added installments, transactions and buyer fields: after the
+    newer snapshot the rows are those of the newer snapshot, nothing of the old left."""
+    paid_at = AS_OF - timedelta(days=20)
+    v1 = [
+        order_record(
+            "a",
+            updated_at=(AS_OF - timedelta(days=30)).isoformat(),
+            installments=schedule(3, AS_OF.date() - timedelta(days=60), "30.00"),
+            transactions=[sale("a-s1", 1, "30.00", paid_at), sale("a-s2", 2, "30.00", paid_at)],
+        ),
+        order_record("b", updated_at=(AS_OF - timedelta(days=30)).isoformat()),
+    ]
+    v2 = [
+        order_record(
+            "a",
+            updated_at=(AS_OF - timedelta(days=1)).isoformat(),
+            buyer=address(zip_code="80331", city="München"),
+            installments=schedule(2, AS_OF.date() - timedelta(days=60), "45.00"),
+            transactions=[sale("a-s1", 1, "45.00", paid_at), sale("a-s3", 2, "10.00", paid_at)],
+        ),
+        order_record("b", updated_at=(AS_OF - timedelta(days=1)).isoformat()),  # same children
+    ]
+    run_sync(migrated_db, write(tmp_path / "v1.jsonl", v1), as_of=AS_OF)
+    second = run_sync(migrated_db, write(tmp_path / "v2.jsonl", v2), as_of=AS_OF)
+    assert (second.counts.updated, second.counts.inserted) == (2, 0)
+    got = snapshot(migrated_db)
+    assert got["installments"] == sorted(
+        (r["order_id"], i["number"], date.fromisoformat(i["due_date"]), i["amount"])
+        for r in v2
+        for i in r["installments"]
+    )
+    assert got["transactions"] == sorted(
+        (
+            r["order_id"],
+            t["transaction_id"],
+            t["type"],
+            t["amount"],
+            datetime.fromisoformat(t["processed_at"]),
+        )
+        for r in v2
+        for t in r["transactions"]
+    )
+    assert got["buyers"] == [("a", "Mustermann", "80331"), ("b", "Mustermann", "51147")]
 
 
 def test_newest_wins_out_of_order(migrated_db, tmp_path):
