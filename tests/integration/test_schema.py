@@ -23,7 +23,7 @@ def test_upgrade_twice_is_a_no_op(db_url):
 
 
 def test_the_head_constant_is_alembics_head_and_ensure_schema_upgrades_a_fresh_database(db_url):
-    assert HEAD_REVISION == head_revision(), "bump dunning.db.HEAD_REVISION with a migration"
+    assert head_revision() == HEAD_REVISION, "bump dunning.db.HEAD_REVISION with a migration"
     ensure_schema(db_url)  # no alembic_version table yet
     assert upgrade(db_url) == (head_revision(), head_revision())
     ensure_schema(db_url)  # at head: nothing to do
