@@ -22,10 +22,10 @@ REQUIRED_FIELDS: tuple[str, ...] = (
     "country_code",
 )
 
+# Countries whose postal code is a fixed number of digits.
+POSTAL_CODE_DIGITS: dict[str, int] = {"DE": 5, "AT": 4, "CH": 4}
 POSTAL_CODE_PATTERNS: dict[str, re.Pattern[str]] = {
-    "DE": re.compile(r"\d{5}"),
-    "AT": re.compile(r"\d{4}"),
-    "CH": re.compile(r"\d{4}"),
+    country: re.compile(rf"\d{{{digits}}}") for country, digits in POSTAL_CODE_DIGITS.items()
 }
 
 # ISO 3166-1 alpha-2, officially assigned codes.
@@ -92,3 +92,29 @@ def check_address(buyer: Mapping[str, Any]) -> AddressCheck:
     if zip_code and pattern is not None and not pattern.fullmatch(zip_code):
         invalid.append("zip_code")
     return AddressCheck(missing=missing, invalid=tuple(invalid), country=country)
+
+
+def certainly_complete_sql(buyer: str = "b") -> str:
+    """A PostgreSQL condition on a buyers row that holds only where `check_address` finds
+    the address complete: every required field holds a letter or digit (so it is not blank
+    however it is stripped), the country is an assigned code as stored, and the postal code
+    of a country in POSTAL_CODE_DIGITS is exactly that many ASCII digits. It may doubt a
+    complete address (then `check_address` decides); tests check it never passes an
+    incomplete one."""
+    has_text = [
+        f"{buyer}.{field} ~ '[[:alnum:]]'"
+        for field in REQUIRED_FIELDS
+        if field not in ("zip_code", "country_code")
+    ]
+    countries = ", ".join(f"'{code}'" for code in sorted(ISO_COUNTRIES))
+    postal = " ".join(
+        f"WHEN '{country}' THEN {buyer}.zip_code ~ '^[0-9]{{{digits}}}$'"
+        for country, digits in POSTAL_CODE_DIGITS.items()
+    )
+    return " AND ".join(
+        [
+            *has_text,
+            f"{buyer}.country_code IN ({countries})",
+            f"(CASE {buyer}.country_code {postal} ELSE {buyer}.zip_code ~ '[[:alnum:]]' END)",
+        ]
+    )
