@@ -210,32 +210,37 @@ def route(
     return dict(counts)
 
 
+# The planner's statistics rarely know of the cases just opened (it expects one): `plan`
+# is MATERIALIZED, and the guard (still unrouted, still awaiting approval) compares with
+# what plan read rather than with constants, which an index on state or the partial index
+# of unrouted cases would answer; so the UPDATE finds each case by its key instead of
+# walking such an index once per case (6 s instead of 0.1 s for 5k new cases at 1M orders).
 _ROUTE_COMPLETE_PG = """
-WITH plan AS (
-  SELECT c.case_id, c.kind, c.default_date,
+WITH plan AS MATERIALIZED (
+  SELECT c.case_id, c.state, c.routed_at, c.kind, c.default_date,
          CASE WHEN ms.dunning_option IS NULL
               THEN CASE WHEN c.kind = 'chargeback' THEN :auto_cb ELSE :auto_overdue END
               ELSE CASE WHEN c.kind = 'chargeback' THEN ms.auto_chargebacks
                         ELSE ms.auto_overdue END END AS auto,
-         CASE WHEN ms.dunning_option IS NULL THEN :r1_days ELSE ms.reminder_1_days END AS r1,
-         COALESCE(ms.dunning_option, :option) AS option
+         s.at AS first_step_at, COALESCE(ms.dunning_option, :option) AS option
   FROM cases c
   JOIN buyers b ON b.order_id = c.order_id
   LEFT JOIN merchant_settings ms ON ms.merchant_id = c.merchant_id
+  LEFT JOIN unnest(CAST(:step_dates AS date[]), CAST(:step_days AS int[]),
+                   CAST(:step_at AS timestamptz[])) AS s(d, n, at)
+         ON s.d = c.default_date
+        AND s.n = CASE WHEN ms.dunning_option IS NULL THEN :r1_days ELSE ms.reminder_1_days END
   WHERE c.routed_at IS NULL AND c.state = 'awaiting_approval' AND {scope} AND {complete}
 ), routed AS (
   UPDATE cases SET
     state = CASE WHEN p.auto THEN 'scheduled' ELSE 'awaiting_approval' END,
     routed_at = :as_of, updated_at = :as_of, blocked_reason = NULL,
     started_at = CASE WHEN p.auto THEN :as_of ELSE cases.started_at END,
-    next_step_at = CASE WHEN p.auto THEN s.at ELSE cases.next_step_at END,
+    next_step_at = CASE WHEN p.auto THEN p.first_step_at ELSE cases.next_step_at END,
     dunning_option = CASE WHEN p.auto THEN p.option ELSE cases.dunning_option END
   FROM plan p
-  LEFT JOIN unnest(CAST(:step_dates AS date[]), CAST(:step_days AS int[]),
-                   CAST(:step_at AS timestamptz[])) AS s(d, n, at)
-         ON s.d = p.default_date AND s.n = p.r1
-  WHERE cases.case_id = p.case_id AND cases.routed_at IS NULL
-    AND cases.state = 'awaiting_approval'
+  WHERE cases.case_id = p.case_id AND cases.state = p.state
+    AND cases.routed_at IS NOT DISTINCT FROM p.routed_at
   RETURNING cases.case_id, cases.state, p.kind, p.auto
 ), history AS (
   INSERT INTO case_history (case_id, at, actor, from_state, to_state, reason)
