@@ -307,6 +307,20 @@ class DetectMark(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class HandoverMark(Base):
+    """Issue 8: per scope, the newest orders.synced_at the last handover run had seen, so
+    the next one re-checks only the blocked cases whose order (and address) changed since;
+    every blocked case once a week (a safety net, like detection's full scan)."""
+
+    __tablename__ = "handover_marks"
+
+    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
+    synced_mark: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    synced_count: Mapped[int | None] = mapped_column(Integer)
+    full_as_of: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class CaseHistory(Base):
     """Every transition: who, when, from, to, why. Append-only."""
 
@@ -501,6 +515,7 @@ __all__ = [
     "CaseReportDaily",
     "CaseReportPending",
     "DetectMark",
+    "HandoverMark",
     "Installment",
     "LastDataUpdate",
     "Merchant",

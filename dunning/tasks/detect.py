@@ -31,7 +31,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Date, Numeric, bindparam, column, func, select, table, text
+from sqlalchemy import Date, Numeric, bindparam, column, select, table, text
 from sqlalchemy.orm import Session
 
 from dunning.config import Settings
@@ -39,8 +39,9 @@ from dunning.db import prefer_index_lookups, refresh_statistics
 from dunning.models.claims import claim_outcome, refresh_outstanding, vanished_reason
 from dunning.models.clock import local_date
 from dunning.models.enums import OPEN_STATES, CaseState
-from dunning.models.schema import Case, DetectMark, Order
+from dunning.models.schema import Case, DetectMark
 from dunning.models.types import UTCDateTime
+from dunning.tasks.synced_since import newest_stamp, since_mark
 from dunning.tasks.transitions import move_cases
 
 ACTOR = "detect"
@@ -378,11 +379,8 @@ def detect(
     today = local_date(as_of, zone)
     scope = scope_name(shard, shards)
     mark = session.get(DetectMark, scope)
-    # Orders synced since the last run: synced_at > the newest stamp it saw. Sync stamps a
-    # whole run with its as_of; if more orders carry that stamp now than then, a batch of it
-    # committed late, and orders with that stamp are read again (>=).
-    synced_max = session.scalar(select(func.max(Order.synced_at)))
-    synced_count = _count_synced_at(session, synced_max)
+    # Orders synced since the last run (dunning.tasks.synced_since).
+    synced_max, synced_count = newest_stamp(session)
     full = full or mark is None or as_of < mark.as_of or as_of - mark.full_as_of >= FULL_EVERY
     params: dict[str, Any] = {
         "as_of": as_of,
@@ -396,10 +394,7 @@ def detect(
     sync_inclusive = False
     if not full:
         assert mark is not None
-        last_synced = mark.synced_mark or datetime(1970, 1, 1, tzinfo=UTC)
-        sync_inclusive = mark.synced_mark is not None and _count_synced_at(
-            session, mark.synced_mark
-        ) > (mark.synced_count or 0)
+        last_synced, sync_inclusive = since_mark(session, mark.synced_mark, mark.synced_count)
         params.update(
             sync_from=last_synced,
             due_from=local_date(mark.as_of, zone),
@@ -532,12 +527,6 @@ def _read_whole(session: Session, d: Dialect, full: bool, shard: int | None) -> 
     candidates = session.scalar(text("SELECT COUNT(*) FROM detect_orders")) or 0
     total = session.scalar(text("SELECT reltuples FROM pg_class WHERE relname = 'orders'")) or 0
     return candidates > 50_000 and candidates > 0.1 * total
-
-
-def _count_synced_at(session: Session, moment: datetime | None) -> int:
-    if moment is None:
-        return 0
-    return session.scalar(select(func.count()).where(Order.synced_at == moment)) or 0
 
 
 def detect_cases_core(

@@ -1,8 +1,10 @@
 """Apply the handover rules (SPEC §2): route new cases, re-check blocked ones. Set-based.
 
-Reads the new (not yet routed) and the blocked cases with their buyer and merchant settings
-in two indexed queries, classifies them with the pure rules (address completeness, the
-auto-handover switch of the case's kind), and writes one guarded UPDATE per outcome group:
+On PostgreSQL the new cases whose address is certainly complete are routed by one
+statement. The other new cases, and the blocked cases whose order changed since the last
+run (all blocked cases weekly), are read with their buyer and merchant settings, classified
+with the pure rules (address completeness, the auto-handover switch of the case's kind),
+and written by one guarded UPDATE per outcome group:
 
 - incomplete address -> `blocked`, the fields named, whatever the switches say;
 - auto-handover on for the case's kind -> `scheduled`, next_step_at = max(local midnight of
@@ -26,7 +28,9 @@ from dunning.config import Settings
 from dunning.models.address import REQUIRED_FIELDS, certainly_complete_sql, check_address
 from dunning.models.enums import CaseKind, CaseState
 from dunning.models.operator import first_step_at
-from dunning.models.schema import Buyer, Case, Merchant, MerchantSettings
+from dunning.models.schema import Buyer, Case, HandoverMark, Merchant, MerchantSettings, Order
+from dunning.tasks.detect import FULL_EVERY, scope_name
+from dunning.tasks.synced_since import newest_stamp, since_mark
 from dunning.tasks.transitions import CHUNK, move_cases, record_history
 
 ACTOR = "handover"
@@ -170,8 +174,18 @@ def route(
         if target.state is CaseState.SCHEDULED and not postgres:
             ladder_values += [_ladder(by_id[cid], as_of, installation, zone) for cid in moved]
 
-    # 2. blocked cases: re-checked every run
-    blocked_rows = session.execute(_query(and_(Case.state == CaseState.BLOCKED.value, scope))).all()
+    # 2. blocked cases: re-checked when their order changed since the last run (a newer
+    # snapshot may bring the missing address); every one on a first run and once a week.
+    mark_scope = scope_name(shard, shards)
+    mark = session.get(HandoverMark, mark_scope)
+    newest, newest_count = newest_stamp(session)
+    full = mark is None or as_of < mark.full_as_of or as_of - mark.full_as_of >= FULL_EVERY
+    blocked = and_(Case.state == CaseState.BLOCKED.value, scope)
+    if mark is not None and not full:
+        since, inclusive = since_mark(session, mark.synced_mark, mark.synced_count)
+        synced = Order.synced_at >= since if inclusive else Order.synced_at > since
+        blocked = and_(blocked, Case.order_id.in_(select(Order.order_id).where(synced)))
+    blocked_rows = session.execute(_query(blocked)).all()
     unblock: dict[Route, list[Any]] = defaultdict(list)
     reasons: list[dict[str, Any]] = []
     for row in blocked_rows:
@@ -206,6 +220,12 @@ def route(
         session.execute(update(Case).execution_options(synchronize_session=False), reasons)
     if ladder_values:
         _write_ladder(session, ladder_values)
+    if mark is None:
+        mark = HandoverMark(scope=mark_scope, full_as_of=as_of)
+        session.add(mark)
+    mark.synced_mark, mark.synced_count, mark.updated_at = newest, newest_count, as_of
+    if full:
+        mark.full_as_of = as_of
     counts["checked"] = len(new_rows) + len(blocked_rows)
     return dict(counts)
 

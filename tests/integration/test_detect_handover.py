@@ -347,6 +347,21 @@ def test_missing_house_number_blocks_until_a_later_sync_fixes_it(migrated_db):
     ]
 
 
+def test_blocked_cases_are_read_again_when_their_order_changed_and_weekly(migrated_db):
+    blocked = order_record("nostreet", buyer=address(street="  "))
+    other = order_record("other", buyer=address(street=None))
+    load_orders(migrated_db, [blocked, other])
+    first = run(migrated_db, at("2026-01-20"))["handover"]
+    assert first["blocked"] == 2
+    assert run(migrated_db, at("2026-01-21"))["handover"].get("checked") == 0
+    load_orders(migrated_db, [newer(other, total_amount="99.00")])  # still no street
+    assert run(migrated_db, at("2026-01-22"))["handover"]["checked"] == 1
+    assert run(migrated_db, at("2026-01-23"))["handover"]["checked"] == 0
+    # the safety net: every blocked case once a week, changed or not
+    assert run(migrated_db, at("2026-01-28"))["handover"]["checked"] == 2
+    assert [the_case(migrated_db, o).state for o in ("nostreet", "other")] == ["blocked"] * 2
+
+
 def test_blocked_reason_follows_the_address(migrated_db):
     rec = order_record("zip", buyer=address(zip_code="1234", country_code="DE"))
     load_orders(migrated_db, [rec])
