@@ -45,9 +45,11 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    or_,
     select,
     table,
     text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -276,9 +278,16 @@ def refresh_report(
         # The pending log is taken first: whatever commits from here on leaves its own row
         # for the next refresh, so no change is lost between taking and rewriting.
         taken = _take_pending(conn, shard, shards, keep=not rebuild)
-        only = None if rebuild else select(_CLAIMED.c.case_id)
-        rewritten = _rewrite_rows(conn, as_of, timezone, shard, shards, only)
-        snapshot_rows = _rewrite_snapshot(conn, day, as_of, shard, shards, only)
+        if rebuild:
+            rewritten = _rewrite_rows(conn, as_of, timezone, shard, shards, None)
+            snapshot_rows = _rewrite_snapshot(conn, day, as_of, shard, shards)
+        else:
+            # Today's snapshot moves by what the rewritten rows took away and brought.
+            _create_delta_table(conn)
+            _stage_delta(conn, -1)
+            rewritten = _rewrite_rows(conn, as_of, timezone, shard, shards, _claimed_ids())
+            _stage_delta(conn, +1)
+            snapshot_rows = _apply_delta(conn, day, as_of)
         cases = conn.scalar(_count_rows(shard, shards)) or 0
         _save_mark(conn, scope, day if rebuild else mark.rebuilt_day, as_of)
         details: dict[str, Any] = {
@@ -292,6 +301,7 @@ def refresh_report(
         upsert_last_data_update(conn, REFRESH_NAME, as_of, details)
         if not rebuild:
             conn.execute(text("DROP TABLE IF EXISTS report_claimed"))
+            conn.execute(text("DROP TABLE IF EXISTS report_delta"))
         crashpoint("report.refresh")  # issue 9: crash tests kill here, before the commit
     return RefreshResult(
         cases=cases,
@@ -305,6 +315,88 @@ def refresh_report(
 
 
 _CLAIMED = table("report_claimed", column("case_id"))
+_DELTA_COLUMNS = ("merchant_id", "state", "currency", "n", "outstanding", "order_amount", "paid")
+_DELTA = table("report_delta", *(column(c) for c in _DELTA_COLUMNS))
+
+
+def _claimed_ids():
+    return select(_CLAIMED.c.case_id)
+
+
+def _create_delta_table(conn: Connection) -> None:
+    conn.execute(text("DROP TABLE IF EXISTS report_delta"))
+    conn.execute(
+        text(
+            "CREATE TEMPORARY TABLE report_delta (merchant_id VARCHAR(64), state VARCHAR(24), "
+            "currency VARCHAR(3), n INTEGER, outstanding NUMERIC(16, 2), "
+            "order_amount NUMERIC(16, 2), paid NUMERIC(16, 2))"
+        )
+    )
+
+
+def _stage_delta(conn: Connection, sign: int) -> None:
+    """Add `sign` times the snapshot sums of the claimed cases' current board rows."""
+    r = CaseReport
+    rows = (
+        select(
+            r.merchant_id,
+            r.state,
+            r.currency,
+            sign * func.count(),
+            sign * func.coalesce(func.sum(r.outstanding_amount), 0),
+            sign * func.coalesce(func.sum(r.order_amount), 0),
+            sign * func.coalesce(func.sum(r.paid_amount), 0),
+        )
+        .where(r.case_id.in_(_claimed_ids()))
+        .group_by(r.merchant_id, r.state, r.currency)
+    )
+    conn.execute(insert(_DELTA).from_select(list(_DELTA_COLUMNS), rows))
+
+
+def _apply_delta(conn: Connection, day: date, as_of: datetime) -> int:
+    """Add the staged differences to today's snapshot rows; drop groups left empty. Cost
+    follows the changed cases, not the merchants' case counts (the first refresh of the
+    day built the snapshot whole). Returns the snapshot rows changed."""
+    d = _DELTA.c
+    changed = or_(
+        func.sum(d.n) != 0,
+        func.sum(d.outstanding) != 0,
+        func.sum(d.order_amount) != 0,
+        func.sum(d.paid) != 0,
+    )
+    sums = (
+        select(
+            literal(day, Date),
+            d.merchant_id,
+            d.state,
+            d.currency,
+            func.sum(d.n),
+            func.round(func.sum(d.outstanding), 2),
+            func.round(func.sum(d.order_amount), 2),
+            func.round(func.sum(d.paid), 2),
+            literal(as_of, UTCDateTime()),
+        )
+        .where(true())  # SQLite: INSERT ... SELECT before ON CONFLICT needs a WHERE
+        .group_by(d.merchant_id, d.state, d.currency)
+        .having(changed)
+    )
+    daily = CaseReportDaily
+    ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(daily)
+    ins = ins.from_select(_SNAPSHOT_COLUMNS, sums)
+    ins = ins.on_conflict_do_update(
+        index_elements=[daily.snapshot_date, daily.merchant_id, daily.state, daily.currency],
+        set_={
+            "case_count": daily.case_count + ins.excluded.case_count,
+            **{
+                name: func.round(getattr(daily, name) + getattr(ins.excluded, name), 2)
+                for name in ("outstanding_amount", "order_amount", "paid_amount")
+            },
+            "refreshed_at": ins.excluded.refreshed_at,
+        },
+    )
+    written = conn.execute(ins, execution_options=_ROWCOUNT).rowcount
+    conn.execute(delete(daily).where(daily.snapshot_date == day, daily.case_count == 0))
+    return written
 
 
 def _shard_cases(shard: int | None, shards: int) -> str:
@@ -360,32 +452,30 @@ def _rewrite_rows(conn, as_of, timezone, shard, shards, only) -> int:
     ).rowcount
 
 
-def _rewrite_snapshot(conn, day, as_of, shard, shards, only) -> int:
-    """Today's snapshot rows of the scope (or only of the merchants of `only`'s cases)."""
+_SNAPSHOT_COLUMNS = [
+    "snapshot_date",
+    "merchant_id",
+    "state",
+    "currency",
+    "case_count",
+    "outstanding_amount",
+    "order_amount",
+    "paid_amount",
+    "refreshed_at",
+]
+
+
+def _rewrite_snapshot(conn, day, as_of, shard, shards) -> int:
+    """Today's snapshot rows of the scope, from the whole board."""
     daily = CaseReportDaily
     wipe = delete(daily).where(daily.snapshot_date == day)
-    rows = _snapshot_select(day, as_of, shard, shards)
     scope = _in_shard(daily.merchant_id, shard, shards)
     if scope is not None:
         wipe = wipe.where(scope)
-    if only is not None:
-        merchants = select(Case.merchant_id).where(Case.case_id.in_(only)).distinct()
-        wipe = wipe.where(daily.merchant_id.in_(merchants))
-        rows = rows.where(CaseReport.merchant_id.in_(merchants))
     conn.execute(wipe)
-    columns = [
-        "snapshot_date",
-        "merchant_id",
-        "state",
-        "currency",
-        "case_count",
-        "outstanding_amount",
-        "order_amount",
-        "paid_amount",
-        "refreshed_at",
-    ]
+    rows = _snapshot_select(day, as_of, shard, shards)
     return conn.execute(
-        insert(daily).from_select(columns, rows), execution_options=_ROWCOUNT
+        insert(daily).from_select(_SNAPSHOT_COLUMNS, rows), execution_options=_ROWCOUNT
     ).rowcount
 
 
