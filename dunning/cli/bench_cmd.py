@@ -33,7 +33,10 @@ def bench(
         help="Also run the cold pipeline, and escalation round 1, as this many shard processes.",
     ),
     escalation_steps: int = typer.Option(
-        10_000, "--escalation-steps", min=0, help="Due steps per escalation round (about)."
+        10_000,
+        "--escalation-steps",
+        min=1,
+        help="Due steps per escalation round (about); --escalation-rounds 0 skips escalation.",
     ),
     escalation_rounds: int = typer.Option(
         3, "--escalation-rounds", min=0, help="Rounds: reminder 1, reminder 2, handover."
