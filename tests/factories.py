@@ -105,7 +105,9 @@ def order_record(order_id: str = "o1", merchant_id: str = "m1", **overrides: Any
     return record
 
 
-def load_orders(url: str, records: list[dict], source: str = "test") -> None:
+def load_orders(
+    url: str, records: list[dict], source: str = "test", as_of: datetime | None = None
+) -> None:
     """Upsert records as a sync would (newest updated_at wins), through the real loader.
 
     A record the contract refuses raises AssertionError naming the field: a test that
@@ -125,4 +127,4 @@ def load_orders(url: str, records: list[dict], source: str = "test") -> None:
         )
         raise AssertionError(f"load_orders: records break the contract: {problems}")
     with get_engine(url).begin() as conn:
-        write_batch(conn, source, batch, datetime.now(UTC), advance_watermark=False)
+        write_batch(conn, source, batch, as_of or datetime.now(UTC), advance_watermark=False)

@@ -307,6 +307,17 @@ class DetectMark(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class SyncStamp(Base):
+    """Issue 8: how many order writes each sync stamp (`orders.synced_at`) has had, kept by
+    sync in each batch's transaction. A reader that marked a stamp sees here, in one row
+    instead of counting ~1M orders, whether a batch of it committed after it looked."""
+
+    __tablename__ = "sync_stamps"
+
+    stamp: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    writes: Mapped[int] = mapped_column(BigInteger)
+
+
 class HandoverMark(Base):
     """Issue 8: per scope, the newest orders.synced_at the last handover run had seen, so
     the next one re-checks only the blocked cases whose order (and address) changed since;
@@ -524,6 +535,7 @@ __all__ = [
     "Order",
     "QuarantinedRecord",
     "ReportMark",
+    "SyncStamp",
     "SyncWatermark",
     "Transaction",
 ]

@@ -45,6 +45,7 @@ from dunning.models.schema import (
     Merchant,
     Order,
     QuarantinedRecord,
+    SyncStamp,
     SyncWatermark,
     Transaction,
 )
@@ -252,7 +253,20 @@ def write_batch(
     counts.resolved = _resolve_quarantine(conn, batch, as_of)
     if advance_watermark and batch.max_updated_at is not None:
         set_watermark(conn, key or source, batch.max_updated_at, as_of)
+    if counts.inserted or counts.updated:  # last: its row lock is held only to the commit
+        count_stamp(conn, as_of, counts.inserted + counts.updated)
     return counts
+
+
+def count_stamp(conn: Connection, as_of: datetime, writes: int) -> None:
+    """Add this batch's order writes to its stamp's count (dunning.tasks.synced_since)."""
+    ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(SyncStamp)
+    ins = ins.values(stamp=as_of, writes=writes)
+    conn.execute(
+        ins.on_conflict_do_update(
+            index_elements=[SyncStamp.stamp], set_={"writes": SyncStamp.writes + writes}
+        )
+    )
 
 
 def state_key(source: str, shard: int | None, shards: int) -> str:

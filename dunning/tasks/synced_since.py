@@ -1,9 +1,10 @@
 """Which orders a sync wrote since a mark: shared by detection and handover.
 
-Sync stamps every order it writes with its run's as_of (`orders.synced_at`). A reader keeps
-the newest stamp it has seen and how many orders carried it; next time it reads the orders
-stamped later. Should more orders carry the kept stamp by then, a batch of that sync
-committed after the reader looked, and that stamp is read again (>=).
+Sync stamps every order it writes with its run's as_of (`orders.synced_at`) and counts its
+writes per stamp (`sync_stamps`, in each batch's transaction). A reader keeps the newest
+stamp it has seen and that count; next time it reads the orders stamped later. Should the
+count of the kept stamp have grown by then, a batch of that sync committed after the
+reader looked, and that stamp is read again (>=).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from dunning.models.schema import Order
+from dunning.models.schema import Order, SyncStamp
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -25,9 +26,10 @@ def newest_stamp(session: Session) -> tuple[datetime | None, int]:
 
 
 def count_stamped(session: Session, moment: datetime | None) -> int:
+    """How many order writes sync made with this stamp (grows while a sync of it runs)."""
     if moment is None:
         return 0
-    return session.scalar(select(func.count()).where(Order.synced_at == moment)) or 0
+    return session.scalar(select(SyncStamp.writes).where(SyncStamp.stamp == moment)) or 0
 
 
 def since_mark(

@@ -498,7 +498,7 @@ def test_incremental_run_looks_only_at_what_changed(migrated_db):
     # a batch of that same sync commits late (same stamp): its orders are read again
     with session_scope(migrated_db) as s:
         stamp = s.get(Order, "o7").synced_at
-        s.execute(update(Order).where(Order.order_id == "marker").values(synced_at=stamp))
+    load_orders(migrated_db, [newer(marker, total_amount="98.00")], as_of=stamp)
     late_batch = detect_cases_core(migrated_db, at("2026-01-18", 13), Settings())
     assert late_batch["candidates"] == 2  # o7 and marker (that stamp)
     settled = detect_cases_core(migrated_db, at("2026-01-18", 14), Settings())

@@ -1,4 +1,5 @@
-"""handover_marks: blocked cases are re-checked when their order changed, not every run
+"""handover_marks: blocked cases are re-checked when their order changed, not every run;
+sync_stamps: order writes per sync stamp, so marks need not count orders
 
 Revision ID: 0008
 Revises: 0007
@@ -29,7 +30,14 @@ def upgrade() -> None:
         sa.Column("updated_at", UTC_TS, nullable=False),
         sa.PrimaryKeyConstraint("scope", name=op.f("pk_handover_marks")),
     )
+    op.create_table(
+        "sync_stamps",
+        sa.Column("stamp", UTC_TS, nullable=False),
+        sa.Column("writes", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("stamp", name=op.f("pk_sync_stamps")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("sync_stamps")
     op.drop_table("handover_marks")
