@@ -467,19 +467,7 @@ def _write_orders_pg(
             if updated_ids:
                 kept = set(updated_ids)
                 _merge_children_pg(cur, [o for o in newer if o.order[0] in kept], updated_ids)
-        _copy(cur, "buyers", BUYER_COLUMNS, (o.buyer for o in inserted))
-        _copy(
-            cur,
-            "installments",
-            INSTALLMENT_COLUMNS,
-            (row for o in inserted for row in o.installments),
-        )
-        _copy(
-            cur,
-            "transactions",
-            TRANSACTION_COLUMNS,
-            (row for o in inserted for row in o.transactions),
-        )
+        _copy_children(cur, inserted, "")
         return len(inserted), len(updated_ids)
     finally:
         cur.close()
@@ -490,21 +478,26 @@ def _merge_children_pg(cur, updated: list[OrderRows], ids: list[str]) -> None:
     then only what differs is written. A new snapshot mostly adds a payment; rewriting
     every child row cost twice the time (index entries and WAL for unchanged rows)."""
     cur.execute(_CHILD_STAGE_DDL)
-    _copy(cur, "sync_stage_buyers", BUYER_COLUMNS, (o.buyer for o in updated))
-    _copy(
-        cur,
-        "sync_stage_installments",
-        INSTALLMENT_COLUMNS,
-        (row for o in updated for row in o.installments),
-    )
-    _copy(
-        cur,
-        "sync_stage_transactions",
-        TRANSACTION_COLUMNS,
-        (row for o in updated for row in o.transactions),
-    )
+    _copy_children(cur, updated, "sync_stage_")
     for statement in _MERGE_CHILDREN_PG:
         cur.execute(statement, {"ids": ids} if "%(ids)s" in statement else None)
+
+
+def _copy_children(cur, orders: list[OrderRows], prefix: str) -> None:
+    """COPY the buyers, installments and transactions of `orders` into `prefix` + table."""
+    _copy(cur, f"{prefix}buyers", BUYER_COLUMNS, (o.buyer for o in orders))
+    _copy(
+        cur,
+        f"{prefix}installments",
+        INSTALLMENT_COLUMNS,
+        (row for o in orders for row in o.installments),
+    )
+    _copy(
+        cur,
+        f"{prefix}transactions",
+        TRANSACTION_COLUMNS,
+        (row for o in orders for row in o.transactions),
+    )
 
 
 def _order_row(row: tuple, source: str, as_of: str) -> tuple:
