@@ -226,12 +226,13 @@ ON CONFLICT DO NOTHING
 RETURNING case_id"""
 
 
-# The cases just opened join the open cases of the candidates (ids only grow).
-ADD_NEW_OPEN_SQL = f"""
+# The open cases of the candidates from case id :from_id on: all of them before the new
+# cases are opened (0), then the ones just opened (ids only grow).
+OPEN_OF_CANDIDATES_SQL = f"""
 INSERT INTO detect_open (case_id, order_id, status)
 SELECT c.case_id, c.order_id, d.status
 FROM cases c JOIN detect_orders d ON d.order_id = c.order_id
-WHERE c.case_id >= :first_new AND c.{OPEN}
+WHERE c.case_id >= :from_id AND c.{OPEN}
 ON CONFLICT DO NOTHING"""
 
 
@@ -418,13 +419,7 @@ def detect(
     )
     if d.postgres:  # before the facts: how many candidates decides how to join them
         session.execute(text("ANALYZE detect_orders"))
-    session.execute(
-        text(
-            "INSERT INTO detect_open (case_id, order_id, status) "
-            "SELECT c.case_id, c.order_id, d.status FROM detect_orders d "
-            f"JOIN cases c ON c.order_id = d.order_id AND c.{OPEN}"
-        )
-    )
+    session.execute(text(OPEN_OF_CANDIDATES_SQL), {"from_id": 0})
     session.execute(
         _typed(
             "INSERT INTO detect_facts "
@@ -442,7 +437,7 @@ def detect(
     # it into fees_amount); older cases get theirs through FEE_DELTA_SQL.
     params["first_new"] = min(new_ids) if new_ids else 2**62
     if new_ids:
-        session.execute(_typed(ADD_NEW_OPEN_SQL, **params))
+        session.execute(text(OPEN_OF_CANDIDATES_SQL), {"from_id": params["first_new"]})
     if d.postgres:
         session.execute(text("ANALYZE detect_open"))
     # With the statistics of before this transaction (on a first run: nothing) the planner

@@ -181,7 +181,8 @@ def route(
     newest, newest_count = newest_stamp(session)
     full = mark is None or as_of < mark.full_as_of or as_of - mark.full_as_of >= FULL_EVERY
     blocked = and_(Case.state == CaseState.BLOCKED.value, scope)
-    if mark is not None and not full:
+    if not full:
+        assert mark is not None
         since, inclusive = since_mark(session, mark.synced_mark, mark.synced_count)
         synced = Order.synced_at >= since if inclusive else Order.synced_at > since
         blocked = and_(blocked, Case.order_id.in_(select(Order.order_id).where(synced)))
@@ -249,7 +250,7 @@ WITH plan AS MATERIALIZED (
   LEFT JOIN unnest(CAST(:step_dates AS date[]), CAST(:step_days AS int[]),
                    CAST(:step_at AS timestamptz[])) AS s(d, n, at)
          ON s.d = c.default_date
-        AND s.n = CASE WHEN ms.dunning_option IS NULL THEN :r1_days ELSE ms.reminder_1_days END
+        AND s.n = {r1_days}
   WHERE c.routed_at IS NULL AND c.state = 'awaiting_approval' AND {scope} AND {complete}
 ), routed AS (
   UPDATE cases SET
@@ -269,9 +270,11 @@ WITH plan AS MATERIALIZED (
 SELECT state, COUNT(*) FROM routed GROUP BY state
 """
 
+# reminder_1_days of the case's merchant (merchant_rules: the defaults without settings)
+_R1_DAYS_PG = "CASE WHEN ms.dunning_option IS NULL THEN :r1_days ELSE ms.reminder_1_days END"
+
 _UNROUTED_STEPS_PG = """
-SELECT DISTINCT c.default_date,
-       CASE WHEN ms.dunning_option IS NULL THEN :r1_days ELSE ms.reminder_1_days END
+SELECT DISTINCT c.default_date, {r1_days}
 FROM cases c LEFT JOIN merchant_settings ms ON ms.merchant_id = c.merchant_id
 WHERE c.routed_at IS NULL AND c.state = 'awaiting_approval' AND {scope}
 """
@@ -300,7 +303,8 @@ def _route_complete_pg(
         "shard": shard,
         "shards": shards,
     }
-    pairs = session.execute(text(_UNROUTED_STEPS_PG.format(scope=scope)), params).all()
+    steps_sql = _UNROUTED_STEPS_PG.format(scope=scope, r1_days=_R1_DAYS_PG)
+    pairs = session.execute(text(steps_sql), params).all()
     if not pairs:
         return []
     zone = installation.zone
@@ -309,7 +313,7 @@ def _route_complete_pg(
         for (kind, auto), reason in ROUTE_REASONS.items()
     )
     sql = _ROUTE_COMPLETE_PG.format(
-        scope=scope, complete=certainly_complete_sql("b"), reasons=reasons
+        scope=scope, complete=certainly_complete_sql("b"), reasons=reasons, r1_days=_R1_DAYS_PG
     )
     params.update(
         step_dates=[d for d, _ in pairs],
