@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     default_reminder_fee: Decimal = Decimal("0")
     default_chargeback_fee: Decimal = Decimal("0")
     default_cancellation_costs: Decimal = Decimal("0")
+    max_reminder_fee: Decimal = Field(
+        default=Decimal("2.50"), ge=0, description="cap of a merchant's reminder fee"
+    )
+    base_rates_file: str | None = Field(
+        default=None, description="TOML file of base rates that extends the shipped table"
+    )
 
     # The platform is the creditor of every claim (§ 13a RDG).
     creditor_name: str = "Example Platform GmbH"

@@ -106,6 +106,15 @@ def is_postgres(engine: Engine) -> bool:
 FEW_ROWS_RANDOM_PAGE_COST = 1.1
 
 
+def insert_for(session: Session, table):
+    """INSERT with the dialect's ON CONFLICT clauses (both engines spell them alike)."""
+    if is_postgres(session.get_bind()):
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(table)
+
+
 def prefer_index_lookups(conn) -> None:
     """For this transaction (PostgreSQL): plan as a run over few rows should - by index."""
     if conn.dialect.name == "postgresql":
@@ -177,7 +186,7 @@ def head_revision() -> str | None:
 
 # The newest migration; a test checks it against alembic's head. Comparing with a constant
 # spares every flow run importing alembic (~0.35 s) just to learn that nothing is to do.
-HEAD_REVISION = "0009"
+HEAD_REVISION = "0010"
 
 
 def ensure_schema(url: str) -> None:

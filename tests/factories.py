@@ -96,7 +96,7 @@ def order_record(order_id: str = "o1", merchant_id: str = "m1", **overrides: Any
         "total_amount": "99.00",
         "product": {"id": "p1", "name": "Online-Kurs Python"},
         "payment_plan": "one_time_payment",
-        "payment_method": "invoice",
+        "payment_method": "sepa",
         "buyer": address(),
         "installments": schedule(1, date(2026, 1, 15), "99.00"),
         "transactions": [],

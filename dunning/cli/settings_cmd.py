@@ -80,6 +80,9 @@ def set_(
     chargeback_fee: str | None = typer.Option(None, help="Chargeback fee if the bank gives none."),
     cancellation_costs: str | None = typer.Option(None, help="Costs of a cancellation."),
     interest: Switch | None = typer.Option(None, "--interest", help="Default interest, § 288 BGB."),
+    min_claim_amount: str | None = typer.Option(
+        None, help="No handover or court below this open principal, e.g. 5.00."
+    ),
     as_of: str | None = typer.Option(None, "--as-of", help=AS_OF_HELP),
     operator: str = typer.Option("cli", help="Who makes the change (kept in history)."),
 ) -> None:
@@ -107,6 +110,7 @@ def set_(
         "reminder_fee": money(reminder_fee, "reminder_fee"),
         "chargeback_fee": money(chargeback_fee, "chargeback_fee"),
         "cancellation_costs": money(cancellation_costs, "cancellation_costs"),
+        "min_claim_amount": money(min_claim_amount, "min_claim_amount"),
     }
     if all(v is None for v in changes.values()):
         raise UserError("nothing to change; give at least one option (see --help)")

@@ -27,6 +27,9 @@ class SettingsChange(BaseModel):
     chargeback_fee: Decimal | None = Field(None, ge=0, decimal_places=2)
     cancellation_costs: Decimal | None = Field(None, ge=0, decimal_places=2)
     interest_enabled: bool | None = None
+    min_claim_amount: Decimal | None = Field(
+        None, ge=0, decimal_places=2, description="No handover or court below this principal"
+    )
 
 
 def change_settings(

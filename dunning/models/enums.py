@@ -22,6 +22,8 @@ class CaseState(StrEnum):
     REMINDER_1 = "reminder_1"
     REMINDER_2 = "reminder_2"
     WITH_PARTNER = "with_partner"
+    TERMINATION_NOTICE = "termination_notice"
+    AWAITING_CANCELLATION = "awaiting_cancellation"
     COURT = "court"
     ORDER_CANCELLED = "order_cancelled"
     ON_HOLD = "on_hold"
@@ -45,6 +47,8 @@ STATE_LABELS: dict[CaseState, str] = {
     CaseState.REMINDER_1: "1. Mahnung",
     CaseState.REMINDER_2: "2. Mahnung",
     CaseState.WITH_PARTNER: "Beim Inkassopartner",
+    CaseState.TERMINATION_NOTICE: "Kündigungsandrohung",
+    CaseState.AWAITING_CANCELLATION: "Kündigung manuell ausführen",
     CaseState.COURT: "Gerichtliches Mahnverfahren",
     CaseState.ORDER_CANCELLED: "Gekündigt",
     CaseState.ON_HOLD: "Pausiert",
@@ -61,6 +65,8 @@ IN_PROGRESS_STATES = frozenset(
         CaseState.REMINDER_1,
         CaseState.REMINDER_2,
         CaseState.WITH_PARTNER,
+        CaseState.TERMINATION_NOTICE,
+        CaseState.AWAITING_CANCELLATION,
         CaseState.COURT,
         CaseState.ORDER_CANCELLED,
     }
@@ -100,6 +106,8 @@ class ActionStep(StrEnum):
     REMINDER_1 = "reminder_1"
     REMINDER_2 = "reminder_2"
     HANDOVER = "handover"
+    TERMINATION_NOTICE = "termination_notice"  # § 498 BGB, an e-mail like the reminders
+    PARTNER_ITEMS = "partner_items"  # items that arose after the handover
     CANCEL_ORDER = "cancel_order"
     COURT_REQUEST = "court_request"
     PARTNER_PAYMENT = "partner_payment"

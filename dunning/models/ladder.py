@@ -2,8 +2,14 @@
 the one next step, or none.
 
 scheduled --reminder_1--> reminder_1 --reminder_2--> reminder_2 --handover--> with_partner
-with_partner --cancel_order (option cancellation, § 498 BGB guard)--> order_cancelled
+with_partner --termination_notice (option cancellation, installments, § 498 guard)-->
+    termination_notice --cancel_order (after its deadline, guard still holds)--> order_cancelled
+with_partner --cancel_order (option cancellation, one-time or subscription)--> order_cancelled
 with_partner --court_request (option court, partner reported `unsuccessful`)--> court
+
+Moves without an outside effect (`quiet_move`): a handover or court request for less than
+the merchant's minimum claim closes the case `uncollectible`; a termination notice whose
+deadline passed without the guard holding any more goes back to `with_partner`.
 
 Days are calendar days on the merchant's zone; a step is due from local midnight of its
 day, and never before the previous step happened plus its full gap, so a case started
@@ -12,7 +18,7 @@ late still gets its full gaps and a run skipped for weeks takes one step, not th
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -24,16 +30,9 @@ LADDER_STATES = (
     CaseState.REMINDER_1,
     CaseState.REMINDER_2,
     CaseState.WITH_PARTNER,
+    CaseState.TERMINATION_NOTICE,
 )
-THREE_YEARS_DAYS = 3 * 365
-
-
-@dataclass(frozen=True)
-class InstallmentFact:
-    number: int
-    due_date: date
-    amount: Decimal
-    open_amount: Decimal  # still unpaid
+TERMINATION_NOTICE_DAYS = 14  # § 498 (1) Nr. 2 BGB: at least two weeks
 
 
 @dataclass(frozen=True)
@@ -51,8 +50,10 @@ class CaseFacts:
     partner_claim_id: str | None = None
     partner_status: str | None = None
     order_total: Decimal = Decimal("0")
-    # The order's whole schedule (only needed for the § 498 guard of installment plans).
-    installments: tuple[InstallmentFact, ...] = field(default=())
+    # Read from the claim ledger: § 498 guard, and open principal below the minimum claim.
+    termination_allowed: bool = False
+    below_minimum: bool = False
+    open_principal: Decimal = Decimal("0")
 
 
 @dataclass(frozen=True)
@@ -106,29 +107,6 @@ def deadline_after(
     return _local(sent_at, zone) + timedelta(days=days)
 
 
-def cancellation_allowed(facts: CaseFacts, as_of: datetime, zone: ZoneInfo) -> bool:
-    """§ 498 BGB for installment plans: at least two consecutive installments in default and
-    at least 10 % of the price in default (5 % for a term over three years). Other plans:
-    the order may be cancelled at handover."""
-    if facts.payment_plan != PaymentPlan.INSTALLMENTS.value:
-        return True
-    today = _local(as_of, zone)
-    schedule = sorted(facts.installments, key=lambda i: i.number)
-    if not schedule or facts.order_total <= 0:
-        return False
-    in_default = [i for i in schedule if i.due_date < today and i.open_amount > 0]
-    run = best = 0
-    for inst in schedule:  # consecutive = neighbours in the schedule, both in default
-        run = run + 1 if inst in in_default else 0
-        best = max(best, run)
-    if best < 2:
-        return False
-    term_days = (schedule[-1].due_date - schedule[0].due_date).days
-    share = Decimal("0.05") if term_days > THREE_YEARS_DAYS else Decimal("0.10")
-    open_in_default = sum((i.open_amount for i in in_default), Decimal(0))
-    return open_in_default >= facts.order_total * share
-
-
 def next_step(
     facts: CaseFacts, cfg: LadderSettings, as_of: datetime, zone: ZoneInfo
 ) -> Step | None:
@@ -153,15 +131,48 @@ def next_step(
                 deadline_after(CaseState.REMINDER_2, as_of, cfg, zone),
             )
         return Step(ActionStep.HANDOVER, CaseState.WITH_PARTNER)
-    # with_partner: the branch of the case's option.
     if facts.handed_over_at is None or facts.partner_claim_id is None:
         return None
     if facts.handed_over_at >= as_of:
         return None  # handed over in this very run: the branch waits for the next one
-    if facts.dunning_option == DunningOption.CANCELLATION.value:
-        if cancellation_allowed(facts, as_of, zone):
+    if state == CaseState.TERMINATION_NOTICE:
+        if notice_due(facts, as_of) and facts.termination_allowed:
             return Step(ActionStep.CANCEL_ORDER, CaseState.ORDER_CANCELLED)
+        return None
+    # with_partner: the branch of the case's option.
+    if facts.dunning_option == DunningOption.CANCELLATION.value:
+        if facts.payment_plan != PaymentPlan.INSTALLMENTS.value:
+            return Step(ActionStep.CANCEL_ORDER, CaseState.ORDER_CANCELLED)
+        if facts.termination_allowed:
+            deadline = _local(as_of, zone) + timedelta(days=TERMINATION_NOTICE_DAYS)
+            return Step(ActionStep.TERMINATION_NOTICE, CaseState.TERMINATION_NOTICE, deadline)
         return None
     if facts.partner_status == "unsuccessful":
         return Step(ActionStep.COURT_REQUEST, CaseState.COURT)
+    return None
+
+
+def notice_due(facts: CaseFacts, as_of: datetime) -> bool:
+    """The termination notice's deadline has passed (next_step_at is the day after it)."""
+    return facts.next_step_at is not None and as_of >= facts.next_step_at
+
+
+def quiet_move(
+    facts: CaseFacts, step: Step | None, as_of: datetime, minimum: Decimal
+) -> tuple[CaseState, str] | None:
+    """A move without an outside effect, taken instead of `step` (see the module doc)."""
+    closing = (ActionStep.HANDOVER, ActionStep.COURT_REQUEST)
+    if step is not None and step.step in closing and facts.below_minimum:
+        what = "not handed over" if step.step == ActionStep.HANDOVER else "no court procedure"
+        return (
+            CaseState.UNCOLLECTIBLE,
+            f"open principal {facts.open_principal:.2f} below the minimum claim "
+            f"{minimum:.2f}: {what}",
+        )
+    if (
+        CaseState(facts.state) == CaseState.TERMINATION_NOTICE
+        and notice_due(facts, as_of)
+        and not facts.termination_allowed
+    ):
+        return CaseState.WITH_PARTNER, "§ 498 BGB: arrears paid within the notice period"
     return None

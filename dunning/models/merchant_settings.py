@@ -33,6 +33,7 @@ class MerchantConfig:
     chargeback_fee: Decimal = Decimal("0.00")
     cancellation_costs: Decimal = Decimal("0.00")
     interest_enabled: bool = False
+    min_claim_amount: Decimal = Decimal("5.00")
 
     def as_json(self) -> dict[str, Any]:
         """Plain JSON values (enums and decimals as strings) for history rows."""
@@ -57,8 +58,14 @@ def defaults_from(installation) -> MerchantConfig:
     )
 
 
-def validate_changes(changes: dict[str, Any]) -> dict[str, Any]:
-    """Coerce and check requested values; unknown fields and bad values are refused."""
+MONEY_FIELDS = ("reminder_fee", "chargeback_fee", "cancellation_costs", "min_claim_amount")
+
+
+def validate_changes(
+    changes: dict[str, Any], max_reminder_fee: Decimal | None = None
+) -> dict[str, Any]:
+    """Coerce and check requested values; unknown fields and bad values are refused. A
+    reminder fee above the installation's cap is refused: fees may cover actual costs only."""
     fields = MerchantConfig.__dataclass_fields__
     clean: dict[str, Any] = {}
     for key, value in changes.items():
@@ -78,11 +85,17 @@ def validate_changes(changes: dict[str, Any]) -> dict[str, Any]:
             if int(value) < 1:
                 raise SettingsChangeRefused(f"{key} must be at least 1 day, got {value}")
             value = int(value)
-        elif key in ("reminder_fee", "chargeback_fee", "cancellation_costs"):
+        elif key in MONEY_FIELDS:
             value = Decimal(str(value))
             if value < 0 or value != value.quantize(Decimal("0.01")):
                 raise SettingsChangeRefused(f"{key} must be >= 0 with at most 2 decimals")
             value = value.quantize(Decimal("0.01"))
+            if key == "reminder_fee" and max_reminder_fee is not None and value > max_reminder_fee:
+                raise SettingsChangeRefused(
+                    f"reminder_fee {value} is above the installation's cap of "
+                    f"{max_reminder_fee} (DUNNING_MAX_REMINDER_FEE): a reminder fee may cover "
+                    "actual costs only"
+                )
         clean[key] = value
     return clean
 
@@ -93,13 +106,14 @@ def apply_change(
     changes: dict[str, Any],
     as_of: datetime,
     zone: ZoneInfo,
+    max_reminder_fee: Decimal | None = None,
 ) -> tuple[MerchantConfig, dict[str, list[Any]], datetime | None]:
     """Return (new settings, {field: [old, new]}, new option_changed_at) or refuse.
 
     The dunning option may change at most once every 30 days; the first choice away
     from the defaults counts as a change too. The other settings change freely.
     """
-    clean = validate_changes(changes)
+    clean = validate_changes(changes, max_reminder_fee)
     new = replace(current, **clean)
     diff = {
         key: [_plain(getattr(current, key)), _plain(getattr(new, key))]

@@ -74,6 +74,8 @@ class MerchantSettings(Base):
     chargeback_fee: Mapped[Decimal] = mapped_column(Money())
     cancellation_costs: Mapped[Decimal] = mapped_column(Money())
     interest_enabled: Mapped[bool] = mapped_column(Boolean)
+    # SPEC §3a: below this open principal a claim is not handed over or taken to court.
+    min_claim_amount: Mapped[Decimal] = mapped_column(Money(), default=Decimal("5.00"))
     # When the dunning option last changed (the 30-day rule); None: never changed.
     option_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
@@ -292,6 +294,24 @@ class CaseItem(Base):
     amount: Mapped[Decimal] = mapped_column(Money())
     paid_amount: Mapped[Decimal] = mapped_column(Money())
     joined_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CaseCharge(Base):
+    """Charges of our own on a claim (SPEC §3a): reminder fees and cancellation costs, each
+    with its day and reason, written when the step that causes it is done. One row per
+    (case, key): a step recorded twice charges once."""
+
+    __tablename__ = "case_charges"
+    __table_args__ = (Index("uq_case_charges_case_key", "case_id", "key", unique=True),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    case_id: Mapped[int] = mapped_column(BigId, ForeignKey("cases.case_id"))
+    key: Mapped[str] = mapped_column(String(64))  # e.g. reminder_2, cancellation
+    kind: Mapped[str] = mapped_column(String(24))  # reminder_fee | cancellation_costs
+    day: Mapped[date] = mapped_column(Date)  # merchant calendar
+    amount: Mapped[Decimal] = mapped_column(Money())
+    reason: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class DetectMark(Base):

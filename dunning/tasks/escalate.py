@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,40 +25,58 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, or_, select, text, update
-from sqlalchemy import case as sa_case
 from sqlalchemy.orm import Session
 
 from dunning.config import Settings
 from dunning.crashpoints import crashpoint
-from dunning.db import is_postgres, session_scope
+from dunning.db import insert_for, is_postgres, session_scope
+from dunning.models import claim_payloads as cp
+from dunning.models.base_rates import BaseRateUnknown, base_rates
+from dunning.models.claims import refresh_outstanding
 from dunning.models.clock import local_date
 from dunning.models.enums import (
     ActionStatus,
     ActionStep,
-    CaseKind,
     CaseState,
     DunningOption,
     PaymentPlan,
 )
 from dunning.models.ladder import (
     CaseFacts,
-    InstallmentFact,
     LadderSettings,
     next_step,
+    quiet_move,
 )
-from dunning.models.merchant_settings import MerchantConfig, defaults_from
-from dunning.models.money import allocate, cents, claim_interest, reduce_oldest_first
+from dunning.models.ledger import (
+    CANCELLATION_COSTS,
+    REMINDER_FEE,
+    Charge,
+    Statement,
+    arrears,
+    below_minimum,
+    cents,
+    reminder_fee,
+    termination_guard,
+)
+from dunning.models.merchant_settings import MerchantConfig
 from dunning.models.schema import (
     Action,
     Buyer,
     Case,
-    Installment,
+    CaseCharge,
+    CaseItem,
     Merchant,
-    MerchantSettings,
     Order,
     Transaction,
 )
 from dunning.models.types import UTCDateTime
+from dunning.tasks.claim_events import (
+    ClaimInput,
+    load_claims,
+    replayed_case_ids,
+    store_amounts,
+)
+from dunning.tasks.merchant_settings import configs_for
 from dunning.tasks.transitions import move_cases
 
 log = logging.getLogger(__name__)
@@ -73,35 +91,39 @@ LEASE = timedelta(minutes=15)
 SMTP_TIMEOUT = 60.0
 CHUNK = 2000
 ZERO = Decimal("0.00")
-OPEN_PARTNER_STATES = (CaseState.WITH_PARTNER, CaseState.COURT, CaseState.ORDER_CANCELLED)
+OPEN_PARTNER_STATES = (
+    CaseState.WITH_PARTNER,
+    CaseState.TERMINATION_NOTICE,
+    CaseState.AWAITING_CANCELLATION,
+    CaseState.COURT,
+    CaseState.ORDER_CANCELLED,
+)
 OPEN_STATES = tuple(s for s in CaseState if not s.is_terminal)
 LADDER_STEPS = (
     ActionStep.REMINDER_1,
     ActionStep.REMINDER_2,
     ActionStep.HANDOVER,
+    ActionStep.TERMINATION_NOTICE,
     ActionStep.CANCEL_ORDER,
     ActionStep.COURT_REQUEST,
 )
-FROM_STATE = {
-    ActionStep.REMINDER_1: CaseState.SCHEDULED,
-    ActionStep.REMINDER_2: CaseState.REMINDER_1,
-    ActionStep.HANDOVER: CaseState.REMINDER_2,
-    ActionStep.CANCEL_ORDER: CaseState.WITH_PARTNER,
-    ActionStep.COURT_REQUEST: CaseState.WITH_PARTNER,
+MAIL_STEPS = (ActionStep.REMINDER_1, ActionStep.REMINDER_2, ActionStep.TERMINATION_NOTICE)
+# Where each ladder step starts from: a step is sent only while its case is still there.
+FROM_STATES = {
+    ActionStep.REMINDER_1: (CaseState.SCHEDULED,),
+    ActionStep.REMINDER_2: (CaseState.REMINDER_1,),
+    ActionStep.HANDOVER: (CaseState.REMINDER_2,),
+    ActionStep.TERMINATION_NOTICE: (CaseState.WITH_PARTNER,),
+    ActionStep.CANCEL_ORDER: (CaseState.WITH_PARTNER, CaseState.TERMINATION_NOTICE),
+    ActionStep.COURT_REQUEST: (CaseState.WITH_PARTNER,),
 }
 TO_STATE = {
     ActionStep.REMINDER_1: CaseState.REMINDER_1,
     ActionStep.REMINDER_2: CaseState.REMINDER_2,
     ActionStep.HANDOVER: CaseState.WITH_PARTNER,
+    ActionStep.TERMINATION_NOTICE: CaseState.TERMINATION_NOTICE,
     ActionStep.CANCEL_ORDER: CaseState.ORDER_CANCELLED,
     ActionStep.COURT_REQUEST: CaseState.COURT,
-}
-LABELS = {
-    "principal": ("Rate {n}", "Installment {n}", "Kaufpreis", "Purchase price"),
-    "reminder_fee": "Mahngebühren|Reminder fees",
-    "interest": "Verzugszinsen (§ 288 BGB)|Default interest (§ 288 BGB)",
-    "chargeback_fee": "Rücklastschriftgebühr|Chargeback fee",
-    "cancellation_costs": "Stornokosten|Cancellation costs",
 }
 
 
@@ -117,37 +139,7 @@ def reference_for(case_id: int) -> str:
 
 
 def recompute_outstanding(session: Session, case_ids: Sequence[int] | None = None) -> None:
-    """cases.outstanding_amount from its parts. Uses the claim module of case detection
-    when it exists (one formula for the whole project), else the same formula here."""
-    try:  # issue 4 owns the formula; use it when present
-        from dunning.models.claims import refresh_outstanding
-    except ImportError:  # pragma: no cover - before case detection existed
-        refresh_outstanding = None
-    if refresh_outstanding is not None:
-        refresh_outstanding(session, case_ids)
-        return
-    gross = (
-        Case.principal_amount
-        + Case.fees_amount
-        + Case.interest_amount
-        + Case.cancellation_costs
-        - Case.paid_amount
-        - Case.partner_paid_amount
-    )
-    stmt = update(Case).values(
-        outstanding_amount=func.round(sa_case((gross > 0, gross), else_=0), 2)
-    )
-    stmt = stmt.where(Case.state.in_([s.value for s in OPEN_STATES]))
-    if case_ids is None:
-        session.execute(stmt.execution_options(synchronize_session=False))
-        return
-    ids = list(case_ids)
-    for start in range(0, len(ids), 5000):
-        session.execute(
-            stmt.where(Case.case_id.in_(ids[start : start + 5000])).execution_options(
-                synchronize_session=False
-            )
-        )
+    refresh_outstanding(session, case_ids)
 
 
 def _shard_filter(query, shard: int | None, shards: int):
@@ -160,10 +152,21 @@ def _shard_filter(query, shard: int | None, shards: int):
     )
 
 
-def settle_payments(url: str, as_of: datetime, shard: int | None = None, shards: int = 1) -> dict:
-    """A claim at zero makes the case `paid` at once; pending actions of closed cases are
-    cancelled (the recall/payment notice to the partner is a step of `claim_due`)."""
+def settle_payments(
+    url: str,
+    as_of: datetime,
+    shard: int | None = None,
+    shards: int = 1,
+    settings: Settings | None = None,
+) -> dict:
+    """The ledger's amounts for the cases only it knows; then a claim at zero makes the case
+    `paid` at once, and pending actions of closed cases are cancelled (the recall/payment
+    notice to the partner is a step of `claim_due`)."""
+    from dunning.config import get_settings
+
+    settings = settings or get_settings()
     with session_scope(url) as s:
+        replayed = refresh_claims(s, as_of, settings, shard, shards)
         recompute_outstanding(s, None)
         q = select(Case.case_id).where(
             Case.state.in_([st.value for st in OPEN_STATES]),
@@ -192,7 +195,8 @@ def settle_payments(url: str, as_of: datetime, shard: int | None = None, shards:
             .where(
                 Action.status == ActionStatus.PENDING.value,
                 Action.step.in_(
-                    [st.value for st in LADDER_STEPS] + [ActionStep.PARTNER_PAYMENT.value]
+                    [st.value for st in LADDER_STEPS]
+                    + [ActionStep.PARTNER_PAYMENT.value, ActionStep.PARTNER_ITEMS.value]
                 ),
                 or_(Action.lease_until.is_(None), Action.lease_until < now),
                 Action.case_id.in_(closed),
@@ -200,118 +204,57 @@ def settle_payments(url: str, as_of: datetime, shard: int | None = None, shards:
             .values(status=ActionStatus.CANCELLED.value, last_error="case closed before sending")
             .execution_options(synchronize_session=False)
         ).rowcount
-    return {"paid": len(moved), "actions_cancelled": cancelled or 0}
+    return {"paid": len(moved), "actions_cancelled": cancelled or 0, **replayed}
+
+
+def refresh_claims(
+    s: Session, as_of: datetime, settings: Settings, shard: int | None, shards: int
+) -> dict[str, Any]:
+    """Replay the ledger of every open case whose amounts only it knows (interest, business
+    debtors, our own charges) and store them. Base rates past their known end are reported
+    (the run says so); a claim reaching before the table is set aside for an operator."""
+    ids = replayed_case_ids(s, lambda q: _shard_filter(q, shard, shards))
+    rates = base_rates(settings.base_rates_file)
+    today = local_date(as_of, settings.zone)
+    stale = 0
+    refused: dict[int, str] = {}
+    for start in range(0, len(ids), CHUNK):
+        claims = load_claims(s, ids[start : start + CHUNK], settings, as_of)
+        statements: dict[int, Statement] = {}
+        for case_id, claim in claims.items():
+            try:
+                statements[case_id] = claim.statement(today, rates)
+            except BaseRateUnknown as exc:
+                refused[case_id] = f"claim: {exc}"
+                continue
+            stale += statements[case_id].rates_stale
+        store_amounts(s, statements, as_of)
+    if refused:
+        s.execute(
+            update(CASES)
+            .where(CASES.c.case_id == bindparam("cid"))
+            .values(partner_error=bindparam("err")),
+            [{"cid": cid, "err": err} for cid, err in refused.items()],
+        )
+    out: dict[str, Any] = {"claims_replayed": len(ids)}
+    if stale:
+        out["interest_past_known_base_rates"] = stale
+        log.warning(
+            "interest of %d claims runs past the base-rate table's known end %s: the last "
+            "rate is used; extend the table (DUNNING_BASE_RATES_FILE)",
+            stale,
+            rates.known_until.isoformat(),
+        )
+    if refused:
+        out["claims_refused"] = len(refused)
+    return out
 
 
 # --- facts ---------------------------------------------------------------------------------
 
 
-def merchant_configs(
-    session: Session, merchant_ids: Iterable[str], settings: Settings
-) -> dict[str, MerchantConfig]:
-    ids = list(set(merchant_ids))
-    default = defaults_from(settings)
-    out = dict.fromkeys(ids, default)
-    for start in range(0, len(ids), 5000):
-        rows = session.scalars(
-            select(MerchantSettings).where(
-                MerchantSettings.merchant_id.in_(ids[start : start + 5000])
-            )
-        )
-        for row in rows:
-            out[row.merchant_id] = MerchantConfig(
-                dunning_option=DunningOption(row.dunning_option),
-                auto_overdue=row.auto_overdue,
-                auto_chargebacks=row.auto_chargebacks,
-                reminder_1_days=row.reminder_1_days,
-                reminder_2_days=row.reminder_2_days,
-                handover_days=row.handover_days,
-                reminder_fee=cents(row.reminder_fee),
-                chargeback_fee=cents(row.chargeback_fee),
-                cancellation_costs=cents(row.cancellation_costs),
-                interest_enabled=bool(row.interest_enabled),
-            )
-    return out
-
-
 def ladder_settings(cfg: MerchantConfig) -> LadderSettings:
     return LadderSettings(cfg.reminder_1_days, cfg.reminder_2_days, cfg.handover_days)
-
-
-def schedules(session: Session, order_ids: Iterable[str]) -> dict[str, list[InstallmentFact]]:
-    """Each order's installments with what is still unpaid of each (a sale paid it, a
-    chargeback or refund of that sale reopened it)."""
-    ids = list(set(order_ids))
-    out: dict[str, list[InstallmentFact]] = defaultdict(list)
-    for start in range(0, len(ids), 5000):
-        chunk = ids[start : start + 5000]
-        paid: dict[tuple[str, int], Decimal] = defaultdict(Decimal)
-        sales: dict[tuple[str, str], tuple[int, Decimal]] = {}
-        reversals: list[tuple[str, str, Decimal]] = []
-        for t in session.execute(
-            select(
-                Transaction.order_id,
-                Transaction.transaction_id,
-                Transaction.type,
-                Transaction.amount,
-                Transaction.installment_number,
-                Transaction.reverses_transaction_id,
-            ).where(Transaction.order_id.in_(chunk))
-        ):
-            if t.type == "sale" and t.installment_number is not None:
-                sales[(t.order_id, t.transaction_id)] = (t.installment_number, Decimal(t.amount))
-                paid[(t.order_id, t.installment_number)] += Decimal(t.amount)
-            elif t.reverses_transaction_id:
-                reversals.append((t.order_id, t.reverses_transaction_id, Decimal(t.amount)))
-        for order_id, reversed_id, amount in reversals:
-            hit = sales.get((order_id, reversed_id))
-            if hit:
-                paid[(order_id, hit[0])] -= amount
-        for row in session.execute(
-            select(
-                Installment.order_id, Installment.number, Installment.due_date, Installment.amount
-            )
-            .where(Installment.order_id.in_(chunk))
-            .order_by(Installment.order_id, Installment.number)
-        ):
-            amount = Decimal(row.amount)
-            open_ = max(amount - max(paid[(row.order_id, row.number)], ZERO), ZERO)
-            out[row.order_id].append(
-                InstallmentFact(row.number, row.due_date, amount, cents(open_))
-            )
-    return out
-
-
-def case_items(
-    session: Session, case_ids: Sequence[int]
-) -> dict[int, list[tuple[int | None, date, Decimal]]]:
-    """The principal items of each case's claim as detection recorded them (case_items):
-    (installment number, due date, amount owed)."""
-    try:
-        from dunning.models.schema import CaseItem  # issue 4
-    except ImportError:  # pragma: no cover
-        return {}
-    out: dict[int, list[tuple[int | None, date, Decimal]]] = defaultdict(list)
-    ids = list(case_ids)
-    for start in range(0, len(ids), 5000):
-        for r in session.execute(
-            select(
-                CaseItem.case_id, CaseItem.installment_number, CaseItem.due_date, CaseItem.amount
-            )
-            .where(
-                CaseItem.case_id.in_(ids[start : start + 5000]), CaseItem.item_type == "principal"
-            )
-            .order_by(CaseItem.case_id, CaseItem.due_date, CaseItem.installment_number)
-        ):
-            out[r.case_id].append((r.installment_number, r.due_date, cents(r.amount)))
-    return out
-
-
-@dataclass
-class Candidate:
-    case: Any  # row of the facts query
-    facts: CaseFacts
-    cfg: MerchantConfig
 
 
 def _facts_query(as_of: datetime):
@@ -327,6 +270,7 @@ def _facts_query(as_of: datetime):
             Case.partner_status == "unsuccessful",
         ),
     )
+    notice = and_(Case.state == CaseState.TERMINATION_NOTICE.value, Case.next_step_at <= as_of)
     return (
         select(
             Case,
@@ -341,20 +285,25 @@ def _facts_query(as_of: datetime):
         .join(Order, Order.order_id == Case.order_id)
         .join(Buyer, Buyer.order_id == Case.order_id)
         .outerjoin(Merchant, Merchant.merchant_id == Case.merchant_id)
-        .where(or_(timed, partner))
+        .where(or_(timed, partner, notice))
         .order_by(Case.case_id)
     )
 
 
-def _to_facts(
-    case: Case, plan: str, total: Decimal, installments: list[InstallmentFact]
-) -> CaseFacts:
+def _to_facts(case: Case, row: Any, claim: ClaimInput, st: Statement, cfg: MerchantConfig):
+    partner_branch = case.state in (
+        CaseState.WITH_PARTNER.value,
+        CaseState.TERMINATION_NOTICE.value,
+    )
+    guard = partner_branch and termination_guard(
+        st, claim.schedule, claim.order_total, claim.order_day
+    )
     return CaseFacts(
         case_id=case.case_id,
         state=case.state,
         dunning_option=case.dunning_option,
         default_date=case.default_date,
-        payment_plan=plan,
+        payment_plan=row.payment_plan,
         started_at=case.started_at,
         next_step_at=case.next_step_at,
         reminder_1_at=case.reminder_1_at,
@@ -362,105 +311,19 @@ def _to_facts(
         handed_over_at=case.handed_over_at,
         partner_claim_id=case.partner_claim_id,
         partner_status=case.partner_status,
-        order_total=Decimal(total),
-        installments=tuple(installments),
+        order_total=Decimal(row.total_amount),
+        termination_allowed=guard,
+        below_minimum=below_minimum(st, cfg.min_claim_amount),
+        open_principal=st.principal_open,
     )
 
 
-# --- the claim: amounts, items, payloads ---------------------------------------------------
-
-
-def _labels(kind: str, number: int | None, single: bool) -> tuple[str, str]:
-    if kind == "principal":
-        de_n, en_n, de_1, en_1 = LABELS["principal"]
-        if single or number is None:
-            return de_1, en_1
-        return de_n.format(n=number), en_n.format(n=number)
-    de, en = LABELS[kind].split("|")
-    return de, en
-
-
-def build_claim(
-    case: Case,
-    schedule: list[InstallmentFact],
-    cfg: MerchantConfig,
-    business: bool,
-    as_of: datetime,
-    zone,
-    extra_reminder_fee: Decimal,
-    claim_items: list[tuple[int | None, date, Decimal]] | None = None,
-) -> dict[str, Any]:
-    """The claim of a case at `as_of`: gross items, payments allocated costs -> interest ->
-    principal, open items, and the case amounts to store when the step is done."""
-    today = local_date(as_of, zone)
-    principal_total = cents(case.principal_amount)
-    principal_items = list(claim_items or [])
-    if not principal_items and case.kind == CaseKind.OVERDUE.value:
-        principal_items = [
-            (i.number, i.due_date, i.amount)
-            for i in schedule
-            if i.due_date < today and i.open_amount > 0
-        ]
-    if cents(sum((a for _, _, a in principal_items), ZERO)) != principal_total:
-        principal_items = [(None, case.default_date, principal_total)]
-    reminder_fees = cents(case.reminder_fees or ZERO) + extra_reminder_fee
-    fees_amount = cents(case.fees_amount or ZERO) + extra_reminder_fee
-    other_fees = max(fees_amount - reminder_fees, ZERO)
-    costs = fees_amount + cents(case.cancellation_costs or ZERO)
-    paid_total = cents((case.paid_amount or ZERO) + (case.partner_paid_amount or ZERO))
-    # Interest on what is open of the principal, oldest item paid first.
-    pre = allocate(paid_total, costs, ZERO, principal_total)
-    open_principal = reduce_oldest_first([a for _, _, a in principal_items], pre.to_principal)
-    if cfg.interest_enabled:
-        interest = claim_interest(
-            [(d, a) for (_, d, _), a in zip(principal_items, open_principal, strict=True)],
-            today,
-            business,
-        )
-    else:
-        interest = cents(case.interest_amount or ZERO)
-    alloc = allocate(paid_total, costs, interest, principal_total)
-    open_items = reduce_oldest_first([a for _, _, a in principal_items], alloc.to_principal)
-    single = len(principal_items) == 1
-    gross: list[dict[str, Any]] = []
-    open_: list[dict[str, Any]] = []
-    for (number, due, amount), left in zip(principal_items, open_items, strict=True):
-        de, en = _labels("principal", number, single)
-        base = {"type": "principal", "due_date": due.isoformat(), "label_de": de, "label_en": en}
-        gross.append({**base, "amount": f"{amount:.2f}"})
-        open_.append({**base, "amount": f"{left:.2f}"})
-    cost_parts = [
-        ("chargeback_fee", other_fees),
-        ("reminder_fee", reminder_fees),
-        ("cancellation_costs", cents(case.cancellation_costs or ZERO)),
-    ]
-    open_costs = reduce_oldest_first([a for _, a in cost_parts], alloc.to_costs)
-    for (kind, amount), left in zip(cost_parts, open_costs, strict=True):
-        if amount > 0:
-            de, en = _labels(kind, None, True)
-            base = {"type": kind, "due_date": None, "label_de": de, "label_en": en}
-            gross.append({**base, "amount": f"{amount:.2f}"})
-            open_.append({**base, "amount": f"{left:.2f}"})
-    if interest > 0:
-        de, en = _labels("interest", None, True)
-        base = {"type": "interest", "due_date": None, "label_de": de, "label_en": en}
-        gross.append({**base, "amount": f"{interest:.2f}"})
-        open_.append({**base, "amount": f"{alloc.interest_open:.2f}"})
-    return {
-        "items": gross,
-        "open_items": [i for i in open_ if Decimal(i["amount"]) > 0],
-        "paid": f"{paid_total:.2f}",
-        "total": f"{alloc.total_open:.2f}",
-        "case": {
-            "fees_amount": f"{fees_amount:.2f}",
-            "reminder_fees": f"{reminder_fees:.2f}",
-            "interest_amount": f"{interest:.2f}",
-        },
-    }
+# --- the claim: what each step sends -------------------------------------------------------
 
 
 def _buyer_dict(b: Buyer) -> dict[str, Any]:
     return {
+        "type": b.buyer_type,
         "first_name": b.first_name,
         "last_name": b.last_name,
         "company_name": b.company_name,
@@ -483,83 +346,118 @@ def _creditor(settings: Settings) -> dict[str, str]:
     }
 
 
+def _midnight_after(day: date, zone) -> str:
+    """The first moment after `day` on the merchant's calendar, in UTC."""
+    nxt = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=zone)
+    return nxt.astimezone(UTC).isoformat()
+
+
+def _notice(row, claim_items, level, deadline, settings) -> dict[str, Any]:
+    case: Case = row.Case
+    zone = settings.zone
+    return {
+        "level": level,
+        "buyer": _buyer_dict(row.Buyer),
+        "order": {
+            "order_id": case.order_id,
+            "product": row.product_name or case.order_id,
+            "order_date": local_date(row.order_date, zone).isoformat(),
+            "merchant_name": row.merchant_name or case.merchant_id,
+        },
+        "currency": case.currency,
+        **claim_items,
+        "deadline": deadline.isoformat(),
+        "option": case.dunning_option,
+        "creditor": _creditor(settings),
+    }
+
+
 def build_payload(
-    cand: Candidate,
     row: Any,
     step: ActionStep,
     deadline: date | None,
-    schedule: list[InstallmentFact],
+    claim: ClaimInput,
+    st: Statement,
+    cfg: MerchantConfig,
     as_of: datetime,
     settings: Settings,
-    items: list[tuple[int | None, date, Decimal]] | None = None,
 ) -> dict[str, Any]:
+    """What a step sends, read from the claim's statement at `as_of`."""
     case: Case = row.Case
     zone = settings.zone
-    buyer = _buyer_dict(row.Buyer)
-    business = bool((row.Buyer.company_name or "").strip())
-    cfg = cand.cfg
+    today = local_date(as_of, zone)
     if step in (ActionStep.REMINDER_1, ActionStep.REMINDER_2):
-        claim = build_claim(case, schedule, cfg, business, as_of, zone, cfg.reminder_fee, items)
+        level = 1 if step == ActionStep.REMINDER_1 else 2
+        creates_default = claim.invoice and level == 1
+        fee = reminder_fee(level, creates_default, cfg.reminder_fee, settings.max_reminder_fee)
+        charge = None
+        if fee > 0:
+            charge = Charge(REMINDER_FEE, today, fee, f"{level}. Mahnung", f"reminder_{level}")
+            st = claim.statement(today, base_rates(settings.base_rates_file), charge)
         assert deadline is not None
-        next_at = datetime.combine(deadline, datetime.min.time(), tzinfo=zone).astimezone(UTC)
-        claim["case"]["next_step_at"] = next_at.isoformat()
-        return {
-            "level": 1 if step == ActionStep.REMINDER_1 else 2,
-            "buyer": buyer,
-            "order": {
-                "order_id": case.order_id,
-                "product": row.product_name or case.order_id,
-                "order_date": local_date(row.order_date, zone).isoformat(),
-                "merchant_name": row.merchant_name or case.merchant_id,
-            },
-            "currency": case.currency,
-            "items": claim["items"],
-            "paid": claim["paid"],
-            "total": claim["total"],
-            "deadline": deadline.isoformat(),
-            "option": case.dunning_option,
-            "creditor": _creditor(settings),
-            "case": claim["case"],
+        payload = _notice(row, cp.notice_items(st), level, deadline, settings)
+        payload["case"] = {
+            "fees_amount": cp.money(st.fees),
+            "interest_amount": cp.money(st.interest),
+            "next_step_at": _midnight_after(deadline - timedelta(days=1), zone),
         }
+        if charge is not None:
+            payload["charge"] = {
+                "key": charge.ref,
+                "kind": charge.kind,
+                "day": charge.day.isoformat(),
+                "amount": cp.money(charge.amount),
+                "reason": charge.reason,
+            }
+        return payload
+    if step == ActionStep.TERMINATION_NOTICE:
+        assert deadline is not None
+        items = cp.notice_items(st)
+        items["total"] = cp.money(arrears(st))
+        payload = _notice(row, items, 3, deadline, settings)
+        payload["case"] = {
+            "interest_amount": cp.money(st.interest),
+            "next_step_at": _midnight_after(deadline, zone),
+        }
+        return payload
     if step == ActionStep.HANDOVER:
-        claim = build_claim(case, schedule, cfg, business, as_of, zone, ZERO, items)
         reference = reference_for(case.case_id)
         first_reminder = (
             local_date(case.reminder_1_at, zone).isoformat() if case.reminder_1_at else None
         )
+        first_day = cp.first_default_day(st) or case.default_date + timedelta(days=1)
+        items = cp.partner_items(st)
         body = {
             "reference": reference,
+            "order_id": case.order_id,
+            "kind": case.kind,
             "escalation": case.dunning_option,
             "creditor": {
                 "merchant_id": case.merchant_id,
                 "name": settings.creditor_name,
                 "address": settings.creditor_address,
             },
-            "debtor": {k: v for k, v in buyer.items() if k != "locale"},
+            "debtor": {k: v for k, v in _buyer_dict(row.Buyer).items() if k != "locale"},
             "currency": case.currency,
             "contract_date": local_date(row.order_date, zone).isoformat(),
-            "default_date": case.default_date.isoformat(),
+            "default_date": first_day.isoformat(),
             "first_reminder_date": first_reminder,
             "subject": row.product_name or case.order_id,
-            "items": [
-                {
-                    "type": i["type"],
-                    "amount": i["amount"],
-                    "due_date": i["due_date"],
-                    "description": i["label_de"],
-                }
-                for i in claim["open_items"]
-            ],
+            "items": [cp.wire_item(i) for i in items],
+            "payments": cp.partner_payments(st),
         }
-        # Issue 9: what was paid at the source is already off the handed-over items; the
-        # partner must not be told it again as a new payment after the handover.
-        told = f"{cents(case.paid_amount or ZERO):.2f}"
-        return {"claim": body, "reference": reference, "case": claim["case"], "told_total": told}
+        return {
+            "claim": body,
+            "reference": reference,
+            "case": {"interest_amount": cp.money(st.interest), "fees_amount": cp.money(st.fees)},
+        }
     if step == ActionStep.CANCEL_ORDER:
         return {
             "order_id": case.order_id,
             "case_reference": reference_for(case.case_id),
-            "cancellation_costs": f"{cfg.cancellation_costs:.2f}",
+            "cancellation_costs": cp.money(cfg.cancellation_costs),
+            "section_498": row.payment_plan == PaymentPlan.INSTALLMENTS.value,
+            "day": today.isoformat(),
         }
     if step == ActionStep.COURT_REQUEST:
         return {"claim_id": case.partner_claim_id}
@@ -573,14 +471,10 @@ def _insert_actions(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     """Insert actions; keys that exist already are skipped. Returns the new ids."""
     if not rows:
         return []
-    if is_postgres(session.get_bind()):
-        from sqlalchemy.dialects.postgresql import insert as dialect_insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert as dialect_insert
     # Core executemany ("insertmanyvalues"): compiled once, rows sent in pages; keys that
     # conflict return no row.
     stmt = (
-        dialect_insert(ACTIONS)
+        insert_for(session, ACTIONS)
         .on_conflict_do_nothing(index_elements=["idempotency_key"])
         .returning(ACTIONS.c.id)
     )
@@ -644,10 +538,12 @@ def _reclaim_pending(url, now, lease_until, shard, shards) -> list[int]:
     step is taken up again only while its case is still where the step starts from (a case
     put on hold keeps its pending step for when it resumes)."""
     still_due = [
-        and_(Action.step == step.value, Case.state == state.value)
-        for step, state in FROM_STATE.items()
+        and_(Action.step == step.value, Case.state.in_([st.value for st in states]))
+        for step, states in FROM_STATES.items()
     ]
-    notices = Action.step.in_([ActionStep.PARTNER_PAYMENT.value, ActionStep.RECALL.value])
+    notices = Action.step.in_(
+        [ActionStep.PARTNER_PAYMENT.value, ActionStep.RECALL.value, ActionStep.PARTNER_ITEMS.value]
+    )
     with session_scope(url) as s:
         eligible = (
             select(Action.id)
@@ -734,32 +630,105 @@ def _claim_notifications(url, as_of, now, lease_until, shard, shards) -> list[in
                     lease_until,
                 )
             )
-        q = select(
-            Case.case_id, Case.partner_claim_id, Case.paid_amount, Case.partner_told_paid
-        ).where(
-            Case.state.in_([st.value for st in OPEN_PARTNER_STATES]),
-            Case.partner_claim_id.is_not(None),
-            func.round(Case.paid_amount, 2) > func.round(Case.partner_told_paid, 2),
-        )
-        for r in s.execute(_shard_filter(q, shard, shards)):
-            paid = cents(r.paid_amount)
-            amount = paid - cents(r.partner_told_paid)
-            rows.append(
-                _action_row(
-                    r.case_id,
-                    ActionStep.PARTNER_PAYMENT,
-                    key_for(r.case_id, "payment", f"{paid:.2f}"),
-                    {
-                        "claim_id": r.partner_claim_id,
-                        "amount": f"{amount:.2f}",
-                        "paid_at": as_of.isoformat(),
-                        "told_total": f"{paid:.2f}",
-                    },
-                    as_of,
-                    lease_until,
-                )
-            )
+        rows += _payment_notices(s, as_of, lease_until, shard, shards)
+        rows += _item_notices(s, as_of, lease_until, shard, shards)
         return _insert_actions(s, rows)
+
+
+def _with_partner(shard, shards):
+    q = select(Case.case_id, Case.partner_claim_id, Case.handed_over_at).where(
+        Case.state.in_([st.value for st in OPEN_PARTNER_STATES]),
+        Case.partner_claim_id.is_not(None),
+        Case.handed_over_at.is_not(None),
+    )
+    return _shard_filter(q, shard, shards).subquery()
+
+
+def _payment_notices(s, as_of, lease_until, shard, shards) -> list[dict[str, Any]]:
+    """Each payment received at the source after the handover, told once (by its
+    transaction id) with the day it arrived; what was paid before is in the claim."""
+    held = _with_partner(shard, shards)
+    q = (
+        select(held.c.case_id, held.c.partner_claim_id, Transaction)
+        .join(Case, Case.case_id == held.c.case_id)
+        .join(Transaction, Transaction.order_id == Case.order_id)
+        .join(
+            CaseItem,
+            and_(
+                CaseItem.case_id == held.c.case_id,
+                CaseItem.item_type == "principal",
+                CaseItem.installment_number == Transaction.installment_number,
+            ),
+        )
+        .where(
+            Transaction.type == "sale",
+            Transaction.processed_at > held.c.handed_over_at,
+            Transaction.processed_at <= as_of,
+        )
+    )
+    rows = []
+    for r in s.execute(q):
+        t = r.Transaction
+        rows.append(
+            _action_row(
+                r.case_id,
+                ActionStep.PARTNER_PAYMENT,
+                key_for(r.case_id, "payment", t.transaction_id),
+                {
+                    "claim_id": r.partner_claim_id,
+                    "amount": f"{cents(t.amount):.2f}",
+                    "paid_at": t.processed_at.isoformat(),
+                },
+                as_of,
+                lease_until,
+            )
+        )
+    return rows
+
+
+def _item_notices(s, as_of, lease_until, shard, shards) -> list[dict[str, Any]]:
+    """Items that arose after the handover (a further installment fell due, costs), each
+    added once under its own key."""
+    held = _with_partner(shard, shards)
+    rows = []
+    principal = (
+        select(held.c.case_id, held.c.partner_claim_id, CaseItem)
+        .join(CaseItem, CaseItem.case_id == held.c.case_id)
+        .where(CaseItem.item_type == "principal", CaseItem.joined_at > held.c.handed_over_at)
+    )
+    for r in s.execute(principal):
+        ci = r.CaseItem
+        item = {
+            "type": "principal",
+            "amount": f"{cents(ci.amount):.2f}",
+            "due_date": ci.due_date.isoformat(),
+            "description": f"Rate {ci.installment_number}",
+        }
+        key = key_for(r.case_id, "items", f"installment-{ci.installment_number}")
+        payload = {"claim_id": r.partner_claim_id, "items": [item]}
+        rows.append(
+            _action_row(r.case_id, ActionStep.PARTNER_ITEMS, key, payload, as_of, lease_until)
+        )
+    charges = (
+        select(held.c.case_id, held.c.partner_claim_id, CaseCharge)
+        .join(CaseCharge, CaseCharge.case_id == held.c.case_id)
+        .where(CaseCharge.created_at > held.c.handed_over_at)
+    )
+    for r in s.execute(charges):
+        c = r.CaseCharge
+        item = {
+            "type": c.kind,
+            "amount": f"{cents(c.amount):.2f}",
+            "date": c.day.isoformat(),
+            "reason": c.reason,
+            "description": cp.LABELS[c.kind][0],
+        }
+        key = key_for(r.case_id, "items", c.key)
+        payload = {"claim_id": r.partner_claim_id, "items": [item]}
+        rows.append(
+            _action_row(r.case_id, ActionStep.PARTNER_ITEMS, key, payload, as_of, lease_until)
+        )
+    return rows
 
 
 def _action_row(case_id, step, key, payload, as_of, lease_until) -> dict[str, Any]:
@@ -790,33 +759,31 @@ def _claim_batch(url, as_of, settings, shard, shards, lease_until, batch, last_i
         if not rows:
             return [], None
         next_last = rows[-1].Case.case_id
-        cfgs = merchant_configs(s, (r.Case.merchant_id for r in rows), settings)
-        items = case_items(s, [r.Case.case_id for r in rows])
-        # Order schedules: for the § 498 guard, and the items of cases detection recorded
-        # none for.
-        need = [
-            r.Case.order_id
-            for r in rows
-            if r.Case.case_id not in items
-            or (
-                r.Case.state == CaseState.WITH_PARTNER.value
-                and r.payment_plan == PaymentPlan.INSTALLMENTS.value
-            )
-        ]
-        scheds = schedules(s, need)
+        cfgs = configs_for(s, (r.Case.merchant_id for r in rows), settings)
+        claims = load_claims(s, [r.Case.case_id for r in rows], settings, as_of)
+        rates = base_rates(settings.base_rates_file)
+        today = local_date(as_of, zone)
         actions: list[dict[str, Any]] = []
+        quiet: dict[tuple[str, str, str], list[int]] = defaultdict(list)
         for row in rows:
             case = row.Case
             cfg = cfgs[case.merchant_id]
-            sched = scheds.get(case.order_id, [])
-            facts = _to_facts(case, row.payment_plan, row.total_amount, sched)
+            claim = claims.get(case.case_id)
+            if claim is None:
+                continue
+            try:
+                st = claim.statement(today, rates)
+            except BaseRateUnknown:
+                continue  # set aside by refresh_claims, with the reason
+            facts = _to_facts(case, row, claim, st, cfg)
             step = next_step(facts, ladder_settings(cfg), as_of, zone)
+            move = quiet_move(facts, step, as_of, cfg.min_claim_amount)
+            if move is not None:
+                quiet[(case.state, move[0].value, move[1])].append(case.case_id)
+                continue
             if step is None:
                 continue
-            cand = Candidate(row, facts, cfg)
-            payload = build_payload(
-                cand, row, step.step, step.deadline, sched, as_of, settings, items.get(case.case_id)
-            )
+            payload = build_payload(row, step.step, step.deadline, claim, st, cfg, as_of, settings)
             actions.append(
                 _action_row(
                     case.case_id,
@@ -826,6 +793,21 @@ def _claim_batch(url, as_of, settings, shard, shards, lease_until, batch, last_i
                     as_of,
                     lease_until,
                 )
+            )
+        for (from_state, to_state, reason), case_ids in quiet.items():
+            closing = CaseState(to_state).is_terminal
+            values = {"next_step_at": None, "last_step_at": as_of}
+            if closing:
+                values |= {"closed_at": as_of, "close_reason": reason}
+            move_cases(
+                s,
+                case_ids,
+                CaseState(to_state),
+                from_states=[CaseState(from_state)],
+                actor=ACTOR,
+                reason=reason,
+                as_of=as_of,
+                values=values,
             )
         ids = _insert_actions(s, actions)
         return ids, next_last
@@ -974,17 +956,17 @@ def _gate(conn: Any, a: Action) -> bool:
     the case is still where the step starts from. An operator's cancel or hold (which locks
     the same row) then either comes first - the step is not sent - or waits until the step
     is out and recorded as sent. Notices to the partner (recall, payment) go regardless."""
-    want = FROM_STATE.get(ActionStep(a.step))
+    want = FROM_STATES.get(ActionStep(a.step))
     if want is None:
         return True
     query = _CASE_STATE_LOCKED if is_postgres(conn.engine) else _CASE_STATE
-    return conn.execute(query, {"case_id": a.case_id}).scalar() == want.value
+    return conn.execute(query, {"case_id": a.case_id}).scalar() in {st.value for st in want}
 
 
 def _left_state(a: Action) -> Result:
     """Not sent: the case moved (cancelled, paid, on hold) after the step was claimed. The
     action waits; settle_payments cancels it if the case is closed, a resume takes it up."""
-    want = FROM_STATE[ActionStep(a.step)].value
+    want = "/".join(st.value for st in FROM_STATES[ActionStep(a.step)])
     error = f"not sent: the case left {want} before sending"
     return Result(a.id, a.case_id, a.step, "transient", {}, error, a.payload or {})
 
@@ -1024,7 +1006,7 @@ def call_partner_and_source(
     engine = get_engine(url or settings.database_url)
 
     def one(a: Action) -> Result:
-        if ActionStep(a.step) not in FROM_STATE:
+        if ActionStep(a.step) not in FROM_STATES:
             return call(a)
         # The case row stays locked (PostgreSQL) during the call: see _gate.
         with engine.connect() as conn:
@@ -1047,15 +1029,12 @@ def call_partner_and_source(
             )
         elif step == ActionStep.RECALL:
             out = partner.recall(pclient, a.idempotency_key, p["claim_id"], p["reason"], **kw)
+        elif step == ActionStep.PARTNER_ITEMS:
+            out = partner.add_items(pclient, a.idempotency_key, p["claim_id"], p["items"], **kw)
         elif step == ActionStep.CANCEL_ORDER:
             if sclient is None:
-                out = partner.Outcome(
-                    partner.DONE,
-                    {
-                        "note": "source is a file, not the orders API: "
-                        "cancel the order at the platform"
-                    },
-                )
+                # Nothing can cancel it from here: an operator does, at the platform.
+                out = partner.Outcome(partner.DONE, {"manual": "the source is a file"})
             else:
                 out = source_cancel.cancel_order(
                     sclient, a.idempotency_key, p["order_id"], p["case_reference"], **kw
@@ -1086,7 +1065,7 @@ def perform(
     """Send what this run claimed and record the outcomes batch by batch. E-mails and
     HTTP calls go side by side (two pipelines; never the same case in both)."""
     actions = load_actions(url, list(action_ids))
-    mail_steps = (ActionStep.REMINDER_1.value, ActionStep.REMINDER_2.value)
+    mail_steps = tuple(st.value for st in MAIL_STEPS)
     mails = [a for a in actions if a.step in mail_steps]
     calls = [a for a in actions if a.step not in mail_steps]
 
@@ -1205,8 +1184,47 @@ def record_outcomes(url: str, results: Sequence[Result], as_of: datetime) -> Non
                 [{"aid": r.action_id, "err": r.error} for r in transient],
             )
         _apply_done(s, [r for r in done if r.action_id in done_ids], as_of)
+        refused = [r for r in failed if r.step == ActionStep.CANCEL_ORDER.value]
+        await_cancellation(s, refused, as_of)
         touched = sorted({r.case_id for r in results})
         recompute_outstanding(s, touched)
+
+
+def _insert_charges(s: Session, rows: list[dict[str, Any]]) -> None:
+    """Charges caused by a done step; a (case, key) recorded before is not charged again."""
+    if rows:
+        s.execute(insert_for(s, CaseCharge.__table__).on_conflict_do_nothing(), rows)
+
+
+def _charge_row(case_id: int, charge: dict[str, Any], as_of: datetime) -> dict[str, Any]:
+    return {
+        "case_id": case_id,
+        "key": charge["key"],
+        "kind": charge["kind"],
+        "day": date.fromisoformat(charge["day"]),
+        "amount": _dec(charge["amount"]),
+        "reason": charge["reason"],
+        "created_at": as_of,
+    }
+
+
+def await_cancellation(s: Session, results: Sequence[Result], as_of: datetime) -> None:
+    """A cancellation nothing here can perform (a file source, or the orders API refused):
+    the case waits, visibly, for an operator to cancel the order at the platform and
+    confirm (`dunning case confirm-cancellation`)."""
+    for r in results:
+        why = r.error or "the source is a file, not the orders API"
+        move_cases(
+            s,
+            [r.case_id],
+            CaseState.AWAITING_CANCELLATION,
+            from_states=list(FROM_STATES[ActionStep.CANCEL_ORDER]),
+            actor=ACTOR,
+            reason=f"cancel order {r.payload['order_id']} at the platform ({why}), then "
+            f"confirm: dunning case confirm-cancellation {r.case_id}",
+            as_of=as_of,
+            values={"last_step_at": as_of, "next_step_at": None},
+        )
 
 
 def _apply_done(s: Session, done: Sequence[Result], as_of: datetime) -> None:
@@ -1218,13 +1236,12 @@ def _apply_done(s: Session, done: Sequence[Result], as_of: datetime) -> None:
         if not rs:
             continue
         step = ActionStep(step_name)
-        from_state = FROM_STATE[step]
+        (from_state,) = FROM_STATES[step]
         s.execute(
             update(CASES)
             .where(CASES.c.case_id == bindparam("cid"), CASES.c.state == from_state.value)
             .values(
                 fees_amount=bindparam("fees"),
-                reminder_fees=bindparam("rfees"),
                 interest_amount=bindparam("interest"),
                 next_step_at=bindparam("next_at"),
             ),
@@ -1232,11 +1249,18 @@ def _apply_done(s: Session, done: Sequence[Result], as_of: datetime) -> None:
                 {
                     "cid": r.case_id,
                     "fees": _dec(r.payload["case"]["fees_amount"]),
-                    "rfees": _dec(r.payload["case"]["reminder_fees"]),
                     "interest": _dec(r.payload["case"]["interest_amount"]),
                     "next_at": datetime.fromisoformat(r.payload["case"]["next_step_at"]),
                 }
                 for r in rs
+            ],
+        )
+        _insert_charges(
+            s,
+            [
+                _charge_row(r.case_id, r.payload["charge"], as_of)
+                for r in rs
+                if "charge" in r.payload
             ],
         )
         at_col = "reminder_1_at" if step == ActionStep.REMINDER_1 else "reminder_2_at"
@@ -1250,27 +1274,45 @@ def _apply_done(s: Session, done: Sequence[Result], as_of: datetime) -> None:
             as_of=as_of,
             values={at_col: as_of, "last_step_at": as_of},
         )
+    rs = by_step.get(ActionStep.TERMINATION_NOTICE.value, [])
+    for r in rs:  # each with its own deadline in the history
+        move_cases(
+            s,
+            [r.case_id],
+            CaseState.TERMINATION_NOTICE,
+            from_states=[CaseState.WITH_PARTNER],
+            actor=ACTOR,
+            reason=f"§ 498 BGB termination notice sent: arrears {r.payload['total']} "
+            f"{r.payload['currency']} due by {r.payload['deadline']}",
+            as_of=as_of,
+            values={
+                "last_step_at": as_of,
+                "next_step_at": datetime.fromisoformat(r.payload["case"]["next_step_at"]),
+                "interest_amount": _dec(r.payload["case"]["interest_amount"]),
+            },
+        )
     rs = by_step.get(ActionStep.HANDOVER.value, [])
     if rs:
+        # The board's partner reference is the partner's claim id: its file number, which
+        # operators quote on the phone.
         s.execute(
             update(CASES)
             .where(CASES.c.case_id == bindparam("cid"), CASES.c.state == CaseState.REMINDER_2.value)
             .values(
                 partner_claim_id=bindparam("claim_id"),
-                partner_reference=bindparam("reference"),
+                partner_reference=bindparam("claim_id"),
                 partner_status=bindparam("pstatus"),
                 partner_error=None,
                 interest_amount=bindparam("interest"),
-                partner_told_paid=bindparam("told"),
+                fees_amount=bindparam("fees"),
             ),
             [
                 {
                     "cid": r.case_id,
                     "claim_id": r.response.get("claim_id"),
-                    "reference": r.payload.get("reference"),
                     "pstatus": r.response.get("status", "received"),
                     "interest": _dec(r.payload["case"]["interest_amount"]),
-                    "told": _dec(r.payload.get("told_total", "0")),
+                    "fees": _dec(r.payload["case"]["fees_amount"]),
                 }
                 for r in rs
             ],
@@ -1284,15 +1326,10 @@ def _apply_done(s: Session, done: Sequence[Result], as_of: datetime) -> None:
                 CASES.c.state != CaseState.REMINDER_2.value,
                 CASES.c.partner_claim_id.is_(None),
             )
-            .values(partner_claim_id=bindparam("claim_id"), partner_reference=bindparam("ref")),
-            [
-                {
-                    "cid": r.case_id,
-                    "claim_id": r.response.get("claim_id"),
-                    "ref": r.payload.get("reference"),
-                }
-                for r in rs
-            ],
+            .values(
+                partner_claim_id=bindparam("claim_id"), partner_reference=bindparam("claim_id")
+            ),
+            [{"cid": r.case_id, "claim_id": r.response.get("claim_id")} for r in rs],
         )
         move_cases(
             s,
@@ -1305,25 +1342,47 @@ def _apply_done(s: Session, done: Sequence[Result], as_of: datetime) -> None:
             values={"handed_over_at": as_of, "last_step_at": as_of, "next_step_at": None},
         )
     rs = by_step.get(ActionStep.CANCEL_ORDER.value, [])
-    if rs:
+    manual = [r for r in rs if r.response.get("manual")]
+    cancelled = [r for r in rs if not r.response.get("manual")]
+    await_cancellation(s, manual, as_of)
+    if cancelled:
         s.execute(
             update(CASES)
-            .where(
-                CASES.c.case_id == bindparam("cid"), CASES.c.state == CaseState.WITH_PARTNER.value
-            )
-            .values(cancellation_costs=bindparam("costs"), partner_error=None),
-            [{"cid": r.case_id, "costs": _dec(r.payload["cancellation_costs"])} for r in rs],
+            .where(CASES.c.case_id == bindparam("cid"))
+            .values(cancellation_costs=bindparam("costs")),
+            [{"cid": r.case_id, "costs": _dec(r.payload["cancellation_costs"])} for r in cancelled],
         )
-        move_cases(
+        _insert_charges(
             s,
-            [r.case_id for r in rs],
-            CaseState.ORDER_CANCELLED,
-            from_states=[CaseState.WITH_PARTNER],
-            actor=ACTOR,
-            reason="order cancelled at the source (§ 498 BGB conditions met)",
-            as_of=as_of,
-            values={"last_step_at": as_of},
+            [
+                _charge_row(
+                    r.case_id,
+                    {
+                        "key": "cancellation",
+                        "kind": CANCELLATION_COSTS,
+                        "day": r.payload["day"],
+                        "amount": r.payload["cancellation_costs"],
+                        "reason": "Stornokosten",
+                    },
+                    as_of,
+                )
+                for r in cancelled
+                if _dec(r.payload["cancellation_costs"]) > 0
+            ],
         )
+        for section_498 in (True, False):
+            group = [r for r in cancelled if bool(r.payload.get("section_498")) == section_498]
+            move_cases(
+                s,
+                [r.case_id for r in group],
+                CaseState.ORDER_CANCELLED,
+                from_states=list(FROM_STATES[ActionStep.CANCEL_ORDER]),
+                actor=ACTOR,
+                reason="order cancelled at the source"
+                + (" after the § 498 BGB notice period" if section_498 else ""),
+                as_of=as_of,
+                values={"last_step_at": as_of, "next_step_at": None, "partner_error": None},
+            )
     rs = by_step.get(ActionStep.COURT_REQUEST.value, [])
     if rs:
         move_cases(

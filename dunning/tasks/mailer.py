@@ -32,6 +32,7 @@ PHRASES: dict[str, dict[str, Any]] = {
         "subject": {
             1: "1. Mahnung – Bestellung {order_id}",
             2: "2. Mahnung – Bestellung {order_id}",
+            3: "Kündigungsandrohung (§ 498 BGB) – Bestellung {order_id}",
         },
         "greeting": "Guten Tag",
         "intro": {
@@ -39,13 +40,17 @@ PHRASES: dict[str, dict[str, Any]] = {
             "vollständige Zahlung erhalten.",
             2: "trotz unserer ersten Mahnung ist die folgende Forderung aus Ihrer Bestellung "
             "„{product}“ vom {order_date} weiterhin offen.",
+            3: "mit der Ratenzahlung für Ihre Bestellung „{product}“ vom {order_date} sind Sie "
+            "mit mindestens zwei aufeinanderfolgenden Raten ganz oder teilweise in Verzug.",
         },
         "item": "Posten",
         "due": "fällig am",
         "amount": "Betrag",
         "paid": "bereits gezahlt",
         "total": "Gesamtbetrag",
+        "arrears": "Rückständiger Betrag",
         "deadline": "Bitte zahlen Sie den Gesamtbetrag bis spätestens",
+        "deadline_arrears": "Bitte zahlen Sie den rückständigen Betrag bis spätestens",
         "next": {
             1: "Geht bis dahin keine Zahlung ein, erhalten Sie eine zweite Mahnung.",
             "court": "Geht bis dahin keine Zahlung ein, übergeben wir die Forderung einem "
@@ -54,6 +59,10 @@ PHRASES: dict[str, dict[str, Any]] = {
             "cancellation": "Geht bis dahin keine Zahlung ein, übergeben wir die Forderung "
             "einem Inkassopartner und kündigen Ihre Bestellung (der Zugang zum Produkt endet). "
             "Dadurch entstehen Ihnen weitere Kosten.",
+            3: "Geht der rückständige Betrag nicht bis dahin vollständig ein, kündigen wir den "
+            "Ratenzahlungsvertrag und verlangen die gesamte Restschuld (§ 498 Abs. 1 BGB); Ihre "
+            "Bestellung wird storniert. Gern sprechen wir mit Ihnen über eine einvernehmliche "
+            "Regelung.",
         },
         "disregard": "Haben Sie bereits gezahlt, betrachten Sie dieses Schreiben bitte als "
         "gegenstandslos.",
@@ -63,19 +72,24 @@ PHRASES: dict[str, dict[str, Any]] = {
         "subject": {
             1: "First reminder – order {order_id}",
             2: "Second reminder – order {order_id}",
+            3: "Notice of termination (§ 498 BGB) – order {order_id}",
         },
         "greeting": "Dear",
         "intro": {
             1: 'we have not yet received full payment for your order "{product}" of {order_date}.',
             2: 'despite our first reminder, the following claim from your order "{product}" '
             "of {order_date} is still open.",
+            3: "you are in default, wholly or in part, with at least two consecutive "
+            'installments of your order "{product}" of {order_date}.',
         },
         "item": "Item",
         "due": "due",
         "amount": "Amount",
         "paid": "already paid",
         "total": "Total",
+        "arrears": "Amount in arrears",
         "deadline": "Please pay the total by",
+        "deadline_arrears": "Please pay the amount in arrears by",
         "next": {
             1: "If we do not receive payment by then, you will receive a second reminder.",
             "court": "If we do not receive payment by then, we will hand the claim over to a "
@@ -84,6 +98,9 @@ PHRASES: dict[str, dict[str, Any]] = {
             "cancellation": "If we do not receive payment by then, we will hand the claim over "
             "to a collection partner and cancel your order (access to the product ends). "
             "This causes further costs for you.",
+            3: "If the amount in arrears is not paid in full by then, we will terminate the "
+            "installment agreement and demand the whole remaining debt (§ 498 (1) BGB); your "
+            "order will be cancelled. We are happy to discuss an amicable arrangement.",
         },
         "disregard": "If you have already paid, please disregard this letter.",
         "regards": "Kind regards",
@@ -127,12 +144,14 @@ def render_reminder(payload: dict[str, Any], mail_from: str, key: str) -> Messag
     context["paid_text"] = format_amount(payload["paid"], lang)
     context["total"] = format_amount(payload["total"], lang)
     order = context["order"]
-    text = _env(False).get_template(f"reminder_{lang}.txt.j2").render(**context)
     t = {k: v for k, v in words.items() if isinstance(v, str)}
     t["intro"] = words["intro"][level].format(
         product=order["product"], order_date=order["order_date"]
     )
-    t["next"] = words["next"][1 if level == 1 else payload["option"]]
+    t["next"] = words["next"][payload["option"] if level == 2 else level]
+    if level == 3:
+        t["total"], t["deadline"] = words["arrears"], words["deadline_arrears"]
+    text = _env(False).get_template(f"reminder_{lang}.txt.j2").render(**context, t=t)
     html = _env(True).get_template("reminder.html.j2").render(**context, t=t)
 
     # compat32 MIME classes: several times cheaper to build than EmailMessage, same bytes

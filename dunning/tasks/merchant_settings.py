@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -11,7 +12,12 @@ from sqlalchemy.orm import Session
 
 from dunning.config import Settings
 from dunning.models.enums import DunningOption
-from dunning.models.merchant_settings import MerchantConfig, apply_change, defaults_from
+from dunning.models.merchant_settings import (
+    MONEY_FIELDS,
+    MerchantConfig,
+    apply_change,
+    defaults_from,
+)
 from dunning.models.schema import Merchant, MerchantSettings, MerchantSettingsHistory
 
 CONFIG_FIELDS = tuple(MerchantConfig.__dataclass_fields__)
@@ -27,11 +33,16 @@ def load(
     row = session.scalars(query).one_or_none()
     if row is None:
         return defaults_from(installation), None
+    return _config(row), row
+
+
+def _config(row: MerchantSettings) -> MerchantConfig:
     values: dict[str, Any] = {name: getattr(row, name) for name in CONFIG_FIELDS}
     values["dunning_option"] = DunningOption(values["dunning_option"])
-    for money in ("reminder_fee", "chargeback_fee", "cancellation_costs"):
+    values["interest_enabled"] = bool(values["interest_enabled"])
+    for money in MONEY_FIELDS:
         values[money] = Decimal(values[money]).quantize(Decimal("0.01"))
-    return MerchantConfig(**values), row
+    return MerchantConfig(**values)
 
 
 def change(
@@ -46,7 +57,12 @@ def change(
     current, row = load(session, merchant_id, installation, for_update=True)
     option_changed_at = row.option_changed_at if row else None
     new, diff, option_changed_at = apply_change(
-        current, option_changed_at, changes, as_of, installation.zone
+        current,
+        option_changed_at,
+        changes,
+        as_of,
+        installation.zone,
+        installation.max_reminder_fee,
     )
     if not diff:
         return new, diff
@@ -83,3 +99,19 @@ def history(session: Session, merchant_id: str) -> list[MerchantSettingsHistory]
 
 def merchant_known(session: Session, merchant_id: str) -> bool:
     return session.get(Merchant, merchant_id) is not None
+
+
+def configs_for(
+    session: Session, merchant_ids: Iterable[str], installation: Settings
+) -> dict[str, MerchantConfig]:
+    """The settings of many merchants at once (defaults for those never configured)."""
+    ids = sorted(set(merchant_ids))
+    default = defaults_from(installation)
+    out = dict.fromkeys(ids, default)
+    for start in range(0, len(ids), 5000):
+        query = select(MerchantSettings).where(
+            MerchantSettings.merchant_id.in_(ids[start : start + 5000])
+        )
+        for row in session.scalars(query):
+            out[row.merchant_id] = _config(row)
+    return out

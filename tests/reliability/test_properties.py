@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from dunning.models.claims import Installment, Txn, installment_facts, new_claim, overdue_days
 from dunning.models.enums import ActionStep, CaseState, DunningOption, PaymentPlan
-from dunning.models.ladder import CaseFacts, InstallmentFact, LadderSettings, next_step
-from dunning.models.money import allocate, cents
+from dunning.models.ladder import CaseFacts, LadderSettings, next_step
+from dunning.models.ledger import cents
 
 BERLIN = ZoneInfo("Europe/Berlin")
 EXAMPLES = 1000 if os.environ.get("HYPOTHESIS_PROFILE") == "full" else 150
@@ -68,24 +68,7 @@ def test_claim_never_negative(history, as_of, fees, interest):
     if claim is None:
         return
     assert claim.principal >= 0 and claim.paid >= 0 and claim.fees >= 0
-    alloc = allocate(claim.paid, claim.fees + fees, interest, claim.principal)
-    for part in (alloc.costs_open, alloc.interest_open, alloc.principal_open, alloc.overpaid):
-        assert part >= 0
-    assert alloc.total_open >= 0
-
-
-@given(money, money, money, money)
-def test_payments_go_to_costs_then_interest_then_principal(paid, costs, interest, principal):
-    a = allocate(paid, costs, interest, principal)
-    assert a.to_costs == min(paid, costs)
-    assert a.to_interest == min(paid - a.to_costs, interest)
-    assert a.to_principal == min(paid - a.to_costs - a.to_interest, principal)
-    assert a.to_costs + a.to_interest + a.to_principal + a.overpaid == paid
-    if a.to_interest > 0:
-        assert a.costs_open == 0
-    if a.to_principal > 0:
-        assert a.costs_open == 0 and a.interest_open == 0
-    assert a.total_open == costs + interest + principal - (paid - a.overpaid)
+    # Allocation and interest: properties of the claim ledger (tests/unit/test_ledger.py).
 
 
 @given(histories(), run_dates, st.integers(0, 200))
@@ -115,7 +98,8 @@ FROM = {
     ActionStep.REMINDER_1: CaseState.SCHEDULED,
     ActionStep.REMINDER_2: CaseState.REMINDER_1,
     ActionStep.HANDOVER: CaseState.REMINDER_2,
-    ActionStep.CANCEL_ORDER: CaseState.WITH_PARTNER,
+    ActionStep.TERMINATION_NOTICE: CaseState.WITH_PARTNER,
+    ActionStep.CANCEL_ORDER: (CaseState.WITH_PARTNER, CaseState.TERMINATION_NOTICE),
     ActionStep.COURT_REQUEST: CaseState.WITH_PARTNER,
 }
 TERMINAL = {CaseState.PAID, CaseState.CANCELLED, CaseState.UNCOLLECTIBLE}
@@ -140,13 +124,9 @@ def test_ladder_one_step_per_run_in_order_never_after_terminal(
     holds, payments, cancels and partner failures between runs."""
     cfg = LadderSettings(*gaps)
     default = BASE + timedelta(days=default_day)
-    insts = tuple(
-        InstallmentFact(i + 1, default + timedelta(days=30 * i), Decimal("50"), Decimal("50"))
-        for i in range(4)
-    )
     state = CaseState.SCHEDULED
     held_from: CaseState | None = None
-    times: dict[str, datetime | None] = {"r1": None, "r2": None, "ho": None}
+    times: dict[str, datetime | None] = {"r1": None, "r2": None, "ho": None, "tn": None}
     partner_status: str | None = None
     taken: list[ActionStep] = []
     as_of = datetime.combine(default, time(0), tzinfo=BERLIN).astimezone(UTC)
@@ -165,13 +145,16 @@ def test_ladder_one_step_per_run_in_order_never_after_terminal(
             partner_claim_id="CL-1" if times["ho"] else None,
             partner_status=partner_status,
             order_total=Decimal("200"),
-            installments=insts if plan == PaymentPlan.INSTALLMENTS else insts[:1],
+            next_step_at=times["tn"],
+            termination_allowed=True,  # the § 498 guard holds throughout
         )
         step = next_step(facts, cfg, as_of, BERLIN)  # one call = one run: at most one step
         if state in TERMINAL or state == CaseState.ON_HOLD:
             assert step is None, (state, step)
         if step is not None:
-            assert FROM[step.step] == state, "a step only from its own state: none skipped"
+            allowed = FROM[step.step]
+            allowed = allowed if isinstance(allowed, tuple) else (allowed,)
+            assert state in allowed, "a step only from its own state: none skipped"
             local = as_of.astimezone(BERLIN).date()
             if step.step == ActionStep.REMINDER_1:
                 assert local >= default + timedelta(days=cfg.reminder_1_days)
@@ -186,6 +169,13 @@ def test_ladder_one_step_per_run_in_order_never_after_terminal(
                     days=cfg.handover_days
                 )
                 times["ho"] = as_of
+            elif step.step == ActionStep.TERMINATION_NOTICE:
+                assert step.deadline >= local + timedelta(days=14)
+                times["tn"] = datetime.combine(
+                    step.deadline + timedelta(days=1), time(0), tzinfo=BERLIN
+                ).astimezone(UTC)
+            elif step.step == ActionStep.CANCEL_ORDER and plan == PaymentPlan.INSTALLMENTS:
+                assert times["tn"] is not None and as_of >= times["tn"], "notice period kept"
             taken.append(step.step)
             state = step.to_state
         # the world between runs
@@ -203,11 +193,12 @@ def test_ladder_one_step_per_run_in_order_never_after_terminal(
             partner_status = "unsuccessful"
     # the ladder order, never skipped, never repeated
     assert taken[:3] == LADDER[: len(taken[:3])]
-    assert len(taken) == len(set(taken)) and len(taken) <= 4
-    if len(taken) == 4:
-        expected = (
-            ActionStep.CANCEL_ORDER
-            if option == DunningOption.CANCELLATION
-            else ActionStep.COURT_REQUEST
-        )
-        assert taken[3] == expected
+    assert len(taken) == len(set(taken)) and len(taken) <= 5
+    if len(taken) >= 4:
+        if option == DunningOption.COURT:
+            expected = [ActionStep.COURT_REQUEST]
+        elif plan == PaymentPlan.INSTALLMENTS:
+            expected = [ActionStep.TERMINATION_NOTICE, ActionStep.CANCEL_ORDER]
+        else:
+            expected = [ActionStep.CANCEL_ORDER]
+        assert taken[3:] == expected[: len(taken) - 3]

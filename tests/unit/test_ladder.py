@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 from zoneinfo import ZoneInfo
@@ -11,11 +12,10 @@ import pytest
 from dunning.models.enums import ActionStep, CaseState
 from dunning.models.ladder import (
     CaseFacts,
-    InstallmentFact,
     LadderSettings,
-    cancellation_allowed,
     due_at,
     next_step,
+    quiet_move,
 )
 
 Z = ZoneInfo("Europe/Berlin")
@@ -134,47 +134,58 @@ def test_cancellation_branch_not_in_the_handover_run_itself():
     )
 
 
-def plan(count, amount, every_days, paid_numbers=(), total=None):
-    insts = []
-    for n in range(1, count + 1):
-        due = date(2026, 1, 15) + timedelta(days=every_days * (n - 1))
-        open_ = Decimal(0) if n in paid_numbers else Decimal(amount)
-        insts.append(InstallmentFact(n, due, Decimal(amount), open_))
-    return dict(
+def test_498_termination_notice_first_with_at_least_14_days():
+    """§ 498 (1) Nr. 2 BGB: an installment plan whose guard holds gets the notice, not the
+    cancellation; the notice names a deadline 14 days ahead."""
+    f = handed(dunning_option="cancellation", payment_plan="breakdown_payment")
+    at = f.handed_over_at + timedelta(days=1)
+    assert next_step(f, CFG, at, Z) is None  # guard does not hold: stays with the partner
+    f = replace(f, termination_allowed=True)
+    step = next_step(f, CFG, at, Z)
+    assert step.step == ActionStep.TERMINATION_NOTICE
+    assert step.to_state == CaseState.TERMINATION_NOTICE
+    assert step.deadline == at.astimezone(Z).date() + timedelta(days=14)
+
+
+def test_498_cancel_only_after_the_deadline_and_if_the_guard_still_holds():
+    deadline_over = local(date(2026, 3, 1))
+    notice = handed(
+        state="termination_notice",
+        dunning_option="cancellation",
         payment_plan="breakdown_payment",
-        installments=tuple(insts),
-        order_total=Decimal(total or Decimal(amount) * count),
+        next_step_at=deadline_over,
+        termination_allowed=True,
     )
+    assert next_step(notice, CFG, deadline_over - timedelta(seconds=1), Z) is None
+    assert next_step(notice, CFG, deadline_over, Z).step == ActionStep.CANCEL_ORDER
+    assert quiet_move(notice, None, deadline_over, Decimal("5")) is None
+    paid_up = replace(notice, termination_allowed=False)
+    assert next_step(paid_up, CFG, deadline_over, Z) is None
+    to_state, reason = quiet_move(paid_up, None, deadline_over, Decimal("5"))
+    assert to_state == CaseState.WITH_PARTNER and "notice period" in reason
 
 
-@pytest.mark.parametrize(
-    ("today", "paid", "allowed"),
-    [
-        (date(2026, 1, 20), (), False),  # one installment in default
-        (date(2026, 2, 20), (), False),  # two: 100 of 1200 < 10 %
-        (date(2026, 3, 20), (), True),  # three consecutive: 150 >= 120
-        (date(2026, 3, 20), (2,), False),  # 1 and 3 in default, not consecutive
-        (date(2026, 4, 20), (2,), True),  # 3 and 4 consecutive, 150 >= 120
-    ],
-)
-def test_498_guard_for_installment_plans(today, paid, allowed):
-    f = handed(dunning_option="cancellation", **plan(24, "50.00", 30, paid))
-    assert cancellation_allowed(f, local(today, 6), Z) is allowed
-
-
-def test_498_five_percent_for_terms_over_three_years():
-    # 48 monthly installments of 25.00 = 1200.00 over ~3.9 years: 5 % = 60.00.
-    f = handed(dunning_option="cancellation", **plan(48, "25.00", 30))
-    assert cancellation_allowed(f, local(date(2026, 2, 20), 6), Z) is False  # 50.00 < 60.00
-    assert cancellation_allowed(f, local(date(2026, 3, 20), 6), Z) is True  # 75.00 >= 60.00
-
-
-def test_498_ten_percent_for_three_years_or_less():
-    # 36 installments of 25.00 = 900.00 over 35 * 30 days (< 3 years): 10 % = 90.00.
-    f = handed(dunning_option="cancellation", **plan(36, "25.00", 30))
-    assert cancellation_allowed(f, local(date(2026, 3, 20), 6), Z) is False  # 75.00 < 90.00
-
-
-def test_one_time_and_subscription_cancel_at_handover():
+def test_one_time_and_subscription_cancel_without_a_498_notice():
     for p in ("one_time_payment", "abonnement"):
-        assert cancellation_allowed(handed(payment_plan=p), local(date(2026, 2, 15)), Z)
+        f = handed(dunning_option="cancellation", payment_plan=p)
+        assert next_step(f, CFG, f.handed_over_at + timedelta(days=1), Z).step == (
+            ActionStep.CANCEL_ORDER
+        )
+
+
+def test_minimum_claim_closes_instead_of_handover_or_court():
+    f = facts(
+        state="reminder_2",
+        reminder_2_at=local(date(2026, 2, 1), 9),
+        below_minimum=True,
+        open_principal=Decimal("3.10"),
+    )
+    at = local(date(2026, 2, 11))
+    step = next_step(f, CFG, at, Z)
+    assert step.step == ActionStep.HANDOVER
+    to_state, reason = quiet_move(f, step, at, Decimal("5.00"))
+    assert to_state == CaseState.UNCOLLECTIBLE
+    assert reason == "open principal 3.10 below the minimum claim 5.00: not handed over"
+    court = handed(partner_status="unsuccessful", below_minimum=True)
+    step = next_step(court, CFG, court.handed_over_at + timedelta(days=1), Z)
+    assert quiet_move(court, step, at, Decimal("5.00"))[0] == CaseState.UNCOLLECTIBLE

@@ -1,0 +1,80 @@
+"""claim ledger: case_charges (reminder fees and costs with their day and reason), the
+merchant's minimum claim, and the partner's claim id as the board's partner reference
+
+Existing cases are carried over: their reminder fees (one per reminder sent, on the
+reminder's day) and cancellation costs become charges; the rest of their events (items,
+payments, chargebacks) is already in the database.
+
+Revision ID: 0010
+Revises: 0009
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+import dunning.models.types
+
+revision: str = "0010"
+down_revision: str | None = "0009"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+UTC_TS = dunning.models.types.UTCDateTime(timezone=True)
+MONEY = sa.Numeric(precision=14, scale=2)
+
+
+def upgrade() -> None:
+    op.create_table(
+        "case_charges",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("case_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("key", sa.String(length=64), nullable=False),
+        sa.Column("kind", sa.String(length=24), nullable=False),
+        sa.Column("day", sa.Date(), nullable=False),
+        sa.Column("amount", MONEY, nullable=False),
+        sa.Column("reason", sa.String(length=200), nullable=False),
+        sa.Column("created_at", UTC_TS, nullable=False),
+        sa.ForeignKeyConstraint(["case_id"], ["cases.case_id"]),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("uq_case_charges_case_key", "case_charges", ["case_id", "key"], unique=True)
+    with op.batch_alter_table("merchant_settings") as batch:
+        batch.add_column(
+            sa.Column("min_claim_amount", MONEY, nullable=False, server_default="5.00")
+        )
+    op.execute(
+        "UPDATE cases SET partner_reference = partner_claim_id WHERE partner_claim_id IS NOT NULL"
+    )
+    day = "CAST({} AS DATE)" if op.get_bind().dialect.name == "postgresql" else "DATE({})"
+    now = "CURRENT_TIMESTAMP"
+    half = "ROUND(reminder_fees / 2, 2)"
+    op.execute(
+        f"""INSERT INTO case_charges (case_id, key, kind, day, amount, reason, created_at)
+        SELECT case_id, 'reminder_1', 'reminder_fee', {day.format("reminder_1_at")},
+               CASE WHEN reminder_2_at IS NULL THEN reminder_fees ELSE {half} END,
+               '1. Mahnung', {now}
+        FROM cases WHERE reminder_fees > 0 AND reminder_1_at IS NOT NULL"""
+    )
+    op.execute(
+        f"""INSERT INTO case_charges (case_id, key, kind, day, amount, reason, created_at)
+        SELECT case_id, 'reminder_2', 'reminder_fee', {day.format("reminder_2_at")},
+               reminder_fees - {half}, '2. Mahnung', {now}
+        FROM cases
+        WHERE reminder_fees > 0 AND reminder_1_at IS NOT NULL AND reminder_2_at IS NOT NULL"""
+    )
+    op.execute(
+        f"""INSERT INTO case_charges (case_id, key, kind, day, amount, reason, created_at)
+        SELECT case_id, 'cancellation', 'cancellation_costs',
+               {day.format("COALESCE(last_step_at, updated_at)")}, cancellation_costs,
+               'Stornokosten', {now}
+        FROM cases WHERE cancellation_costs > 0"""
+    )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("merchant_settings") as batch:
+        batch.drop_column("min_claim_amount")
+    op.drop_index("uq_case_charges_case_key", table_name="case_charges")
+    op.drop_table("case_charges")
