@@ -1,20 +1,28 @@
-"""A local collection partner implementing partner-api.openapi.yaml, for demos and tests.
+"""A local collection partner implementing partner-api.openapi.yaml (version 2), for demos
+and tests.
 
 Claims are deduplicated by `reference` and by Idempotency-Key; every POST is counted per
-reference (`claim_posts`), so a test can prove a handover landed once. Control from a
-test: `set_status(reference, status)`, `reject(reference, message)` (422 on demand),
+reference (`claim_posts`), so a test can prove a handover landed once. A claim, the items
+added after handover and the payments reported are validated as the contract says: a 422
+names each field that is missing or malformed by its path (`debtor.type`,
+`items[2].rate_percent`, `payments[0].paid_at`). Control from a test:
+`set_status(reference, status)`, `reject(reference, message)` (422 on demand),
 `outage = True` (every request 500), and `rule` (a function applied to each claim on
-GET, returning a new status or None). `python -m dunning.servers.partner_api --port N`.
+GET, returning a new status or None). What the partner received: `received(reference)`,
+`added_items(claim_id)`, `payments_of(claim_id)`.
+`python -m dunning.servers.partner_api --port N`.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import itertools
+import re
 import threading
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -30,6 +38,140 @@ DEBTOR_FIELDS = (
     "country_code",
 )
 PAGE = 200
+CLOSED = ("recalled", "closed", "paid")  # no items are added to these
+INTEREST_FIELDS = ("principal_base", "from", "to", "rate_percent")  # § 13a RDG
+
+ITEM_TYPES = "principal reminder_fee chargeback_fee flat_fee_288_5 interest cancellation_costs"
+DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+
+# A field's test and the message naming what is wrong when a present value fails it.
+Test = tuple[Callable[[Any], bool], str]
+
+
+def _is_date(value: Any, time_too: bool = False) -> bool:
+    """YYYY-MM-DD, a real day; with `time_too` also an ISO date-time ("Z", offset or none)."""
+    if not isinstance(value, str) or not DAY.match(value) or (len(value) > 10 and not time_too):
+        return False
+    try:
+        (datetime if time_too else date).fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def _matches(regex: str) -> Callable[[Any], bool]:
+    return lambda v: isinstance(v, str) and re.fullmatch(regex, v) is not None
+
+
+def one_of(options: str) -> Test:
+    return (lambda v: v in options.split()), "must be one of " + ", ".join(options.split())
+
+
+TEXT: Test = (lambda v: isinstance(v, str)), "not a string"
+OBJECT: Test = (lambda v: isinstance(v, dict)), "not an object"
+LIST: Test = (lambda v: isinstance(v, list)), "not a list"
+ITEMS: Test = (lambda v: isinstance(v, list) and len(v) > 0), "not a list of at least one item"
+MONEY: Test = _matches(r"[0-9]+(\.[0-9]{1,2})?"), "not a money amount"
+RATE: Test = _matches(r"[0-9]+(\.[0-9]+)?"), "not a rate in percent"
+DATE: Test = _is_date, "not a date (YYYY-MM-DD)"
+INSTANT: Test = (lambda v: _is_date(v, time_too=True)), "not a date-time or date"
+
+
+def rules(required: str, **tests: Test) -> dict[str, tuple[bool, Callable[[Any], bool], str]]:
+    """Each field's (required, test, message); `required` names fields separated by spaces."""
+    return {name: (name in required.split(), *test) for name, test in tests.items()}
+
+
+CLAIM_RULES = rules(
+    "reference order_id kind escalation creditor debtor currency contract_date default_date "
+    "items payments",
+    reference=TEXT,
+    order_id=TEXT,
+    kind=one_of("overdue chargeback"),
+    escalation=one_of("court cancellation"),
+    creditor=OBJECT,
+    debtor=OBJECT,
+    currency=TEXT,
+    contract_date=DATE,
+    default_date=DATE,
+    first_reminder_date=DATE,
+    items=ITEMS,
+    payments=LIST,
+)
+CREDITOR_RULES = rules("merchant_id name", merchant_id=TEXT, name=TEXT)
+DEBTOR_RULES = rules(
+    " ".join(("type", *DEBTOR_FIELDS)),
+    type=one_of("consumer business"),
+    **dict.fromkeys(DEBTOR_FIELDS, TEXT),
+)
+ITEM_RULES = rules(
+    "type amount",
+    type=one_of(ITEM_TYPES),
+    amount=MONEY,
+    due_date=DATE,
+    date=DATE,
+    principal_base=MONEY,
+    rate_percent=RATE,
+    **{"from": DATE, "to": DATE},
+)
+PAID_RULES = rules("paid_at amount", paid_at=DATE, amount=MONEY)  # listed in a NewClaim
+PAYMENT_RULES = rules("amount paid_at", amount=MONEY, paid_at=INSTANT)  # reported later
+ADDITION_RULES = rules("items", items=ITEMS)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def check(obj: Any, field_rules: dict[str, Any], at: str = "") -> dict[str, str]:
+    """Field path -> message for each field of `obj` that breaks its rule. Missing is
+    absent, null or blank: "required" if the rule says so."""
+    if not isinstance(obj, dict):
+        return {at or "body": "not an object"}
+    errors: dict[str, str] = {}
+    for name, (required, test, message) in field_rules.items():
+        value = obj.get(name)
+        if _missing(value) and required:
+            errors[f"{at}.{name}" if at else name] = "required"
+        elif not _missing(value) and not test(value):
+            errors[f"{at}.{name}" if at else name] = message
+    return errors
+
+
+def check_items(items: Any, at: str = "items") -> dict[str, str]:
+    """The items of a claim or of an addition; interest carries its calculation."""
+    errors: dict[str, str] = {}
+    for i, item in enumerate(items if isinstance(items, list) else []):
+        path = f"{at}[{i}]"
+        errors |= check(item, ITEM_RULES, path)
+        if not isinstance(item, dict) or item.get("type") != "interest":
+            continue
+        for name in INTEREST_FIELDS:
+            if _missing(item.get(name)):
+                errors[f"{path}.{name}"] = "required for interest"
+        period_ok = not {f"{path}.from", f"{path}.to"} & errors.keys()
+        if period_ok and item["to"] < item["from"]:
+            errors[f"{path}.to"] = "before from"
+    return errors
+
+
+def check_claim(body: Any) -> dict[str, str]:
+    errors = check(body, CLAIM_RULES)
+    if errors.get("body"):
+        return errors
+    if "creditor" not in errors:
+        errors |= check(body.get("creditor"), CREDITOR_RULES, "creditor")
+    if "debtor" not in errors:
+        errors |= check(body.get("debtor"), DEBTOR_RULES, "debtor")
+    errors |= check_items(body.get("items"))
+    payments = body.get("payments")
+    for i, paid in enumerate(payments if isinstance(payments, list) else []):
+        errors |= check(paid, PAID_RULES, f"payments[{i}]")
+    return errors
+
+
+def _sum(rows: list[dict[str, Any]]) -> Decimal:
+    return sum((Decimal(r["amount"]) for r in rows), Decimal(0))
 
 
 class PartnerHandler(JsonHandler):
@@ -76,7 +218,9 @@ class PartnerServer(LoopbackServer):
         self.payment_posts: Counter[str] = Counter()
         self.recall_posts: Counter[str] = Counter()
         self.rejected: dict[str, str] = {}
-        self.payments: dict[str, list[dict[str, Any]]] = {}
+        self.item_posts: Counter[str] = Counter()
+        self.payments: dict[str, list[dict[str, Any]]] = {}  # reference -> as received
+        self.added: dict[str, list[dict[str, Any]]] = {}  # claim_id -> items with their key
         self.seen_keys: dict[str, Any] = {}
         self.rule: Callable[[dict[str, Any]], str | None] | None = None
         self._ids = itertools.count(1)
@@ -105,6 +249,21 @@ class PartnerServer(LoopbackServer):
         with self.state_lock:
             return self.claims[self.by_reference[reference]]
 
+    def received(self, reference: str) -> dict[str, Any]:
+        """The NewClaim body the claim was created from."""
+        with self.state_lock:
+            return copy.deepcopy(self.claim(reference)["request"])
+
+    def added_items(self, claim_id: str) -> list[dict[str, Any]]:
+        """Items added after handover, in order, each with its `idempotency_key`."""
+        with self.state_lock:
+            return copy.deepcopy(self.added.get(claim_id, []))
+
+    def payments_of(self, claim_id: str) -> list[dict[str, Any]]:
+        """Payments reported for a claim, in order: `amount` and `paid_at` as received."""
+        with self.state_lock:
+            return copy.deepcopy(self.payments.get(self.claims[claim_id]["reference"], []))
+
     # --- the API ---------------------------------------------------------------------
 
     def _touch(self, claim: dict[str, Any]) -> None:
@@ -115,32 +274,21 @@ class PartnerServer(LoopbackServer):
     def public(self, claim: dict[str, Any]) -> dict[str, Any]:
         return {k: v for k, v in claim.items() if not k.startswith("_") and k != "request"}
 
-    def post_claim(self, body: dict[str, Any], key: str | None):
-        reference = str(body.get("reference") or "")
+    def post_claim(self, body: Any, key: str | None):
+        reference = str(body.get("reference") or "") if isinstance(body, dict) else ""
         self.claim_posts[reference] += 1
         if not key:
             return 400, {"error": "Idempotency-Key header is required"}, {}
         existing = self.by_key.get(key) or self.by_reference.get(reference)
         if existing:
             return 200, self.public(self.claims[existing]), {}
-        errors: dict[str, str] = {}
-        for name in ("reference", "creditor", "debtor", "currency", "items", "contract_date"):
-            if not body.get(name):
-                errors[name] = "required"
-        debtor = body.get("debtor") or {}
-        for name in DEBTOR_FIELDS:
-            if not str(debtor.get(name) or "").strip():
-                errors[f"debtor.{name}"] = "required"
+        errors = check_claim(body)
         if reference in self.rejected:
             errors["debtor"] = self.rejected[reference]
-        total = Decimal(0)
-        for i, item in enumerate(body.get("items") or []):
-            try:
-                total += Decimal(str(item["amount"]))
-            except Exception:
-                errors[f"items[{i}].amount"] = "not a money amount"
         if errors:
             return 422, {"error": "invalid claim", "fields": errors}, {}
+        # The items are what arose; the payments listed were already applied to them.
+        total = max(_sum(body["items"]) - _sum(body["payments"]), Decimal(0))
         claim_id = f"CL-{next(self._ids):06d}"
         claim = {
             "claim_id": claim_id,
@@ -206,14 +354,35 @@ class PartnerServer(LoopbackServer):
         if what == "payments":
             self.payment_posts[ref] += 1
             if seen is None:
-                amount = Decimal(str(body.get("amount", "0")))
-                self.payments.setdefault(ref, []).append(body)
-                claim["open_amount"] = (
-                    f"{max(Decimal(claim['open_amount']) - amount, Decimal(0)):.2f}"
-                )
+                errors = check(body, PAYMENT_RULES)
+                if errors:
+                    return 422, {"error": "invalid payment", "fields": errors}, {}
+                paid = {"amount": body["amount"], "paid_at": body["paid_at"]}
+                self.payments.setdefault(ref, []).append(paid)
+                open_ = max(Decimal(claim["open_amount"]) - Decimal(paid["amount"]), Decimal(0))
+                claim["open_amount"] = f"{open_:.2f}"
                 self._touch(claim)
                 self.seen_keys[key] = self.public(claim)
             return 200, self.seen_keys[key], {}
+        if what == "items":
+            self.item_posts[ref] += 1
+            if seen is not None:  # the same key again: nothing more is added
+                return 200, self.public(claim), {}
+            if claim["status"] in CLOSED:
+                return 409, {"error": f"no items can be added in status {claim['status']}"}, {}
+            items = body.get("items") if isinstance(body, dict) else None
+            errors = check(body, ADDITION_RULES) | check_items(items)
+            if errors:
+                return 422, {"error": "invalid items", "fields": errors}, {}
+            added = _sum(items)
+            claim["_total"] += added
+            claim["open_amount"] = f"{Decimal(claim['open_amount']) + added:.2f}"
+            self.added.setdefault(claim["claim_id"], []).extend(
+                dict(item, idempotency_key=key) for item in items
+            )
+            self._touch(claim)
+            self.seen_keys[key] = claim["claim_id"]
+            return 200, self.public(claim), {}
         if what == "recall":
             self.recall_posts[ref] += 1
             if claim["status"] != "recalled":

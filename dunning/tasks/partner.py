@@ -89,6 +89,15 @@ def report_payment(
     return call(client, "POST", f"/v1/claims/{claim_id}/payments", key, body, (200, 201), **kw)
 
 
+def add_items(
+    client: httpx.Client, key: str, claim_id: str, items: list[dict[str, Any]], **kw: Any
+) -> Outcome:
+    """Items that arose after handover (a further installment, interest, costs). The same
+    key again adds nothing; a claim recalled, closed or paid answers 409 (failed)."""
+    body = {"items": items}
+    return call(client, "POST", f"/v1/claims/{claim_id}/items", key, body, (200,), **kw)
+
+
 def recall(client: httpx.Client, key: str, claim_id: str, reason: str, **kw: Any) -> Outcome:
     return call(
         client, "POST", f"/v1/claims/{claim_id}/recall", key, {"reason": reason}, (200,), **kw
