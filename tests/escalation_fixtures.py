@@ -25,7 +25,7 @@ from sqlalchemy import func, insert, select, update
 
 from dunning.config import Settings
 from dunning.db import session_scope
-from dunning.models.schema import Action, Case, CaseItem
+from dunning.models.schema import Action, Case, CaseItem, Transaction
 from dunning.servers.http import Faults, JsonHandler, LoopbackServer
 from tests.factories import load_orders, order_record, schedule
 
@@ -93,7 +93,9 @@ def make_case(
     return case_id
 
 
-def join_installment(url: str, case_id: int, number: int, due: date, amount: str) -> None:
+def join_installment(
+    url: str, case_id: int, number: int, due: date, amount: str, when: datetime | None = None
+) -> None:
     """What detection does when a further installment of the order falls overdue."""
     with session_scope(url) as s:
         s.add(
@@ -105,7 +107,7 @@ def join_installment(url: str, case_id: int, number: int, due: date, amount: str
                 default_date=due,
                 amount=Decimal(amount),
                 paid_amount=Decimal(0),
-                joined_at=datetime.now(UTC),
+                joined_at=when or datetime.now(UTC),  # detection: the run's as_of
             )
         )
         s.execute(
@@ -115,9 +117,29 @@ def join_installment(url: str, case_id: int, number: int, due: date, amount: str
         )
 
 
-def pay(url: str, case_id: int, amount: str) -> None:
-    """A payment received at the source against the claim (detection writes paid_amount)."""
+def pay(
+    url: str, case_id: int, amount: str, when: datetime | None = None, installment: int = 1
+) -> None:
+    """A payment received at the source against the claim: a sale of its first installment
+    (by default an hour after the case's last step) and the paid_amount detection writes."""
     with session_scope(url) as s:
+        c = s.get(Case, case_id)
+        if when is None:
+            last = s.scalar(select(func.max(Action.created_at)).where(Action.case_id == case_id))
+            when = (last or c.opened_at) + timedelta(hours=1)
+        n = s.scalar(
+            select(func.count()).select_from(Transaction).where(Transaction.order_id == c.order_id)
+        )
+        s.add(
+            Transaction(
+                order_id=c.order_id,
+                transaction_id=f"pay-{case_id}-{n}",
+                type="sale",
+                amount=Decimal(amount),
+                processed_at=when,
+                installment_number=installment,
+            )
+        )
         s.execute(
             update(Case)
             .where(Case.case_id == case_id)

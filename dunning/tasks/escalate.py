@@ -1404,8 +1404,8 @@ def _apply_done(s: Session, done: Sequence[Result], as_of: datetime) -> None:
         s.execute(
             update(CASES)
             .where(CASES.c.case_id == bindparam("cid"))
-            .values(partner_told_paid=bindparam("told")),
-            [{"cid": r.case_id, "told": _dec(r.payload["told_total"])} for r in rs],
+            .values(partner_told_paid=CASES.c.partner_told_paid + bindparam("amount")),
+            [{"cid": r.case_id, "amount": _dec(r.payload["amount"])} for r in rs],
         )
     rs = by_step.get(ActionStep.RECALL.value, [])
     if rs:

@@ -35,7 +35,8 @@ def test_partner_status_and_payments_reach_the_cases(migrated_db, smtp, partner)
     partner.set_status(f"DUN-{partial}", "payment_plan", paid_amount="30.00")
     partner.set_status(f"DUN-{closed}", "closed")
     partner.set_status(f"DUN-{court}", "unsuccessful")
-    pay(migrated_db, told, "20.00")  # paid at the source while the partner holds it
+    paid_at = at(D0 + timedelta(days=30)) + timedelta(hours=6)
+    pay(migrated_db, told, "20.00", paid_at)  # paid at the source while the partner holds it
     as_of = at(D0 + timedelta(days=31))
     escalate(migrated_db, as_of, cfg)
 
@@ -50,10 +51,9 @@ def test_partner_status_and_payments_reach_the_cases(migrated_db, smtp, partner)
     assert case(migrated_db, closed).state == "uncollectible"
     assert case(migrated_db, court).state == "court"
     assert partner.court_posts == {f"DUN-{court}": 1}
-    # The source payment was reported to the partner once, with the amount.
-    t = case(migrated_db, told)
-    assert partner.payments[f"DUN-{told}"] == [{"amount": "20.00", "paid_at": as_of.isoformat()}]
-    assert t.partner_told_paid == Decimal("20.00")
+    # The source payment was reported to the partner once, with the day it arrived (not
+    # the day of the run that reported it).
+    assert partner.payments[f"DUN-{told}"] == [{"amount": "20.00", "paid_at": paid_at.isoformat()}]
     # No recall to a partner that itself reported the claim paid.
     assert not partner.recall_posts
 
