@@ -222,7 +222,7 @@ def test_minimum_claim_only_fees_or_interest_left():
     s = replay(ledger, date(2025, 3, 2), RATES)
     assert s.principal_open == D("5.50") and not below_minimum(s, D("5.00"))
     s = replay(
-        Ledger(ledger.items, ledger.payments + (Payment(date(2025, 3, 2), D("3.00")),), (fee,)),
+        Ledger(ledger.items, (*ledger.payments, Payment(date(2025, 3, 2), D("3.00"))), (fee,)),
         date(2025, 3, 3),
         RATES,
     )
