@@ -87,3 +87,15 @@ def resume(
 ) -> None:
     """Continue a held case from the step where it was paused."""
     _act("resume", case_or_order_id, reason, operator, as_of)
+
+
+@app.command("confirm-cancellation")
+def confirm_cancellation(
+    case_or_order_id: str = typer.Argument(..., metavar="CASE_OR_ORDER_ID", help=REF_HELP),
+    reason: str = typer.Option(..., "--reason", help=REASON_HELP),
+    operator: str | None = typer.Option(None, "--operator", help=OPERATOR_HELP),
+    as_of: str | None = typer.Option(None, "--as-of", help=AS_OF_HELP),
+) -> None:
+    """Record that the order was cancelled at the platform by hand (state
+    awaiting_cancellation: the pipeline could not cancel it)."""
+    _act("confirm-cancellation", case_or_order_id, reason, operator, as_of)

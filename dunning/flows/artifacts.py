@@ -232,9 +232,16 @@ def publish_run_summary(
 def needs_human_rows(
     database_url: str, *, limit: int = 200, zone: str = DEFAULT_ZONE
 ) -> tuple[list[dict[str, Any]], int]:
-    """Awaiting approval, blocked, or refused by the partner (422): masked, oldest first."""
+    """Awaiting approval, blocked, an order to cancel at the platform by hand, or refused by
+    the partner (422): masked, oldest first."""
     condition = or_(
-        Case.state.in_([CaseState.AWAITING_APPROVAL.value, CaseState.BLOCKED.value]),
+        Case.state.in_(
+            [
+                CaseState.AWAITING_APPROVAL.value,
+                CaseState.BLOCKED.value,
+                CaseState.AWAITING_CANCELLATION.value,
+            ]
+        ),
         Case.partner_error.is_not(None) & Case.state.not_in([s.value for s in TERMINAL_STATES]),
     )
     tz = ZoneInfo(zone)

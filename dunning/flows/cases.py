@@ -93,7 +93,7 @@ def apply_handover_rules(
     log_prints=False,
 )
 def case_action(
-    action: Literal["start", "cancel", "hold", "resume"],
+    action: Literal["start", "cancel", "hold", "resume", "confirm-cancellation"],
     case_or_order_id: str,
     reason: str,
     operator: str = "operator",

@@ -80,6 +80,27 @@ def advance_task(url: str, as_of: datetime, shard: int | None, shards: int) -> d
     return core.advance(url, as_of, get_settings(), shard, shards)
 
 
+def _warn_stale_base_rates(claims: int, as_of: datetime, settings: Settings) -> None:
+    """Interest ran past the base-rate table's known end: said in the log and as an event
+    an automation can turn into a notification."""
+    from prefect.events import emit_event
+
+    from dunning.models.base_rates import base_rates
+
+    known = base_rates(settings.base_rates_file).known_until.isoformat()
+    get_run_logger().warning(
+        "interest of %d claims uses the last known base rate past %s: extend the table "
+        "(DUNNING_BASE_RATES_FILE)",
+        claims,
+        known,
+    )
+    emit_event(
+        event="dunning.base-rates.stale",
+        resource={"prefect.resource.id": "dunning.base-rates"},
+        payload={"claims": claims, "known_until": known, "as_of": as_of.isoformat()},
+    )
+
+
 @flow(name="escalate-cases", flow_run_name=flow_run_namer("escalate-cases"), log_prints=False)
 def escalate_cases(
     as_of: datetime | None = None,
@@ -107,6 +128,9 @@ def escalate_cases(
         )
     if failed:
         logger.warning("%d steps refused permanently; see cases.partner_error", failed)
+    stale = stats["settle"].get("interest_past_known_base_rates", 0)
+    if stale:
+        _warn_stale_base_rates(stale, as_of, settings)
     try:
         from prefect.artifacts import create_table_artifact
 

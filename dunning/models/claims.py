@@ -6,10 +6,11 @@ are the reference the unit tests pin down, and the integration tests check the S
 Per installment (transactions up to `as_of` only):
 - owed  = amount − refunds attributed to it (a refund names the sale it reverses; the sale
           names the installment);
-- paid  = sales − chargebacks reversing them;
+- paid  = sales − chargebacks and refunds reversing them;
 - open  = max(owed − paid, 0).
 On the case: principal = Σ owed of the claim's installments; paid = Σ paid (never below 0;
-capped at owed only where a refund exists, so an overpayment at the source pays fees).
+an overpayment at the source pays fees). The claim ledger (`ledger.py`) is the same rule
+with dates; a parity test holds the two equal.
 An installment is overdue from the day after its due date on the merchant's calendar. A
 chargeback that reversed a sale puts that installment in default on the chargeback's local
 date, whatever its due date, and its fee (the transaction's, else the merchant's
@@ -70,11 +71,12 @@ class InstallmentFacts:
 
     @property
     def paid_against_owed(self) -> Decimal:
-        """What counts as paid on the claim: never below 0. Paid beyond what is owed counts
-        (a buyer paying the reminded total with fees at the source), except where a refund
-        made it so: refunded money went back to the buyer."""
-        paid = max(self.paid, ZERO)
-        return min(paid, max(self.owed, ZERO)) if self.refunded > 0 else paid
+        """What counts as paid on the claim: the sales less what reversed them, never below
+        0. A refund lowers what is owed and gives the money back, so it leaves the paid
+        amount too (the claim ledger's rule: a refunded part of a partial payment stays
+        open). Paid beyond what is owed counts (a buyer paying the reminded total with fees
+        at the source)."""
+        return max(self.paid - self.refunded, ZERO)
 
     @property
     def default_date(self) -> date:

@@ -25,6 +25,8 @@ class OperatorAction(StrEnum):
     CANCEL = "cancel"
     HOLD = "hold"
     RESUME = "resume"
+    # The order was cancelled at the platform by hand (the pipeline could not): record it.
+    CONFIRM_CANCELLATION = "confirm-cancellation"
 
 
 class ActionRefused(ValueError):
@@ -54,6 +56,14 @@ def decide(
 
     if action is OperatorAction.CANCEL:
         return CaseState.CANCELLED
+
+    if action is OperatorAction.CONFIRM_CANCELLATION:
+        if state is CaseState.AWAITING_CANCELLATION:
+            return CaseState.ORDER_CANCELLED
+        raise ActionRefused(
+            f"case {case_id} is {state}, not waiting for a cancellation at the platform; "
+            "nothing to confirm"
+        )
 
     if action is OperatorAction.START:
         if state is CaseState.AWAITING_APPROVAL:

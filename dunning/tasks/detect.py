@@ -238,8 +238,7 @@ ON CONFLICT DO NOTHING"""
 
 def paid_counted(d: Dialect) -> str:
     """Paid on the claim per installment (claims.InstallmentFacts.paid_against_owed)."""
-    capped = d.least(d.greatest("f.paid", "0"), d.greatest("f.owed", "0"))
-    return f"CASE WHEN f.refunded > 0 THEN {capped} ELSE {d.greatest('f.paid', '0')} END"
+    return d.greatest("f.paid - f.refunded", "0")
 
 
 # The PostgreSQL text of open_cases_sql (tests EXPLAIN it by this name).

@@ -657,7 +657,7 @@ def _payment_notices(s, as_of, lease_until, shard, shards) -> list[dict[str, Any
             and_(
                 CaseItem.case_id == held.c.case_id,
                 CaseItem.item_type == "principal",
-                CaseItem.installment_number == Transaction.installment_number,
+                CaseItem.installment_number == func.coalesce(Transaction.installment_number, 1),
             ),
         )
         .where(

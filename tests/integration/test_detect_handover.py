@@ -647,7 +647,9 @@ def _random_order(rng, oid: str) -> dict:
 def test_sql_detection_agrees_with_the_pure_rules(migrated_db):
     import random
 
+    from dunning.models.base_rates import base_rates
     from dunning.models.claims import Installment, Txn, installment_facts, new_claim
+    from dunning.tasks.claim_events import load_claims
 
     configure(migrated_db, "mr", chargeback_fee="4.00")
     rng = random.Random(20260126)
@@ -708,4 +710,16 @@ def test_sql_detection_agrees_with_the_pure_rules(migrated_db):
         assert sorted(i[1] for i in items(migrated_db, c.case_id) if i[0] == "principal") == (
             sorted(expected.numbers)
         )
+        # The claim ledger, replayed from the same events, agrees with detection's SQL
+        # (interest off: the amounts SQL keeps are the ledger's).
+        with session_scope(migrated_db) as s:
+            claim = load_claims(s, [c.case_id], settings, as_of)[c.case_id]
+        st = claim.statement(today, base_rates())
+        ledger = (st.principal, st.paid - st.overpaid, st.fees, st.total_open)
+        assert ledger == (
+            D(c.principal_amount),
+            D(c.paid_amount),
+            D(c.fees_amount),
+            max(D(c.outstanding_amount), D(0)),
+        ), (rec["order_id"], rec["transactions"])
     assert opened >= 20

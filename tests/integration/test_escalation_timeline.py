@@ -5,6 +5,7 @@ payments stop or lower the claim; the § 498 BGB guard holds cancellation back."
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 from decimal import Decimal
 
@@ -14,6 +15,7 @@ from dunning.db import session_scope
 from dunning.models.schema import CaseHistory, CaseItem
 from dunning.tasks import merchant_settings as store
 from dunning.tasks.escalate import escalate
+from dunning.tasks.report import refresh_report
 from tests.escalation_fixtures import (
     actions,
     at,
@@ -161,7 +163,7 @@ def _run_plan(migrated_db, cfg, plan_case, on_day=None):
 
 
 def test_498_installment_plan_termination_notice_then_cancellation(
-    migrated_db, smtp, partner, orders_api
+    migrated_db, smtp, partner, orders_api, cli
 ):
     """Reminder 1, reminder 2, handover, termination notice (§ 498 BGB), and the
     cancellation only after its 14 days, over the real partner, SMTP and orders API."""
@@ -202,6 +204,10 @@ def test_498_installment_plan_termination_notice_then_cancellation(
         ("cancellation_costs", None, "30.00"),
     ]
     assert case(migrated_db, plan_case).partner_reference == claim_id  # the partner's id
+    refresh_report(migrated_db, at(D0 + timedelta(days=90)))
+    shown = cli("cases", "--format", "json", env={"DUNNING_DATABASE_URL": migrated_db})
+    rows = {r["case_id"]: r for r in json.loads(shown.stdout)}
+    assert rows[plan_case]["partner_reference"] == claim_id  # operators quote it on the phone
 
 
 def test_498_arrears_paid_within_the_notice_period_no_cancellation(

@@ -60,3 +60,68 @@ def test_buyer_type_migration_gives_existing_buyers_consumer(db_url):
     upgrade(db_url)
     with get_engine(db_url).connect() as conn:
         assert conn.scalar(text("SELECT buyer_type FROM buyers")) == "consumer"
+
+
+def test_claim_ledger_migration_carries_fees_and_costs_over_as_dated_charges(db_url):
+    """0010: existing reminder fees (one per reminder sent) and cancellation costs become
+    charges with their day; the board's partner reference becomes the partner's claim id."""
+    from sqlalchemy import text
+
+    command.upgrade(alembic_config(db_url), "0009")
+    ts = "2026-02-05 09:00:00+00:00"
+    with get_engine(db_url).begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO orders (order_id, merchant_id, order_date, updated_at, status, "
+                "currency, total_amount, payment_plan, payment_method, source, synced_at) "
+                "VALUES ('o1', 'm1', :ts, :ts, 'active', 'EUR', 99, 'one_time_payment', "
+                "'sepa', 'test', :ts)"
+            ),
+            {"ts": ts},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO cases (case_id, order_id, merchant_id, kind, state, "
+                "dunning_option, currency, opened_at, default_date, principal_amount, "
+                "fees_amount, interest_amount, cancellation_costs, paid_amount, "
+                "partner_paid_amount, outstanding_amount, updated_at, reminder_fees, "
+                "partner_told_paid, reminder_1_at, reminder_2_at, last_step_at, "
+                "partner_claim_id, partner_reference, handed_over_at) "
+                "VALUES (1, 'o1', 'm1', 'overdue', 'order_cancelled', 'cancellation', 'EUR', "
+                ":ts, '2026-01-15', 99, 5, 0, 30, 20, 0, 114, :ts, 5, 20, "
+                "'2026-01-26 09:00:00+00:00', '2026-02-05 09:00:00+00:00', "
+                "'2026-02-25 09:00:00+00:00', 'CL-9', 'DUN-1', '2026-02-15 09:00:00+00:00')"
+            ),
+            {"ts": ts},
+        )
+        # A payment after the handover, reported to the partner in a running total.
+        conn.execute(
+            text(
+                "INSERT INTO transactions (order_id, transaction_id, type, amount, "
+                "processed_at, installment_number) "
+                "VALUES ('o1', 't-late', 'sale', 20, '2026-02-18 09:00:00+00:00', 1)"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO actions (case_id, step, idempotency_key, status, attempts, "
+                "created_at) VALUES (1, 'partner_payment', 'case-1-payment-20.00', 'done', 1, "
+                "'2026-02-20 06:00:00+00:00')"
+            )
+        )
+    upgrade(db_url)
+    with get_engine(db_url).connect() as conn:
+        rows = conn.execute(
+            text("SELECT key, kind, day, amount FROM case_charges ORDER BY key")
+        ).all()
+        reference = conn.scalar(text("SELECT partner_reference FROM cases"))
+    got = [(k, kind, str(day)[:10], f"{float(a):.2f}") for k, kind, day, a in rows]
+    assert got == [
+        ("cancellation", "cancellation_costs", "2026-02-25", "30.00"),
+        ("reminder_1", "reminder_fee", "2026-01-26", "2.50"),
+        ("reminder_2", "reminder_fee", "2026-02-05", "2.50"),
+    ]
+    assert reference == "CL-9"
+    with get_engine(db_url).connect() as conn:
+        keys = conn.scalars(text("SELECT idempotency_key FROM actions ORDER BY id")).all()
+    assert keys == ["case-1-payment-20.00", "case-1-payment-t-late"]  # told: not again

@@ -3,7 +3,9 @@ merchant's minimum claim, and the partner's claim id as the board's partner refe
 
 Existing cases are carried over: their reminder fees (one per reminder sent, on the
 reminder's day) and cancellation costs become charges; the rest of their events (items,
-payments, chargebacks) is already in the database.
+payments, chargebacks) is already in the database. Payments that earlier versions already
+reported to the partner (as a running total) are marked told under the new per-payment
+keys, so none is reported twice.
 
 Revision ID: 0010
 Revises: 0009
@@ -48,19 +50,18 @@ def upgrade() -> None:
         "UPDATE cases SET partner_reference = partner_claim_id WHERE partner_claim_id IS NOT NULL"
     )
     day = "CAST({} AS DATE)" if op.get_bind().dialect.name == "postgresql" else "DATE({})"
-    now = "CURRENT_TIMESTAMP"
-    half = "ROUND(reminder_fees / 2, 2)"
+    half = "ROUND(reminder_fees / 2.0, 2)"
     op.execute(
         f"""INSERT INTO case_charges (case_id, key, kind, day, amount, reason, created_at)
         SELECT case_id, 'reminder_1', 'reminder_fee', {day.format("reminder_1_at")},
                CASE WHEN reminder_2_at IS NULL THEN reminder_fees ELSE {half} END,
-               '1. Mahnung', {now}
+               '1. Mahnung', reminder_1_at
         FROM cases WHERE reminder_fees > 0 AND reminder_1_at IS NOT NULL"""
     )
     op.execute(
         f"""INSERT INTO case_charges (case_id, key, kind, day, amount, reason, created_at)
         SELECT case_id, 'reminder_2', 'reminder_fee', {day.format("reminder_2_at")},
-               reminder_fees - {half}, '2. Mahnung', {now}
+               reminder_fees - {half}, '2. Mahnung', reminder_2_at
         FROM cases
         WHERE reminder_fees > 0 AND reminder_1_at IS NOT NULL AND reminder_2_at IS NOT NULL"""
     )
@@ -68,8 +69,21 @@ def upgrade() -> None:
         f"""INSERT INTO case_charges (case_id, key, kind, day, amount, reason, created_at)
         SELECT case_id, 'cancellation', 'cancellation_costs',
                {day.format("COALESCE(last_step_at, updated_at)")}, cancellation_costs,
-               'Stornokosten', {now}
+               'Stornokosten', COALESCE(last_step_at, updated_at)
         FROM cases WHERE cancellation_costs > 0"""
+    )
+    op.execute(
+        """INSERT INTO actions (case_id, step, idempotency_key, status, attempts, created_at,
+                                done_at, last_error)
+        SELECT c.case_id, 'partner_payment',
+               'case-' || c.case_id || '-payment-' || t.transaction_id, 'done', 0,
+               told.at, told.at, 'reported in a total before version 0010'
+        FROM cases c
+        JOIN (SELECT case_id, MAX(created_at) AS at FROM actions
+              WHERE step = 'partner_payment' GROUP BY case_id) told ON told.case_id = c.case_id
+        JOIN transactions t ON t.order_id = c.order_id AND t.type = 'sale'
+        WHERE c.handed_over_at IS NOT NULL AND t.processed_at > c.handed_over_at
+          AND t.processed_at <= told.at"""
     )
 
 

@@ -1,0 +1,127 @@
+# ruff: noqa: F401, F811  (pytest fixtures imported from tests.escalation_fixtures)
+"""The claim ledger behind escalation on both engines, with a real partner and SMTP server:
+business debtors (+ 9 points, the § 288 (5) flat fee), invoice orders (the first reminder
+creates default and is free), the fee cap, the minimum claim, base rates past their end."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import select
+
+from dunning.db import session_scope
+from dunning.models.merchant_settings import SettingsChangeRefused
+from dunning.models.schema import CaseCharge, CaseHistory
+from dunning.tasks import merchant_settings as store
+from dunning.tasks.escalate import escalate
+from tests.escalation_fixtures import (
+    at,
+    case,
+    make_case,
+    one_time,
+    partner,
+    settings_for,
+    smtp,
+)
+from tests.factories import address
+
+D0 = date(2026, 1, 16)  # the day after the due date (2026-01-15)
+
+
+def configure(url, cfg, merchant, **changes):
+    with session_scope(url) as s:
+        store.change(s, merchant, changes, at(D0 - timedelta(days=40)), "test", cfg)
+
+
+def ladder(url, cfg, days=(10, 20, 30)):
+    for day in days:
+        escalate(url, at(D0 + timedelta(days=day)), cfg)
+
+
+def charges(url, case_id):
+    with session_scope(url) as s:
+        rows = s.scalars(select(CaseCharge).where(CaseCharge.case_id == case_id))
+        return sorted((c.key, c.kind, c.day.isoformat(), f"{c.amount:.2f}") for c in rows)
+
+
+def test_business_debtor_nine_points_and_the_flat_fee_reach_the_partner(migrated_db, smtp, partner):
+    smtp_url, box = smtp
+    cfg = settings_for(migrated_db, smtp_url, partner.url)
+    configure(migrated_db, cfg, "m1", interest_enabled=True, reminder_fee="2.50")
+    buyer = {**address(), "company_name": "Beispiel GmbH", "type": "business"}
+    case_id = make_case(migrated_db, one_time("b2b", buyer=buyer))
+    ladder(migrated_db, cfg)
+    sent = partner.received(f"DUN-{case_id}")
+    assert sent["debtor"]["type"] == "business"
+    flat = [i for i in sent["items"] if i["type"] == "flat_fee_288_5"]
+    assert flat == [flat[0]] and flat[0]["amount"] == "40.00" and flat[0]["date"] == "2026-01-16"
+    interest = [i for i in sent["items"] if i["type"] == "interest"]
+    assert {i["rate_percent"] for i in interest} == {"10.27"}  # 1.27 + 9 points
+    assert interest[0]["principal_base"] == "99.00" and interest[0]["from"] == "2026-01-16"
+    c = case(migrated_db, case_id)
+    assert c.fees_amount == Decimal("45.00")  # two reminder fees and the flat fee
+    reminder1 = next(m for m in box.messages if m["X-Dunning-Key"].endswith("reminder_1"))
+    text = reminder1.get_body(("plain",)).get_content()
+    assert "Verzugspauschale (§ 288 Abs. 5 BGB)" in text and "40,00 EUR" in text
+
+
+def test_invoice_first_reminder_free_and_interest_from_its_deadline(migrated_db, smtp, partner):
+    smtp_url, box = smtp
+    cfg = settings_for(migrated_db, smtp_url, partner.url)
+    configure(migrated_db, cfg, "m1", interest_enabled=True, reminder_fee="2.50")
+    case_id = make_case(migrated_db, one_time("inv", payment_method="invoice"))
+    ladder(migrated_db, cfg)
+    # Reminder 1 (day 10) creates default: no fee; reminder 2 (day 20) may carry one.
+    assert charges(migrated_db, case_id) == [
+        ("reminder_2", "reminder_fee", (D0 + timedelta(days=20)).isoformat(), "2.50")
+    ]
+    sent = partner.received(f"DUN-{case_id}")
+    deadline = D0 + timedelta(days=20)  # reminder 1's deadline: the day reminder 2 is due
+    assert sent["default_date"] == (deadline + timedelta(days=1)).isoformat()
+    interest = [i for i in sent["items"] if i["type"] == "interest"]
+    assert interest[0]["from"] == (deadline + timedelta(days=1)).isoformat()
+    reminder1 = next(m for m in box.messages if m["X-Dunning-Key"].endswith("reminder_1"))
+    assert "Mahngebühr" not in reminder1.get_body(("plain",)).get_content()
+
+
+def test_reminder_fee_above_the_installation_cap_is_refused(migrated_db, smtp, partner):
+    cfg = settings_for(migrated_db, smtp[0], partner.url)
+    with pytest.raises(SettingsChangeRefused, match="above the installation's cap of 2.50"):
+        configure(migrated_db, cfg, "m1", reminder_fee="99.00")
+
+
+def test_minimum_claim_closes_uncollectible_instead_of_the_handover(migrated_db, smtp, partner):
+    cfg = settings_for(migrated_db, smtp[0], partner.url)
+    configure(migrated_db, cfg, "m1", min_claim_amount="100.00")  # above the 99.00 open
+    case_id = make_case(migrated_db, one_time("small"))
+    ladder(migrated_db, cfg)
+    c = case(migrated_db, case_id)
+    assert c.state == "uncollectible" and c.partner_claim_id is None
+    assert c.close_reason == "open principal 99.00 below the minimum claim 100.00: not handed over"
+    assert f"DUN-{case_id}" not in partner.claim_posts
+
+
+def test_base_rates_past_their_known_end_are_reported(migrated_db, smtp, partner, caplog):
+    cfg = settings_for(migrated_db, smtp[0], partner.url)
+    configure(migrated_db, cfg, "m1", interest_enabled=True)
+    due = date(2026, 6, 20)
+    case_id = make_case(migrated_db, one_time("late", due=due))
+    stats = escalate(migrated_db, at(date(2026, 7, 10)), cfg)  # table known until 06-30
+    assert stats["settle"]["interest_past_known_base_rates"] == 1
+    assert "past the base-rate table's known end 2026-06-30" in caplog.text
+    assert case(migrated_db, case_id).interest_amount > 0  # the last rate goes on
+
+
+def test_a_claim_before_the_base_rate_table_is_set_aside(migrated_db, smtp, partner):
+    cfg = settings_for(migrated_db, smtp[0], partner.url)
+    configure(migrated_db, cfg, "m1", interest_enabled=True)
+    case_id = make_case(migrated_db, one_time("old", due=date(2019, 6, 1)))
+    stats = escalate(migrated_db, at(date(2019, 6, 20)), cfg)
+    assert stats["settle"]["claims_refused"] == 1
+    c = case(migrated_db, case_id)
+    assert "no base rate for 2019-06-02" in c.partner_error
+    assert c.state == "scheduled"  # set aside: no step without a computable claim
+    with session_scope(migrated_db) as s:
+        assert not list(s.scalars(select(CaseHistory).where(CaseHistory.case_id == case_id)))
