@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import zlib
 from collections import Counter
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -111,6 +112,12 @@ def run_demo(home: Path, orders: int = 1200, merchants: int = 4, seed: int = 42)
     records = list(generate_orders(orders, merchants=merchants, seed=seed, as_of=START))
     write_jsonl(records, home / "orders.jsonl")
     source = orders_api.start(records, token=SOURCE_TOKEN)
+    # Some orders the platform will not cancel through its API: they wait for an operator.
+    source.refuse_cancel = lambda record: (
+        "order has an open dispute: cancel it in the platform's back office"
+        if zlib.crc32(record["order_id"].encode()) % 3 == 0
+        else None
+    )
     partner = partner_api.start(token=PARTNER_TOKEN)
     os.environ.update(
         DUNNING_DATABASE_URL=url,

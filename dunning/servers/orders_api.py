@@ -7,6 +7,7 @@ Retry-After, slow answers, resets, cut-off bodies) come from the `Faults` of htt
 
     server = start(records, token="secret")      # in a background thread
     server.url, server.cancel_calls, server.cancelled
+    server.refuse_cancel = lambda record: "why" or None   # 422 for the orders it names
     server.stop()
 
     python -m dunning.servers.orders_api --data shop.jsonl --port 8766 --token secret
@@ -18,7 +19,7 @@ import base64
 import bisect
 import gzip
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -99,6 +100,8 @@ class OrdersApiServer(LoopbackServer):
         self.key_of: dict[str, tuple[datetime, str]] = {}
         self.cancel_calls: list[tuple[str, str | None]] = []
         self.cancelled: dict[str, str] = {}
+        # Orders the platform will not cancel through the API (422 with the reason).
+        self.refuse_cancel: Callable[[dict[str, Any]], str | None] = lambda record: None
         self.page_calls = 0
         self.statuses: dict[int, int] = {}  # HTTP status -> answers sent (faults included)
         for n, record in enumerate(records):
@@ -193,6 +196,9 @@ class OrdersApiServer(LoopbackServer):
                 )
             if record.get("status") == "refunded":
                 return 409, {"error": f"order {order_id} is refunded and cannot be cancelled"}, {}
+            refusal = self.refuse_cancel(record)
+            if refusal:
+                return 422, {"error": refusal}, {}
             # Stamped after every other change (not the wall clock: tests and demos run
             # at chosen moments), so the next incremental read sees the cancellation.
             newest = self.keys[-1][0] if self.keys else EPOCH

@@ -14,9 +14,12 @@ from tests.escalation_fixtures import partner
 
 CLAIM = {
     "reference": "R1",
+    "order_id": "o1",
+    "kind": "overdue",
     "escalation": "court",
     "creditor": {"merchant_id": "m1", "name": "P GmbH"},
     "debtor": {
+        "type": "consumer",
         "first_name": "Erika",
         "last_name": "Mustermann",
         "street": "Heidestraße",
@@ -27,7 +30,9 @@ CLAIM = {
     },
     "currency": "EUR",
     "contract_date": "2026-01-01",
+    "default_date": "2026-01-16",
     "items": [{"type": "principal", "amount": "99.00", "due_date": "2026-01-15"}],
+    "payments": [],
 }
 
 
