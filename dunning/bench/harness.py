@@ -611,6 +611,8 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     get_settings.cache_clear()
     tmp = tempfile.TemporaryDirectory(prefix="dunning-bench-", dir=cfg.workdir)
     folder = Path(tmp.name)
+    os.environ["DUNNING_SOURCE_ROOT"] = str(folder)  # the generated shops are read from here
+    get_settings.cache_clear()
     result: dict[str, Any] = {
         "config": {
             "orders": cfg.orders,

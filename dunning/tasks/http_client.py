@@ -166,8 +166,8 @@ def _send_within(
     worker.join(seconds)
     if worker.is_alive():
         raise DeadlineExceeded(
-            f"{where(client, method, url)}: the answer did not arrive in full within "
-            f"{seconds:.1f} s; given up"
+            f"{where(client, method, url)}: no complete answer before the deadline "
+            f"({seconds:.1f} s were left); given up"
         )
     if "error" in box:
         raise box.pop("error")

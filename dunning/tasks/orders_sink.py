@@ -985,11 +985,11 @@ def run_sync(
     url = normalise_url(database_url or settings.database_url)
     source_url = source_url or settings.source_url
     token = token if token is not None else token_for(source_url, settings)
-    deadline = time.time() + settings.read_deadline_seconds
     as_of = as_of or datetime.now(UTC)
     size = batch_size or settings.batch_size
     started = time.perf_counter()
     plan = plan_sync(url, source_url, full=full, shard=shard, shards=shards)
+    deadline = time.time() + settings.read_deadline_seconds  # the read starts now
     total = SyncCounts()
     run_max: datetime | None = None
     position = ""
