@@ -54,10 +54,19 @@ def plan_task(
     return plan_sync(database_url, source_url, full=full, shard=shard, shards=shards)
 
 
+def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """A source that cannot be read (refused file, refused token, cursor cycle, deadline
+    passed) fails the same way again; a peer still failing after its own retries may not."""
+    from dunning.tasks.source import SourceError
+
+    return not isinstance(state.data, SourceError)
+
+
 @task(
     name="sync-batches",
     retries=2,
     retry_delay_seconds=[2, 10],
+    retry_condition_fn=_worth_retrying,
     cache_policy=NO_CACHE,
     persist_result=False,  # it holds the source token: nothing of it goes to storage
     tags=["outside"],

@@ -12,7 +12,6 @@ no database password is found in PREFECT_HOME, the logs, the database or the mai
 from __future__ import annotations
 
 import base64
-import contextlib
 import json
 import os
 import time
@@ -349,20 +348,28 @@ def test_an_unparseable_line_is_kept_as_a_short_redacted_excerpt(sqlite_url, tmp
 # --- nothing secret anywhere after failing runs ------------------------------------------
 
 
+def _decoded(value: str) -> str:
+    """A base64 payload (a pickled result or exception) as text; "" when it is none."""
+    try:
+        return base64.b64decode("".join(value.split()), validate=True).decode("latin-1")
+    except ValueError:
+        return ""
+
+
 def _storage_text(home: Path) -> tuple[str, int]:
-    """Every file under PREFECT_HOME as text, base64 payloads of result records decoded."""
+    """Every file under PREFECT_HOME as text, base64 payloads (whole files, or strings in a
+    JSON result record) decoded: a pickled exception keeps its message as plain bytes."""
     parts, files = [], 0
     for path in home.rglob("*"):
         if not path.is_file():
             continue
         files += 1
-        data = path.read_bytes()
-        parts.append(data.decode("utf-8", "backslashreplace"))
+        content = path.read_bytes().decode("utf-8", "backslashreplace")
+        parts += [content, _decoded(content)]
         try:
-            record = json.loads(data)
+            stack = [json.loads(content)]
         except ValueError:
             continue
-        stack = [record]
         while stack:
             value = stack.pop()
             if isinstance(value, dict):
@@ -370,8 +377,7 @@ def _storage_text(home: Path) -> tuple[str, int]:
             elif isinstance(value, list):
                 stack.extend(value)
             elif isinstance(value, str) and len(value) > 16:
-                with contextlib.suppress(ValueError):
-                    parts.append(base64.b64decode(value, validate=True).decode("latin-1"))
+                parts.append(_decoded(value))
     return "\n".join(parts), files
 
 
