@@ -31,6 +31,11 @@ class Settings(BaseSettings):
         description="JSON Lines file (file:PATH, file:///PATH, bare path) or http(s) orders API",
     )
     source_token: SecretStr | None = None
+    source_root: Path | None = Field(
+        default=None,
+        description="Folder that file sources given with --source must lie in (symlinks "
+        "resolved); default: the working folder. DUNNING_SOURCE_URL itself is always allowed",
+    )
     partner_url: str = "http://127.0.0.1:8765"
     partner_token: SecretStr | None = None
     smtp_url: str = Field(
@@ -64,6 +69,11 @@ class Settings(BaseSettings):
     creditor_register: str = "Amtsgericht Berlin-Charlottenburg HRB 000000"
 
     http_timeout_seconds: float = Field(default=10.0, gt=0)
+    read_deadline_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        description="Wall-clock limit of one paged read (the orders API, partner updates)",
+    )
     batch_size: int = Field(default=5000, ge=1)
 
     @field_validator("timezone")

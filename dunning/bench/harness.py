@@ -611,6 +611,9 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
     get_settings.cache_clear()
     tmp = tempfile.TemporaryDirectory(prefix="dunning-bench-", dir=cfg.workdir)
     folder = Path(tmp.name)
+    root_before = os.environ.get("DUNNING_SOURCE_ROOT")
+    os.environ["DUNNING_SOURCE_ROOT"] = str(folder)  # the generated shops are read from here
+    get_settings.cache_clear()
     result: dict[str, Any] = {
         "config": {
             "orders": cfg.orders,
@@ -729,6 +732,11 @@ def run_bench(cfg: BenchConfig, log: Callable[[str], None] = print) -> dict[str,
         return result
     finally:
         tmp.cleanup()
+        if root_before is None:
+            os.environ.pop("DUNNING_SOURCE_ROOT", None)
+        else:
+            os.environ["DUNNING_SOURCE_ROOT"] = root_before
+        get_settings.cache_clear()
         if not cfg.keep_database:
             drop_database(cfg.server_url, url)
             if sharded_url:

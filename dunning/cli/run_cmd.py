@@ -19,13 +19,9 @@ from dunning.cli.common import (
 
 def run(
     as_of: str | None = typer.Option(None, "--as-of", help=AS_OF_HELP),
-    source: str | None = typer.Option(
-        None,
-        "--source",
-        help="Orders source (file path, file: URL or http(s) API); default DUNNING_SOURCE_URL.",
-    ),
 ) -> None:
-    """Sync orders, detect cases, apply the handover rules, escalate, refresh the board."""
+    """Sync orders from DUNNING_SOURCE_URL, detect cases, apply the handover rules,
+    escalate, refresh the board. (`dunning sync --source` reads another source once.)"""
     when = as_of_option(as_of)
     database_url()  # validates the URL and brings the schema up to date
     # Without PREFECT_API_URL, Prefect starts a temporary server; on a busy machine it needs
@@ -36,9 +32,9 @@ def run(
 
     quiet_expected_tracebacks()
     try:
-        # Issue 9: `url` (validated above) comes from the settings, which the flow reads
-        # itself; as a parameter it would store the password in Prefect's flow runs.
-        summary = dunning_run(as_of=when, database_url=None, source=source)
+        # Issues 9, 19: the flow reads the database and the source from the settings; as
+        # parameters they would be stored (the password) and open to anyone starting runs.
+        summary = dunning_run(as_of=when)
     except UserError:
         raise
     except Exception as exc:  # the flow run failed: one line, the run is in Prefect's history

@@ -13,8 +13,10 @@ def sync(
     source: str | None = typer.Option(
         None,
         "--source",
-        help="JSON Lines file (file:PATH, file:///PATH, a path; .jsonl.gz too) or the orders "
-        "API (http(s)://...). Default: DUNNING_SOURCE_URL.",
+        help="JSON Lines file (file:PATH, file:///PATH, a path; .jsonl.gz too) inside "
+        "DUNNING_SOURCE_ROOT (default: the working folder), or the orders API (http(s)://...; "
+        "DUNNING_SOURCE_TOKEN is sent only to the host of DUNNING_SOURCE_URL). "
+        "Default: DUNNING_SOURCE_URL.",
         show_default=False,
     ),
     full: bool = typer.Option(False, "--full", help="Ignore the watermark: read everything."),
@@ -68,7 +70,6 @@ def sync(
             result = run_sync(
                 url,
                 source_url,
-                token=installation.source_token,
                 full=full,
                 as_of=moment,
                 batch_size=batch_size,

@@ -46,8 +46,8 @@ def case_action_task(
     return case_action_core(action, case_or_order_id, reason, operator, as_of, url)
 
 
-def _resolve(as_of: datetime | None, database_url: str | None) -> tuple[datetime, str]:
-    url = database_url or get_settings().database_url
+def _resolve(as_of: datetime | None) -> tuple[datetime, str]:
+    url = get_settings().database_url  # configuration, never a run parameter (issue 19)
     ensure_schema(url)
     return (as_of or datetime.now(UTC)).astimezone(UTC), url
 
@@ -55,14 +55,13 @@ def _resolve(as_of: datetime | None, database_url: str | None) -> tuple[datetime
 @flow(name="detect-cases", flow_run_name=flow_run_namer("detect-cases"), log_prints=False)
 def detect_cases(
     as_of: datetime | None = None,
-    database_url: str | None = None,
     shard: int | None = None,
     shards: int = 1,
     full: bool = False,
 ) -> dict[str, Any]:
     """Open cases for overdue installments and chargebacks; update and close open ones."""
     check_shard(shard, shards)
-    as_of, url = _resolve(as_of, database_url)
+    as_of, url = _resolve(as_of)
     counts = detect_task(url, as_of, shard, shards, full)
     get_run_logger().info("detection (%s): %s", counts.get("mode"), counts)
     return counts
@@ -75,13 +74,12 @@ def detect_cases(
 )
 def apply_handover_rules(
     as_of: datetime | None = None,
-    database_url: str | None = None,
     shard: int | None = None,
     shards: int = 1,
 ) -> dict[str, int]:
     """Route new cases (ladder, approval, blocked) and re-check blocked ones."""
     check_shard(shard, shards)
-    as_of, url = _resolve(as_of, database_url)
+    as_of, url = _resolve(as_of)
     counts = handover_task(url, as_of, shard, shards)
     get_run_logger().info("handover rules: %s", counts)
     return counts
@@ -98,11 +96,10 @@ def case_action(
     reason: str,
     operator: str = "operator",
     as_of: datetime | None = None,
-    database_url: str | None = None,
 ) -> dict[str, Any]:
     """An operator starts, cancels, holds or resumes a case; a refusal fails the run with
     the reason (e.g. "case 17 is paid; nothing to cancel")."""
-    as_of, url = _resolve(as_of, database_url)
+    as_of, url = _resolve(as_of)
     result = case_action_task(action, str(case_or_order_id), reason, operator, as_of, url)
     get_run_logger().info(
         "case %s: %s -> %s (%s)",

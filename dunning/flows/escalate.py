@@ -43,16 +43,20 @@ def core_sync(url: str, as_of: datetime, settings: Settings) -> dict[str, int]:
     return sync_partner_updates(url, as_of, settings)
 
 
+# Tasks that hold a token (partner, source, mail): no result is written to Prefect's
+# storage (issue 19); their errors carry method, URL and status only (http_client.py).
 @task(
     name="sync-partner-updates",
     retries=2,
     retry_delay_seconds=[2, 10],
     cache_policy=NO_CACHE,
+    persist_result=False,
     tags=["outside"],
 )
 def sync_partner_task(url: str, as_of: datetime) -> dict[str, Any]:
     """Partner updates. An unreachable partner (already retried with backoff by the HTTP
-    client) is a warning, not a failure: the steps go on, the updates come next run."""
+    client), one that refuses the token or pages without end is a warning, not a failure:
+    the steps go on, the updates come next run."""
     from dunning.tasks.http_client import TransientHTTPError
 
     try:
@@ -72,6 +76,7 @@ def settle_task(url: str, as_of: datetime, shard: int | None, shards: int) -> di
     retries=2,
     retry_delay_seconds=[5, 30],
     cache_policy=NO_CACHE,
+    persist_result=False,
     tags=["outside"],
 )
 def advance_task(url: str, as_of: datetime, shard: int | None, shards: int) -> dict[str, Any]:
@@ -104,15 +109,13 @@ def _warn_stale_base_rates(claims: int, as_of: datetime, settings: Settings) -> 
 @flow(name="escalate-cases", flow_run_name=flow_run_namer("escalate-cases"), log_prints=False)
 def escalate_cases(
     as_of: datetime | None = None,
-    database_url: str | None = None,
     shard: int | None = None,
     shards: int = 1,
 ) -> dict[str, Any]:
     """Advance every due case one step: reminders, handover, court or cancellation."""
     check_shard(shard, shards)
     logger = get_run_logger()
-    settings = get_settings()
-    url = database_url or settings.database_url
+    url = get_settings().database_url
     as_of = as_of or datetime.now(UTC)
     ensure_schema(url)
     stats: dict[str, Any] = {}

@@ -72,13 +72,12 @@ def export_cases_csv(
     output: str | None = None,
     dialect: Literal["excel-de", "rfc4180"] = "excel-de",
     as_of: datetime | None = None,
-    database_url: str | None = None,
 ) -> str:
     from prefect.artifacts import create_markdown_artifact
 
     settings = get_settings()
     as_of = as_of or datetime.now(UTC)
-    url = database_url or settings.database_url
+    url = settings.database_url
     path = Path(output) if output else default_export_path(as_of)
     result = export_cases(url, filters or BoardFilter(), path, dialect, settings.timezone)
     refreshed = next((when for name, when, _ in last_data_updates(url) if name == "refresh"), None)

@@ -35,8 +35,6 @@ SHARD_DEPLOYMENT = "dunning-run/dunning-run-shard"
 def dunning_run_sharded(
     shards: int = 2,
     as_of: datetime | None = None,
-    database_url: str | None = None,
-    source: str | None = None,
     full: bool = False,
     escalate: bool = True,
     deployment: str = SHARD_DEPLOYMENT,
@@ -51,10 +49,6 @@ def dunning_run_sharded(
     logger = get_run_logger()
     as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
     common: dict[str, Any] = {"as_of": as_of.isoformat(), "full": full, "escalate": escalate}
-    if database_url:
-        common["database_url"] = database_url
-    if source:
-        common["source"] = source
     runs = []
     for shard in range(shards):
         check_shard(shard, shards)

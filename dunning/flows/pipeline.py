@@ -35,8 +35,6 @@ MAX_CASE_EVENTS = 2000
 )
 def dunning_run(
     as_of: datetime | None = None,
-    database_url: str | None = None,
-    source: str | None = None,
     full: bool = False,
     shard: int | None = None,
     shards: int = 1,
@@ -45,21 +43,16 @@ def dunning_run(
     """One run of the whole pipeline as of `as_of` (default: now)."""
     check_shard(shard, shards)
     as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
-    url = database_url or get_settings().database_url
+    # Issues 9 and 19: the database and the source come from the settings, never from run
+    # parameters: those are stored and shown by the Prefect server, and whoever may start
+    # a run must not point the worker (and its secrets) elsewhere.
+    url = get_settings().database_url
     ensure_schema(url)
     since = artifacts.current_history_id(url)
-    # Issue 9: the subflows get the URL as it was given (None = settings), never the resolved
-    # one: flow run parameters are stored by the Prefect server and shown in its UI, and the
-    # resolved URL may carry the database password.
-    common: dict[str, Any] = {
-        "as_of": as_of,
-        "database_url": database_url,
-        "shard": shard,
-        "shards": shards,
-    }
+    common: dict[str, Any] = {"as_of": as_of, "shard": shard, "shards": shards}
     summary: dict[str, Any] = {"as_of": as_of.isoformat()}
 
-    summary["sync"] = sync_orders(source=source, full=full, **common)
+    summary["sync"] = sync_orders(full=full, **common)
     summary["detect"] = detect_cases(full=full, **common)
     summary["handover"] = apply_handover_rules(**common)
     if escalate:

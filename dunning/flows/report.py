@@ -48,13 +48,12 @@ def rebuild_case_report(
 )
 def refresh_reporting(
     as_of: datetime | None = None,
-    database_url: str | None = None,
     shard: int | None = None,
     shards: int = 1,
 ) -> dict[str, object]:
     check_shard(shard, shards)
     as_of = as_of or datetime.now(UTC)
-    url = database_url or get_settings().database_url
+    url = get_settings().database_url
     result = rebuild_case_report(as_of, url, shard, shards)
     get_run_logger().info(
         "case board refreshed: %d cases, %d snapshot rows for %s",

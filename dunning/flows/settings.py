@@ -60,10 +60,9 @@ def change_merchant_settings(
     changes: SettingsChange,
     operator: str,
     as_of: datetime | None = None,
-    database_url: str | None = None,
 ) -> dict[str, list]:
     """Change a merchant's settings; a refusal fails the run with the reason and the date."""
-    diff = change_settings(merchant_id, changes, operator, as_of or datetime.now(UTC), database_url)
+    diff = change_settings(merchant_id, changes, operator, as_of or datetime.now(UTC))
     logger = get_run_logger()
     if diff:
         for key, (old, new) in diff.items():

@@ -16,6 +16,11 @@ Watermark (per source; per shard when sharded) and why it is safe across a crash
   unchanged (newest wins, equal is not newer) -- a few repeats per run instead of
   losing an order whose twin timestamp fell into the batch after a crash.
 `full=True` ignores the watermark and reads everything; newest-wins still holds.
+
+Issue 19: the source and the database are configuration (DUNNING_SOURCE_URL,
+DUNNING_DATABASE_URL), never run parameters: whoever may start a run in the Prefect UI
+must not point the worker, with its token, at a file or host of their choosing. A read of
+the orders API ends by DUNNING_READ_DEADLINE_SECONDS over all its chunks.
 """
 
 from __future__ import annotations
@@ -49,11 +54,21 @@ def plan_task(
     return plan_sync(database_url, source_url, full=full, shard=shard, shards=shards)
 
 
+def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """A source that cannot be read (refused file, refused token, cursor cycle, deadline
+    passed) fails the same way again; a peer still failing after its own retries may not."""
+    from dunning.tasks.source import SourceError
+
+    return not isinstance(state.data, SourceError)
+
+
 @task(
     name="sync-batches",
     retries=2,
     retry_delay_seconds=[2, 10],
+    retry_condition_fn=_worth_retrying,
     cache_policy=NO_CACHE,
+    persist_result=False,  # it holds the source token: nothing of it goes to storage
     tags=["outside"],
 )
 def sync_batches(
@@ -66,12 +81,16 @@ def sync_batches(
     max_batches: int,
     shard: int | None,
     shards: int,
+    deadline: float,
 ) -> dict[str, Any]:
     """Read, validate and write up to `max_batches` batches from `position`.
 
     A retry starts again at `position`: batches it already committed are found unchanged.
     The token comes from the settings, never through a parameter (it would be stored).
+    `deadline`: the `time.time()` by which the whole read must end.
     """
+    from dunning.tasks.source import token_for
+
     settings = get_settings()
     result = sync_chunk(
         database_url,
@@ -79,12 +98,13 @@ def sync_batches(
         position=position,
         since=since,
         as_of=as_of,
-        token=settings.source_token,
+        token=token_for(source_url, settings),
         timeout=settings.http_timeout_seconds,
         batch_size=batch_size,
         max_batches=max_batches,
         shard=shard,
         shards=shards,
+        deadline=deadline,
     )
     return result.as_dict()
 
@@ -110,7 +130,7 @@ def _run_name() -> str:
 
     params = flow_run.parameters or {}
     try:
-        where = source_name(params.get("source") or get_settings().source_url)
+        where = source_name(get_settings().source_url)
     except Exception:  # a bad URL fails in the run itself, with its message
         where = "source"
     name = f"sync {where}"
@@ -123,17 +143,15 @@ def _run_name() -> str:
 
 @flow(name="sync-orders", flow_run_name=_run_name, log_prints=False)
 def sync_orders(
-    source: str | None = None,
     full: bool = False,
     as_of: datetime | None = None,
-    database_url: str | None = None,
     shard: int | None = None,
     shards: int = 1,
     batch_size: int | None = None,
     batches_per_task: int = 10,
 ) -> dict[str, Any]:
-    """Sync orders from `source` (default DUNNING_SOURCE_URL): a JSON Lines file or the
-    orders API. Returns the counts: read, inserted, updated, unchanged, quarantined."""
+    """Sync orders from the configured source (DUNNING_SOURCE_URL): a JSON Lines file or
+    the orders API. Returns the counts: read, inserted, updated, unchanged, quarantined."""
     import time
 
     from prefect.artifacts import (
@@ -145,11 +163,12 @@ def sync_orders(
     logger = get_run_logger()
     settings = get_settings()
     as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
-    url = normalise_url(database_url or settings.database_url)
-    source_url = source or settings.source_url
+    url = normalise_url(settings.database_url)
+    source_url = settings.source_url
     size = batch_size or settings.batch_size
     started = time.perf_counter()
     plan = plan_task(url, source_url, full, shard, shards)
+    deadline = time.time() + settings.read_deadline_seconds  # the read starts now
     logger.info(
         "sync %s from %s (watermark %s)",
         plan.key,
@@ -171,6 +190,7 @@ def sync_orders(
             batches_per_task,
             shard,
             shards,
+            deadline,
         )
         total.add(SyncCounts(**chunk["counts"]))
         if chunk["max_updated_at"]:

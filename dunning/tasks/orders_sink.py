@@ -712,8 +712,10 @@ def sync_chunk(
     shard: int | None = None,
     shards: int = 1,
     on_batch: Any = None,
+    deadline: float | None = None,
 ) -> ChunkResult:
     """Read up to `max_batches` batches from `position`, validate and write each.
+    `deadline`: the `time.time()` by which the whole read (every chunk) must end.
 
     A reader thread reads and validates the next batch while this one is written (the
     database works on the other core). Each batch commits on its own; for a source that
@@ -733,6 +735,7 @@ def sync_chunk(
             shard=shard,
             shards=shards,
             on_batch=on_batch,
+            deadline=deadline,
         )
 
 
@@ -750,12 +753,13 @@ def _sync_chunk(
     shard: int | None,
     shards: int,
     on_batch: Any,
+    deadline: float | None,
 ) -> ChunkResult:
     from dunning.db import get_engine
     from dunning.tasks.source import open_source
 
     engine = get_engine(database_url)
-    src = open_source(source_url, token, timeout)
+    src = open_source(source_url, token, timeout, deadline)
     name = state_key(src.name, shard, shards)
     total = SyncCounts()
     top: datetime | None = None
@@ -898,7 +902,7 @@ def plan_sync(
     """Where this run starts: the committed watermark, unless `full`."""
     from dunning.db import ensure_schema, get_engine
     from dunning.models.sharding import check_shard
-    from dunning.tasks.source import SourceError, file_path, source_name
+    from dunning.tasks.source import SourceError, allowed_file, file_path, source_name
 
     check_shard(shard, shards)
     ensure_schema(database_url)
@@ -906,7 +910,7 @@ def plan_sync(
     if len(name) > 290:
         raise SourceError(f"source name longer than 290 characters: {name[:60]}...")
     ordered = source_url.strip().startswith(("http://", "https://"))
-    if not ordered and not file_path(source_url).expanduser().is_file():
+    if not ordered and not allowed_file(source_url).is_file():
         raise SourceError(
             f"source file not found: {file_path(source_url)}; set DUNNING_SOURCE_URL or pass "
             "--source (`dunning generate --out FILE` writes a sample shop)"
@@ -970,19 +974,22 @@ def run_sync(
     on_progress: Any = None,
 ) -> SyncResult:
     """Sync one source to the end. `on_progress(counts, bytes_read, bytes_total)` after
-    every batch. Token, URLs and sizes default to the settings."""
+    every batch. Token, URLs and sizes default to the settings; the settings' token only
+    goes to the host of DUNNING_SOURCE_URL."""
 
     from dunning.config import get_settings
     from dunning.db import normalise_url
+    from dunning.tasks.source import token_for
 
     settings = get_settings()
     url = normalise_url(database_url or settings.database_url)
     source_url = source_url or settings.source_url
-    token = token if token is not None else settings.source_token
+    token = token if token is not None else token_for(source_url, settings)
     as_of = as_of or datetime.now(UTC)
     size = batch_size or settings.batch_size
     started = time.perf_counter()
     plan = plan_sync(url, source_url, full=full, shard=shard, shards=shards)
+    deadline = time.time() + settings.read_deadline_seconds  # the read starts now
     total = SyncCounts()
     run_max: datetime | None = None
     position = ""
@@ -1014,6 +1021,7 @@ def run_sync(
             shard=shard,
             shards=shards,
             on_batch=progress,
+            deadline=deadline,
         )
         chunks += 1
         total.add(result.counts)

@@ -8,13 +8,21 @@ next run. A 4xx is `failed`, with the partner's message, and is not retried.
 
 from __future__ import annotations
 
-import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
-from dunning.tasks.http_client import TransientHTTPError, request_with_retries
+from dunning.tasks.http_client import (
+    BadAnswer,
+    DeadlineExceeded,
+    TokenRefused,
+    TransientHTTPError,
+    json_body,
+    request_with_retries,
+    where,
+)
 
 DONE, FAILED, TRANSIENT = "done", "failed", "transient"
 
@@ -28,13 +36,13 @@ class Outcome:
 
 def _message(response: httpx.Response) -> str:
     try:
-        body = response.json()
-    except ValueError:
+        body = json_body(response, "partner")
+    except BadAnswer:
         return f"HTTP {response.status_code}: {response.text[:300]}"
     if isinstance(body, dict) and body.get("fields"):
         fields = "; ".join(f"{k}: {v}" for k, v in body["fields"].items())
         return f"HTTP {response.status_code}: {body.get('error', 'invalid')} ({fields})"
-    return f"HTTP {response.status_code}: {json.dumps(body)[:300]}"
+    return f"HTTP {response.status_code}: {response.text[:300]}"
 
 
 def call(
@@ -62,8 +70,8 @@ def call(
         return Outcome(TRANSIENT, error=str(exc))
     if response.status_code in ok:
         try:
-            data = response.json() if response.content else {}
-        except ValueError:
+            data = json_body(response, "partner") if response.content else {}
+        except BadAnswer:
             data = {}
         return Outcome(DONE, data if isinstance(data, dict) else {"body": data})
     if response.status_code == 401:
@@ -104,20 +112,54 @@ def recall(client: httpx.Client, key: str, claim_id: str, reason: str, **kw: Any
     )
 
 
-def list_updates(client: httpx.Client, updated_since: str | None) -> list[dict[str, Any]]:
-    """Every claim changed after `updated_since`, oldest change first (all pages)."""
+def list_updates(
+    client: httpx.Client, updated_since: str | None, deadline: float | None = None
+) -> list[dict[str, Any]]:
+    """Every claim changed after `updated_since`, oldest change first (all pages).
+
+    The whole read ends by `deadline` (a `time.time()` instant) and never follows a cursor
+    it has seen: a partner that pages in circles or without end is one clear error.
+    Raises only TransientHTTPError (and its kinds): the steps go on without the updates."""
     items: list[dict[str, Any]] = []
     cursor: str | None = None
+    seen: set[str] = set()
+    what = where(client, "GET", "/v1/claims")
     while True:
+        if deadline is not None and time.time() >= deadline:
+            raise DeadlineExceeded(
+                f"{what}: paging did not end before the read deadline "
+                f"(DUNNING_READ_DEADLINE_SECONDS) after {len(seen) + 1} page(s)"
+            )
         params: dict[str, str] = {}
         if updated_since:
             params["updated_since"] = updated_since
         if cursor:
             params["cursor"] = cursor
-        response = request_with_retries(client, "GET", "/v1/claims", params=params)
-        response.raise_for_status()
-        page = response.json()
+        response = request_with_retries(
+            client, "GET", "/v1/claims", params=params, deadline=deadline
+        )
+        status = response.status_code
+        if status in (401, 403):
+            raise TokenRefused(
+                f"{what}: the partner refused the token (HTTP {status}); check "
+                "DUNNING_PARTNER_TOKEN",
+                status,
+            )
+        if status != 200:
+            raise BadAnswer(f"{what}: the partner answered HTTP {status}", status)
+        page = json_body(response, what)
+        if not isinstance(page, dict) or not isinstance(page.get("items"), list):
+            raise BadAnswer(f"{what}: a page without an 'items' list", status)
         items.extend(page["items"])
         cursor = page.get("next_cursor")
         if not cursor:
             return items
+        if not isinstance(cursor, str):
+            raise BadAnswer(f"{what}: a next_cursor that is not a string", status)
+        if cursor in seen:
+            raise BadAnswer(
+                f"{what}: the partner sent a next_cursor it had sent before (a cycle); "
+                "paging would never end",
+                status,
+            )
+        seen.add(cursor)

@@ -13,6 +13,7 @@ unless paid.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -36,7 +37,9 @@ def watermark_name(partner_url: str) -> str:
 
 def sync_partner_updates(url: str, as_of: datetime, settings: Settings) -> dict[str, int]:
     """Fetch the partner's changes since the watermark and apply them; returns counters.
-    Raises TransientHTTPError when the partner cannot be reached (the flow retries)."""
+    Raises TransientHTTPError (or a kind of it) when the partner cannot be reached, refuses
+    the token, or pages without end: the caller logs it and the steps go on; the watermark
+    stays, so the next run reads the same changes."""
     from dunning.tasks.http_client import make_client
     from dunning.tasks.partner import list_updates
 
@@ -52,7 +55,7 @@ def sync_partner_updates(url: str, as_of: datetime, settings: Settings) -> dict[
     with make_client(
         settings.partner_url, settings.partner_token, settings.http_timeout_seconds
     ) as c:
-        items = list_updates(c, since)
+        items = list_updates(c, since, deadline=time.time() + settings.read_deadline_seconds)
     if not items:
         return {"updates": 0}
     return apply_updates(url, items, as_of, name)

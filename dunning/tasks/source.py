@@ -10,13 +10,22 @@ only thing skipped.
 Positions are plain strings, so a Prefect task can be handed one and resume there:
 - file: `"<byte offset>:<line number>"` of the next line to read;
 - API: the `next_cursor` of the last page read (`""` = start).
+
+Issue 19: sources are configuration. A file given instead of DUNNING_SOURCE_URL must lie
+inside DUNNING_SOURCE_ROOT; DUNNING_SOURCE_TOKEN is sent only to the scheme, host and port
+of DUNNING_SOURCE_URL; a line that cannot be parsed is kept as a short, redacted excerpt
+(it may be anything: `/proc/self/environ` is one line of secrets). An API read ends by
+its deadline and never follows a cursor it has seen.
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
+import re
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,7 +38,7 @@ import orjson
 from dunning.models.records import RecordError
 
 MAX_LINE_BYTES = 4 * 1024 * 1024
-RAW_KEEP_BYTES = 64 * 1024  # what the quarantine keeps of an oversized line
+EXCERPT_CHARS = 200  # what the quarantine keeps of a line it cannot parse
 PAGE_LIMIT = 1000
 ONE_TICK = timedelta(microseconds=1)
 
@@ -42,6 +51,44 @@ class SourceAuthError(SourceError):
     """The orders API refused the token."""
 
 
+# What looks like a secret in text of unknown origin: credentials in URLs, bearer tokens,
+# values of keys named like secrets, and every KEY=value (an environment, a .env file).
+_SECRETS = (
+    (re.compile(r"(?i)\b(bearer|basic)(\s+)[^\s\x00\"',;]+"), r"\1\2***"),
+    (re.compile(r"(://[^/\s:@\x00]*:)[^@\s/\x00]*@"), r"\1***@"),
+    (
+        re.compile(
+            r"(?i)((?:token|secret|passw(?:or)?d|pwd|api[_-]?key|authorization)[\"']?"
+            r"\s*[:=]\s*[\"']?)[^\s\x00\"',;&]+"
+        ),
+        r"\1***",
+    ),
+    (re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*=)[^\x00\r\n&;]+"), r"\1***"),
+)
+
+
+def redact(text: str) -> str:
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def excerpt(head: bytes, size: int, digest: str) -> bytes:
+    """What the quarantine keeps of a line it cannot parse: at most EXCERPT_CHARS
+    characters, secrets redacted, then its size and digest (two lines alike in their
+    first characters stay two entries)."""
+    text = redact(head[: 4 * EXCERPT_CHARS].decode("utf-8", errors="backslashreplace"))
+    kept = text[:EXCERPT_CHARS]
+    if len(text) > EXCERPT_CHARS or size > len(head[: 4 * EXCERPT_CHARS]):
+        kept += f" ... [cut: {size} bytes, sha256 {digest[:16]}]"
+    return kept.encode("utf-8")
+
+
+def _line_excerpt(line: bytes) -> bytes:
+    line = line.rstrip(b"\r\n")
+    return excerpt(line, len(line), hashlib.sha256(line).hexdigest())
+
+
 @dataclass(slots=True)
 class Item:
     position: str
@@ -51,7 +98,10 @@ class Item:
     def raw_bytes(self) -> bytes:
         if self.raw is not None:
             return self.raw.rstrip(b"\r\n")
-        return orjson.dumps(self.value)
+        try:
+            return orjson.dumps(self.value)
+        except orjson.JSONEncodeError:  # nested deeper than orjson writes (254 levels)
+            return b'"(not kept: nested too deeply to write back)"'
 
 
 @dataclass(slots=True)
@@ -74,11 +124,55 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-def open_source(url: str, token: Any = None, timeout: float = 10.0) -> Source:
+def open_source(
+    url: str, token: Any = None, timeout: float = 10.0, deadline: float | None = None
+) -> Source:
+    """`deadline`: a `time.time()` instant by which an API read must end."""
     url = url.strip()
     if url.startswith(("http://", "https://")):
-        return ApiSource(url, token, timeout)
-    return FileSource(file_path(url))
+        return ApiSource(url, token, timeout, deadline=deadline)
+    return FileSource(allowed_file(url))
+
+
+def _origin(url: str) -> tuple[str, str, int | None] | None:
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https"):
+        return None
+    try:
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        return None
+    return parts.scheme, (parts.hostname or "").lower(), port
+
+
+def token_for(url: str, settings: Any) -> Any:
+    """DUNNING_SOURCE_TOKEN, if `url` is on the scheme, host and port of DUNNING_SOURCE_URL;
+    None for any other place (`--source http://elsewhere` is read without a token)."""
+    origin = _origin(url)
+    if origin is not None and origin == _origin(settings.source_url):
+        return settings.source_token
+    return None
+
+
+def allowed_file(url: str) -> Path:
+    """The file of a file source, if it may be read: DUNNING_SOURCE_URL itself, or a file
+    inside DUNNING_SOURCE_ROOT (default: the working folder) once symlinks are resolved."""
+    from dunning.config import get_settings
+
+    settings = get_settings()
+    path = file_path(url).expanduser()
+    real = path.resolve()
+    configured = settings.source_url.strip()
+    is_api = configured.startswith(("http://", "https://"))
+    if not is_api and real == file_path(configured).expanduser().resolve():
+        return path
+    root = (settings.source_root or Path.cwd()).expanduser().resolve()
+    if not real.is_relative_to(root):
+        raise SourceError(
+            f"source {path} is outside the folder sources may be read from ({root}); move "
+            "the file there, or set DUNNING_SOURCE_ROOT or DUNNING_SOURCE_URL"
+        )
+    return path
 
 
 def file_path(url: str) -> Path:
@@ -189,21 +283,22 @@ class FileSource:
                 offset += len(line)
                 if len(line) > limit and not line.endswith(b"\n"):
                     total = len(line)
-                    head = line[:RAW_KEEP_BYTES]
+                    digest = hashlib.sha256(line)
                     while True:  # consume the rest of the oversized line
                         more = readline(1 << 20)
                         offset += len(more)
                         total += len(more)
+                        digest.update(more.rstrip(b"\r\n"))
                         if not more or more.endswith(b"\n"):
                             break
                     items.append(
                         Item(
                             f"line {line_no}",
-                            head,
+                            excerpt(line, total, digest.hexdigest()),
                             RecordError(
                                 "(line)",
                                 f"is {total} bytes long, more than the limit of {limit}; "
-                                f"the first {len(head)} bytes are kept",
+                                "an excerpt is kept",
                             ),
                         )
                     )
@@ -211,8 +306,10 @@ class FileSource:
                     if line_no == 1 and line.startswith(b"\xef\xbb\xbf"):
                         line = line[3:]
                     value = _parse_line(line)
-                    if type(value) is RecordError and not line.strip():
-                        continue  # a blank line carries nothing
+                    if type(value) is RecordError:
+                        if not line.strip():
+                            continue  # a blank line carries nothing
+                        line = _line_excerpt(line)
                     items.append(Item(f"line {line_no}", line, value))
                 if len(items) >= batch_size:
                     next_pos = f"{offset}:{line_no}"
@@ -251,6 +348,7 @@ class ApiSource:
     timeout: float
     page_limit: int | None = None  # None: PAGE_LIMIT (the contract's maximum)
     attempts: int = 6
+    deadline: float | None = None  # time.time() by which the read must end; None: none
     ordered: bool = True
     name: str = field(init=False)
 
@@ -269,8 +367,17 @@ class ApiSource:
     def close(self) -> None:
         self.client.close()
 
+    def _failed(self, reason: str) -> SourceError:
+        return SourceError(f"the orders API at {self.name}: {reason}")
+
     def _page(self, cursor: str, since: datetime | None) -> tuple[list[Any], str | None]:
-        from dunning.tasks.http_client import request_with_retries
+        from dunning.tasks.http_client import (
+            BadAnswer,
+            DeadlineExceeded,
+            ResponseTooLarge,
+            parse_json,
+            request_with_retries,
+        )
 
         params: dict[str, Any] = {"limit": self.page_limit}
         if cursor:
@@ -279,60 +386,74 @@ class ApiSource:
             # updated_since is exclusive; ask from one microsecond earlier so that
             # snapshots stamped exactly at the watermark are read again (see sync.py).
             params["updated_since"] = (since - ONE_TICK).isoformat()
-        from dunning.tasks.http_client import ResponseTooLarge
-
+        refused = None
         try:
             response = request_with_retries(
-                self.client, "GET", self.path, params=params, attempts=self.attempts
+                self.client,
+                "GET",
+                self.path,
+                params=params,
+                attempts=self.attempts,
+                deadline=self.deadline,
             )
-        except ResponseTooLarge as exc:  # issue 9: refused while streaming, not kept
-            raise SourceError(f"the orders API at {self.name}: {exc}") from None
+        except (ResponseTooLarge, DeadlineExceeded, BadAnswer) as exc:  # issue 9, 19
+            refused = str(exc)
+            if isinstance(exc, DeadlineExceeded):
+                refused += " (the read's deadline: DUNNING_READ_DEADLINE_SECONDS)"
+        if refused is not None:  # raised here: no exception of httpx rides along as context
+            raise self._failed(refused)
         if response.status_code in (401, 403):
+            hint = (
+                "check DUNNING_SOURCE_TOKEN"
+                if self.token
+                else "no token was sent: DUNNING_SOURCE_TOKEN goes only to the host of "
+                "DUNNING_SOURCE_URL"
+            )
             raise SourceAuthError(
                 f"the orders API at {self.name} refused the token (HTTP "
-                f"{response.status_code}); check DUNNING_SOURCE_TOKEN"
+                f"{response.status_code}); {hint}"
             )
         if response.status_code != 200:
-            raise SourceError(
-                f"the orders API at {self.name} answered HTTP {response.status_code}: "
-                f"{response.text[:200]}"
-            )
+            raise self._failed(f"answered HTTP {response.status_code}")
         try:
-            page = orjson.loads(response.content)
-        except orjson.JSONDecodeError:
-            raise SourceError(
-                f"the orders API at {self.name} sent a page that is not JSON"
-            ) from None
+            page = parse_json(response.content, "a page")
+        except (ValueError, BadAnswer) as exc:
+            refused = str(exc)
+        if refused is not None:
+            raise self._failed(refused)
         if not isinstance(page, dict) or not isinstance(page.get("items"), list):
-            raise SourceError(f"the orders API at {self.name} sent a page without an 'items' list")
+            raise self._failed("sent a page without an 'items' list")
         next_cursor = page.get("next_cursor")
         if next_cursor is not None and not isinstance(next_cursor, str):
-            raise SourceError(f"the orders API at {self.name} sent a non-string next_cursor")
+            raise self._failed("sent a non-string next_cursor")
         return page["items"], next_cursor
 
     def batches(self, position: str, since: datetime | None, batch_size: int) -> Iterator[Batch]:
-        import httpx
-
         cursor = position or ""
+        seen = {cursor}
         items: list[Item] = []
-        page_no = 0
+        pages = 0
         while True:
-            try:
-                page, next_cursor = self._page(cursor, since)
-            except httpx.HTTPError as exc:  # pragma: no cover - request_with_retries wraps
-                raise SourceError(f"orders API: {exc}") from None
-            page_no += 1
+            if self.deadline is not None and time.time() >= self.deadline:
+                raise self._failed(
+                    f"the read passed its deadline (DUNNING_READ_DEADLINE_SECONDS) after "
+                    f"{pages} page(s) in this chunk; the watermark stays at the last "
+                    "committed batch"
+                )
+            page, next_cursor = self._page(cursor, since)
+            pages += 1
             where = f"cursor {cursor or 'start'}"
             for i, value in enumerate(page):
                 items.append(Item(f"{where} #{i}", None, value))
             if next_cursor is None:
                 yield Batch(items, cursor, True)
                 return
-            if next_cursor == cursor:
-                raise SourceError(
-                    f"the orders API at {self.name} answered the same cursor twice; "
+            if next_cursor in seen:
+                raise self._failed(
+                    f"sent a next_cursor it had sent before (a cycle, after {pages} page(s)); "
                     "paging would never end"
                 )
+            seen.add(next_cursor)
             cursor = next_cursor
             if len(items) >= batch_size:
                 yield Batch(items, cursor, False)

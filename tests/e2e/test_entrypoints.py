@@ -69,3 +69,22 @@ def _outside_tasks(module) -> list[Task]:
             if isinstance(obj, Task) and "outside" in obj.tags:
                 found[obj.name] = obj
     return list(found.values())
+
+
+# Issue 19: whoever may start a run must not choose what the worker reads or writes (a
+# source parameter read /proc/self/environ and sent the token to any host).
+FORBIDDEN = {"source", "source_url", "database_url"}
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=[s.name for s in SPECS])
+def test_deployment_parameters_name_no_source_and_no_database(spec):
+    from prefect.utilities.callables import parameter_schema, parameter_schema_from_entrypoint
+
+    from dunning.deployments.definitions import PROJECT_ROOT
+
+    # what `prefect deploy` sends (parsed from the source) and what `serve` builds
+    parsed = parameter_schema_from_entrypoint(str(PROJECT_ROOT / spec.entrypoint))
+    loaded = parameter_schema(spec.load_flow())
+    for schema in (parsed, loaded):
+        assert not FORBIDDEN & set(schema.properties), (spec.name, sorted(schema.properties))
+    assert not FORBIDDEN & set(spec.parameters), spec.parameters

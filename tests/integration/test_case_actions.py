@@ -211,17 +211,19 @@ def test_cli_actions_and_refusals(db, cli):
     assert actors[:2] == ["handover", "cara"] and len(actors) == 4
 
 
-def test_case_action_flow_refusal_fails_the_run(db, prefect_harness):
+def test_case_action_flow_refusal_fails_the_run(db, prefect_harness, monkeypatch):
+    from dunning.config import get_settings
     from dunning.flows.cases import case_action
 
+    monkeypatch.setenv("DUNNING_DATABASE_URL", db)  # configuration, not a run parameter
+    get_settings.cache_clear()
     result = case_action(
         action="start",
         case_or_order_id="o1",
         reason="ok",
         operator="ui",
-        database_url=db,
         as_of=DAY + timedelta(hours=2),
     )
     assert result["to_state"] == "scheduled"
     with pytest.raises(ActionRefused, match="already started"):
-        case_action(action="start", case_or_order_id="o1", reason="ok", database_url=db)
+        case_action(action="start", case_or_order_id="o1", reason="ok")

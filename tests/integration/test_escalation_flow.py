@@ -19,13 +19,14 @@ def test_flow_writes_eml_files_once(migrated_db, partner, prefect_harness, tmp_p
     mail = tmp_path / "mail"
     monkeypatch.setenv("DUNNING_SMTP_URL", f"file:{mail}")
     monkeypatch.setenv("DUNNING_PARTNER_URL", partner.url)
+    monkeypatch.setenv("DUNNING_DATABASE_URL", migrated_db)
     get_settings.cache_clear()
     en = one_time("o-en", buyer={**one_time("x")["buyer"], "locale": "en-GB"})
     ids = [make_case(migrated_db, one_time("o-de")), make_case(migrated_db, en)]
     as_of = at(D0 + timedelta(days=10))
-    stats = escalate_cases(as_of=as_of, database_url=migrated_db)
+    stats = escalate_cases(as_of=as_of)
     assert stats["performed"] == {"reminder_1:done": 2}
-    stats = escalate_cases(as_of=as_of, database_url=migrated_db)
+    stats = escalate_cases(as_of=as_of)
     assert stats["claimed"] == 0
     files = sorted(p.name for p in mail.glob("*.eml"))
     assert files == [f"case-{i}-reminder_1.eml" for i in sorted(ids)]

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import insert
 
+from dunning.config import get_settings
 from dunning.db import session_scope
 from dunning.models.schema import CaseHistory
 from tests.report_fixtures import AS_OF, HYPERLINK, SECRETS, build_board
@@ -133,7 +134,7 @@ def test_summary_needs_human_and_events_read_back_from_the_api(migrated_db):
     ]
 
 
-def test_refresh_and_export_flows(migrated_db, tmp_path):
+def test_refresh_and_export_flows(migrated_db, tmp_path, monkeypatch):
     from prefect.runtime import flow_run  # noqa: F401
 
     from dunning.flows.export import EXPORT_KEY, export_cases_csv
@@ -142,7 +143,9 @@ def test_refresh_and_export_flows(migrated_db, tmp_path):
 
     url = migrated_db
     build_board(url)
-    state = refresh_reporting(as_of=AS_OF, database_url=url, return_state=True)
+    monkeypatch.setenv("DUNNING_DATABASE_URL", url)  # configuration, not a run parameter
+    get_settings.cache_clear()
+    state = refresh_reporting(as_of=AS_OF, return_state=True)
     assert state.is_completed()
     assert state.result()["cases"] == 6
     _, run = _artifacts(state.state_details.flow_run_id)
@@ -154,7 +157,6 @@ def test_refresh_and_export_flows(migrated_db, tmp_path):
         output=str(out),
         dialect="excel-de",
         as_of=AS_OF + timedelta(hours=1),
-        database_url=url,
         return_state=True,
     )
     assert state.is_completed()

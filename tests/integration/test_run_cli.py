@@ -50,8 +50,12 @@ def states(url: str) -> dict[str, str]:
 
 def test_dunning_run_cli_twice_with_the_same_as_of(sqlite_url, cli, tmp_path):
     source = write_source(tmp_path / "orders.jsonl")
-    env = {"DUNNING_DATABASE_URL": sqlite_url, "PREFECT_HOME": str(tmp_path / "prefect")}
-    args = ("run", "--as-of", "2026-01-20T12:00:00Z", "--source", str(source))
+    env = {
+        "DUNNING_DATABASE_URL": sqlite_url,
+        "DUNNING_SOURCE_URL": str(source),
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+    }
+    args = ("run", "--as-of", "2026-01-20T12:00:00Z")
     first = cli(*args, env=env)
     assert first.returncode == 0, first.stderr
     assert "dunning run as of 2026-01-20T12:00:00+00:00" in first.stdout
@@ -75,24 +79,35 @@ def test_run_refuses_a_bad_as_of(sqlite_url, cli):
     assert "is not an ISO date or timestamp" in bad.stderr and "Traceback" not in bad.stderr
 
 
+def configure(monkeypatch, **env: str) -> None:
+    """Flows read the database and the source from the settings only (issue 19)."""
+    from dunning.config import get_settings
+
+    for name, value in env.items():
+        monkeypatch.setenv(f"DUNNING_{name.upper()}", value)
+    get_settings.cache_clear()
+
+
 def test_parent_flow_rerun_and_a_later_sync_fixing_the_address(
-    migrated_db, prefect_harness, tmp_path
+    migrated_db, prefect_harness, tmp_path, monkeypatch
 ):
     from dunning.flows.pipeline import dunning_run
 
     source = str(write_source(tmp_path / "orders.jsonl"))
+    configure(monkeypatch, database_url=migrated_db, source_url=source)
     as_of = datetime(2026, 1, 20, 12, tzinfo=UTC)
-    first = dunning_run(as_of=as_of, database_url=migrated_db, source=source)
+    first = dunning_run(as_of=as_of)
     assert set(first) >= {"as_of", "sync", "detect", "handover"}
     assert first["detect"]["new_cases"] == 3
     before = dump(migrated_db)
-    again = dunning_run(as_of=as_of, database_url=migrated_db, source=source)
+    again = dunning_run(as_of=as_of)
     assert again["detect"]["new_cases"] == 0
     assert dump(migrated_db) == before
     # the source fixes the address; the next run routes the blocked case on
     fixed = str(write_source(tmp_path / "orders2.jsonl", house_number="9", minute=5))
     later = datetime(2026, 1, 21, 12, tzinfo=UTC)
-    dunning_run(as_of=later, database_url=migrated_db, source=fixed)
+    configure(monkeypatch, source_url=fixed)
+    dunning_run(as_of=later)
     assert states(migrated_db)["nohouse"] == "awaiting_approval"
 
 

@@ -15,24 +15,26 @@ from dunning.tasks.orders_sink import count_rows
 AS_OF = datetime(2026, 11, 26, 6, tzinfo=UTC)
 
 
-def test_flow_syncs_in_a_few_task_runs(migrated_db, tmp_path, prefect_harness):
+def test_flow_syncs_in_a_few_task_runs(migrated_db, tmp_path, prefect_harness, monkeypatch):
     from prefect.client.orchestration import get_client
 
+    from dunning.config import get_settings
     from dunning.flows.sync import sync_orders
 
     path = tmp_path / "shop.jsonl.gz"
     write_jsonl(generate_orders(1500, 6, seed=4, as_of=AS_OF), path)
+    monkeypatch.setenv("DUNNING_DATABASE_URL", migrated_db)  # configuration, not parameters
+    monkeypatch.setenv("DUNNING_SOURCE_URL", str(path))
+    get_settings.cache_clear()
     state = sync_orders(
-        source=str(path),
         as_of=AS_OF,
-        database_url=migrated_db,
         batch_size=200,
         batches_per_task=3,
         return_state=True,
     )
     first = state.result()
     assert (first["read"], first["inserted"], first["quarantined"]) == (1500, 1500, 0)
-    again = sync_orders(source=str(path), as_of=AS_OF, database_url=migrated_db, batch_size=200)
+    again = sync_orders(as_of=AS_OF, batch_size=200)
     assert again["inserted"] == 0 and again["read"] == again["unchanged"] + again["skipped"]
     with get_engine(migrated_db).connect() as conn:
         assert count_rows(conn)["orders"] == 1500

@@ -65,9 +65,10 @@ def reference_outcome(tmp_path: Path, records, monkeypatch) -> tuple[set, set, i
         monkeypatch.setenv("DUNNING_PARTNER_URL", partner.url)
         monkeypatch.setenv("DUNNING_PARTNER_TOKEN", drv.PARTNER_TOKEN)
         monkeypatch.setenv("DUNNING_SMTP_URL", f"file:{tmp_path / 'ref-mail'}")
+        monkeypatch.setenv("DUNNING_DATABASE_URL", url)
         get_settings.cache_clear()
         for day in drv.DAYS:
-            dunning_run(as_of=drv.START + timedelta(days=day), database_url=url)
+            dunning_run(as_of=drv.START + timedelta(days=day))
     finally:
         source.stop()
         partner.stop()
