@@ -133,7 +133,7 @@ def escalate_cases(
         logger.warning("%d steps refused permanently; see cases.partner_error", failed)
     stale = stats["settle"].get("interest_past_known_base_rates", 0)
     if stale:
-        _warn_stale_base_rates(stale, as_of, settings)
+        _warn_stale_base_rates(stale, as_of, get_settings())
     try:
         from prefect.artifacts import create_table_artifact
 

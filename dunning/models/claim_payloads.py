@@ -29,6 +29,16 @@ LABELS = {
 }
 
 
+def key_for(case_id: int, step: str, suffix: str | None = None) -> str:
+    """The idempotency key of a case's step: stable across runs, written before sending."""
+    return f"case-{case_id}-{step}" + (f"-{suffix}" if suffix else "")
+
+
+def reference_for(case_id: int) -> str:
+    """Our reference of the claim at the partner (its own claim id is the board's)."""
+    return f"DUN-{case_id}"
+
+
 def money(value: Decimal) -> str:
     return f"{value:.2f}"
 

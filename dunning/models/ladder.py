@@ -34,6 +34,33 @@ LADDER_STATES = (
 )
 TERMINATION_NOTICE_DAYS = 14  # § 498 (1) Nr. 2 BGB: at least two weeks
 
+LADDER_STEPS = (
+    ActionStep.REMINDER_1,
+    ActionStep.REMINDER_2,
+    ActionStep.HANDOVER,
+    ActionStep.TERMINATION_NOTICE,
+    ActionStep.CANCEL_ORDER,
+    ActionStep.COURT_REQUEST,
+)
+MAIL_STEPS = (ActionStep.REMINDER_1, ActionStep.REMINDER_2, ActionStep.TERMINATION_NOTICE)
+# Where each ladder step starts from: a step is sent only while its case is still there.
+FROM_STATES = {
+    ActionStep.REMINDER_1: (CaseState.SCHEDULED,),
+    ActionStep.REMINDER_2: (CaseState.REMINDER_1,),
+    ActionStep.HANDOVER: (CaseState.REMINDER_2,),
+    ActionStep.TERMINATION_NOTICE: (CaseState.WITH_PARTNER,),
+    ActionStep.CANCEL_ORDER: (CaseState.WITH_PARTNER, CaseState.TERMINATION_NOTICE),
+    ActionStep.COURT_REQUEST: (CaseState.WITH_PARTNER,),
+}
+TO_STATE = {
+    ActionStep.REMINDER_1: CaseState.REMINDER_1,
+    ActionStep.REMINDER_2: CaseState.REMINDER_2,
+    ActionStep.HANDOVER: CaseState.WITH_PARTNER,
+    ActionStep.TERMINATION_NOTICE: CaseState.TERMINATION_NOTICE,
+    ActionStep.CANCEL_ORDER: CaseState.ORDER_CANCELLED,
+    ActionStep.COURT_REQUEST: CaseState.COURT,
+}
+
 
 @dataclass(frozen=True)
 class CaseFacts:

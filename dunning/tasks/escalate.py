@@ -18,13 +18,11 @@ import logging
 from collections import Counter, defaultdict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select, text, update
+from sqlalchemy import and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from dunning.config import Settings
@@ -32,6 +30,7 @@ from dunning.crashpoints import crashpoint
 from dunning.db import insert_for, is_postgres, session_scope
 from dunning.models import claim_payloads as cp
 from dunning.models.base_rates import BaseRateUnknown, base_rates
+from dunning.models.claim_payloads import key_for
 from dunning.models.claims import refresh_outstanding
 from dunning.models.clock import local_date
 from dunning.models.enums import (
@@ -39,23 +38,20 @@ from dunning.models.enums import (
     ActionStep,
     CaseState,
     DunningOption,
-    PaymentPlan,
 )
 from dunning.models.ladder import (
+    FROM_STATES,
+    LADDER_STEPS,
+    MAIL_STEPS,
     CaseFacts,
     LadderSettings,
     next_step,
     quiet_move,
 )
 from dunning.models.ledger import (
-    CANCELLATION_COSTS,
-    REMINDER_FEE,
-    Charge,
     Statement,
-    arrears,
     below_minimum,
     cents,
-    reminder_fee,
     termination_guard,
 )
 from dunning.models.merchant_settings import MerchantConfig
@@ -69,7 +65,7 @@ from dunning.models.schema import (
     Order,
     Transaction,
 )
-from dunning.models.types import UTCDateTime
+from dunning.tasks.call_partner import call_partner_and_source
 from dunning.tasks.claim_events import (
     ClaimInput,
     load_claims,
@@ -77,6 +73,9 @@ from dunning.tasks.claim_events import (
     store_amounts,
 )
 from dunning.tasks.merchant_settings import configs_for
+from dunning.tasks.send_mail import send_reminders
+from dunning.tasks.step_outcomes import record_outcomes
+from dunning.tasks.step_payloads import build_payload
 from dunning.tasks.transitions import move_cases
 
 log = logging.getLogger(__name__)
@@ -85,10 +84,6 @@ CASES = Case.__table__
 
 ACTOR = "escalation"
 LEASE = timedelta(minutes=15)
-# Issue 9: a timeout while the SMTP server answers the end of DATA leaves it unknown whether
-# the mail was accepted, and the next run sends it again; RFC 5321 gives that reply up to
-# 10 minutes. Never wait less than this, however short the HTTP timeout is set.
-SMTP_TIMEOUT = 60.0
 CHUNK = 2000
 ZERO = Decimal("0.00")
 OPEN_PARTNER_STATES = (
@@ -99,47 +94,6 @@ OPEN_PARTNER_STATES = (
     CaseState.ORDER_CANCELLED,
 )
 OPEN_STATES = tuple(s for s in CaseState if not s.is_terminal)
-LADDER_STEPS = (
-    ActionStep.REMINDER_1,
-    ActionStep.REMINDER_2,
-    ActionStep.HANDOVER,
-    ActionStep.TERMINATION_NOTICE,
-    ActionStep.CANCEL_ORDER,
-    ActionStep.COURT_REQUEST,
-)
-MAIL_STEPS = (ActionStep.REMINDER_1, ActionStep.REMINDER_2, ActionStep.TERMINATION_NOTICE)
-# Where each ladder step starts from: a step is sent only while its case is still there.
-FROM_STATES = {
-    ActionStep.REMINDER_1: (CaseState.SCHEDULED,),
-    ActionStep.REMINDER_2: (CaseState.REMINDER_1,),
-    ActionStep.HANDOVER: (CaseState.REMINDER_2,),
-    ActionStep.TERMINATION_NOTICE: (CaseState.WITH_PARTNER,),
-    ActionStep.CANCEL_ORDER: (CaseState.WITH_PARTNER, CaseState.TERMINATION_NOTICE),
-    ActionStep.COURT_REQUEST: (CaseState.WITH_PARTNER,),
-}
-TO_STATE = {
-    ActionStep.REMINDER_1: CaseState.REMINDER_1,
-    ActionStep.REMINDER_2: CaseState.REMINDER_2,
-    ActionStep.HANDOVER: CaseState.WITH_PARTNER,
-    ActionStep.TERMINATION_NOTICE: CaseState.TERMINATION_NOTICE,
-    ActionStep.CANCEL_ORDER: CaseState.ORDER_CANCELLED,
-    ActionStep.COURT_REQUEST: CaseState.COURT,
-}
-
-
-def key_for(case_id: int, step: str, suffix: str | None = None) -> str:
-    return f"case-{case_id}-{step}" + (f"-{suffix}" if suffix else "")
-
-
-def reference_for(case_id: int) -> str:
-    return f"DUN-{case_id}"
-
-
-# --- outstanding amounts ------------------------------------------------------------------
-
-
-def recompute_outstanding(session: Session, case_ids: Sequence[int] | None = None) -> None:
-    refresh_outstanding(session, case_ids)
 
 
 def _shard_filter(query, shard: int | None, shards: int):
@@ -167,7 +121,7 @@ def settle_payments(
     settings = settings or get_settings()
     with session_scope(url) as s:
         replayed = refresh_claims(s, as_of, settings, shard, shards)
-        recompute_outstanding(s, None)
+        refresh_outstanding(s, None)
         q = select(Case.case_id).where(
             Case.state.in_([st.value for st in OPEN_STATES]),
             Case.principal_amount > 0,
@@ -311,152 +265,6 @@ def _to_facts(case: Case, row: Any, claim: ClaimInput, st: Statement, cfg: Merch
         below_minimum=below_minimum(st, cfg.min_claim_amount),
         open_principal=st.principal_open,
     )
-
-
-# --- the claim: what each step sends -------------------------------------------------------
-
-
-def _buyer_dict(b: Buyer) -> dict[str, Any]:
-    return {
-        "type": b.buyer_type,
-        "first_name": b.first_name,
-        "last_name": b.last_name,
-        "company_name": b.company_name,
-        "email": b.email,
-        "street": b.street,
-        "house_number": b.house_number,
-        "zip_code": b.zip_code,
-        "city": b.city,
-        "country_code": b.country_code,
-        "locale": b.locale,
-    }
-
-
-def _creditor(settings: Settings) -> dict[str, str]:
-    return {
-        "name": settings.creditor_name,
-        "address": settings.creditor_address,
-        "contact": settings.creditor_contact,
-        "register": settings.creditor_register,
-    }
-
-
-def _midnight_after(day: date, zone) -> str:
-    """The first moment after `day` on the merchant's calendar, in UTC."""
-    nxt = datetime.combine(day + timedelta(days=1), datetime.min.time(), tzinfo=zone)
-    return nxt.astimezone(UTC).isoformat()
-
-
-def _notice(row, claim_items, level, deadline, settings) -> dict[str, Any]:
-    case: Case = row.Case
-    zone = settings.zone
-    return {
-        "level": level,
-        "buyer": _buyer_dict(row.Buyer),
-        "order": {
-            "order_id": case.order_id,
-            "product": row.product_name or case.order_id,
-            "order_date": local_date(row.order_date, zone).isoformat(),
-            "merchant_name": row.merchant_name or case.merchant_id,
-        },
-        "currency": case.currency,
-        **claim_items,
-        "deadline": deadline.isoformat(),
-        "option": case.dunning_option,
-        "creditor": _creditor(settings),
-    }
-
-
-def build_payload(
-    row: Any,
-    step: ActionStep,
-    deadline: date | None,
-    claim: ClaimInput,
-    st: Statement,
-    cfg: MerchantConfig,
-    as_of: datetime,
-    settings: Settings,
-) -> dict[str, Any]:
-    """What a step sends, read from the claim's statement at `as_of`."""
-    case: Case = row.Case
-    zone = settings.zone
-    today = local_date(as_of, zone)
-    if step in (ActionStep.REMINDER_1, ActionStep.REMINDER_2):
-        level = 1 if step == ActionStep.REMINDER_1 else 2
-        creates_default = claim.invoice and level == 1
-        fee = reminder_fee(level, creates_default, cfg.reminder_fee, settings.max_reminder_fee)
-        charge = None
-        if fee > 0:
-            charge = Charge(REMINDER_FEE, today, fee, f"{level}. Mahnung", f"reminder_{level}")
-            st = claim.statement(today, base_rates(settings.base_rates_file), charge)
-        assert deadline is not None
-        payload = _notice(row, cp.notice_items(st), level, deadline, settings)
-        payload["case"] = {
-            "fees_amount": cp.money(st.fees),
-            "interest_amount": cp.money(st.interest),
-            "next_step_at": _midnight_after(deadline - timedelta(days=1), zone),
-        }
-        if charge is not None:
-            payload["charge"] = {
-                "key": charge.ref,
-                "kind": charge.kind,
-                "day": charge.day.isoformat(),
-                "amount": cp.money(charge.amount),
-                "reason": charge.reason,
-            }
-        return payload
-    if step == ActionStep.TERMINATION_NOTICE:
-        assert deadline is not None
-        items = cp.notice_items(st)
-        items["total"] = cp.money(arrears(st))
-        payload = _notice(row, items, 3, deadline, settings)
-        payload["case"] = {
-            "interest_amount": cp.money(st.interest),
-            "next_step_at": _midnight_after(deadline, zone),
-        }
-        return payload
-    if step == ActionStep.HANDOVER:
-        reference = reference_for(case.case_id)
-        first_reminder = (
-            local_date(case.reminder_1_at, zone).isoformat() if case.reminder_1_at else None
-        )
-        first_day = cp.first_default_day(st) or case.default_date + timedelta(days=1)
-        items = cp.partner_items(st)
-        body = {
-            "reference": reference,
-            "order_id": case.order_id,
-            "kind": case.kind,
-            "escalation": case.dunning_option,
-            "creditor": {
-                "merchant_id": case.merchant_id,
-                "name": settings.creditor_name,
-                "address": settings.creditor_address,
-            },
-            "debtor": {k: v for k, v in _buyer_dict(row.Buyer).items() if k != "locale"},
-            "currency": case.currency,
-            "contract_date": local_date(row.order_date, zone).isoformat(),
-            "default_date": first_day.isoformat(),
-            "first_reminder_date": first_reminder,
-            "subject": row.product_name or case.order_id,
-            "items": [cp.wire_item(i) for i in items],
-            "payments": cp.partner_payments(st),
-        }
-        return {
-            "claim": body,
-            "reference": reference,
-            "case": {"interest_amount": cp.money(st.interest), "fees_amount": cp.money(st.fees)},
-        }
-    if step == ActionStep.CANCEL_ORDER:
-        return {
-            "order_id": case.order_id,
-            "case_reference": reference_for(case.case_id),
-            "cancellation_costs": cp.money(cfg.cancellation_costs),
-            "section_498": row.payment_plan == PaymentPlan.INSTALLMENTS.value,
-            "day": today.isoformat(),
-        }
-    if step == ActionStep.COURT_REQUEST:
-        return {"claim_id": case.partner_claim_id}
-    raise ValueError(step)
 
 
 # --- claiming ----------------------------------------------------------------------------
@@ -811,17 +619,6 @@ def _claim_batch(url, as_of, settings, shard, shards, lease_until, batch, last_i
 # --- performing --------------------------------------------------------------------------
 
 
-@dataclass
-class Result:
-    action_id: int
-    case_id: int
-    step: str
-    status: str  # done | failed | transient
-    response: dict[str, Any]
-    error: str | None
-    payload: dict[str, Any]
-
-
 def load_actions(url: str, ids: Sequence[int]) -> list[Action]:
     out: list[Action] = []
     with session_scope(url) as s:
@@ -839,213 +636,8 @@ def load_actions(url: str, ids: Sequence[int]) -> list[Action]:
     return out
 
 
-def send_reminders(
-    actions: Sequence[Action],
-    settings: Settings,
-    batch: int = 250,
-    connections: int = 4,
-    url: str | None = None,
-) -> list[Result]:
-    """Reminder e-mails: one SMTP connection per batch, a few batches at once. A batch
-    whose connection fails is left pending (transient); a refused recipient is failed."""
-    if not actions:
-        return []
-    chunks = [actions[i : i + batch] for i in range(0, len(actions), batch)]
-    with ThreadPoolExecutor(max_workers=max(1, min(connections, len(chunks)))) as pool:
-        parts = list(pool.map(lambda c: _send_batch(c, settings, url), chunks))
-    return [r for part in parts for r in part]
-
-
-def _send_batch(
-    chunk: Sequence[Action], settings: Settings, url: str | None = None
-) -> list[Result]:
-    import smtplib
-
-    from dunning.db import get_engine
-    from dunning.tasks.mailer import message_id, open_sink, render_reminder
-
-    sent: list[Result] = []
-    engine = get_engine(url or settings.database_url)
-    try:
-        with (
-            _gate_connection(engine) as conn,
-            open_sink(
-                settings.smtp_url, timeout=max(settings.http_timeout_seconds, SMTP_TIMEOUT)
-            ) as sink,
-        ):
-            for a in chunk:
-                p = a.payload or {}
-                if a.sent_at is not None:
-                    # Issue 9: the mail server accepted this one before a crash; the run
-                    # died before recording it. Record it now, never send it again.
-                    mid = message_id(a.idempotency_key, settings.mail_from)
-                    sent.append(
-                        Result(a.id, a.case_id, a.step, "done", {"message_id": mid}, None, p)
-                    )
-                    continue
-                if not _gate(conn, a):
-                    conn.rollback()
-                    sent.append(_left_state(a))
-                    continue
-                msg = render_reminder(p, settings.mail_from, a.idempotency_key)
-                try:
-                    sink.send(msg)  # the case row stays locked until sent_at is committed
-                except smtplib.SMTPRecipientsRefused as exc:
-                    conn.rollback()
-                    sent.append(
-                        Result(
-                            a.id, a.case_id, a.step, "failed", {}, f"recipient refused: {exc}", p
-                        )
-                    )
-                    continue
-                crashpoint("mail.accepted")
-                _mark_accepted(conn, a.id)
-                crashpoint("mail.marked")
-                sent.append(
-                    Result(
-                        a.id, a.case_id, a.step, "done", {"message_id": msg["Message-ID"]}, None, p
-                    )
-                )
-    except (OSError, smtplib.SMTPException) as exc:
-        done_ids = {r.action_id for r in sent}
-        for a in chunk:
-            if a.id not in done_ids:
-                sent.append(
-                    Result(
-                        a.id, a.case_id, a.step, "transient", {}, f"mail: {exc}", a.payload or {}
-                    )
-                )
-    return sent
-
-
 # The statements of every single step, built once: building them per step cost more CPU
 # than their round trips (thousands of steps per run, all in one Python process).
-_CASE_STATE = text("SELECT state FROM cases WHERE case_id = :case_id")
-_CASE_STATE_LOCKED = text("SELECT state FROM cases WHERE case_id = :case_id FOR UPDATE")
-_MARK_SENT = text(
-    "UPDATE actions SET sent_at = :now WHERE id = :id AND status = :pending"
-).bindparams(bindparam("now", type_=UTCDateTime()))
-
-
-@contextmanager
-def _gate_connection(engine: Any) -> Iterator[Any]:
-    """A connection for gating steps and marking them sent, one commit per step. Those
-    commits need not wait for the WAL flush (PostgreSQL): only a crash of the database
-    server itself within that flush delay could lose a mark."""
-    with engine.connect() as conn:
-        if not is_postgres(engine):
-            yield conn
-            return
-        conn.exec_driver_sql("SET synchronous_commit = off")
-        conn.commit()
-        try:
-            yield conn
-        finally:  # the connection goes back to the pool as it came
-            conn.rollback()
-            conn.exec_driver_sql("RESET synchronous_commit")
-            conn.commit()
-
-
-def _gate(conn: Any, a: Action) -> bool:
-    """Issue 9: just before a ladder step goes out, lock its case row (PostgreSQL) and check
-    the case is still where the step starts from. An operator's cancel or hold (which locks
-    the same row) then either comes first - the step is not sent - or waits until the step
-    is out and recorded as sent. Notices to the partner (recall, payment) go regardless."""
-    want = FROM_STATES.get(ActionStep(a.step))
-    if want is None:
-        return True
-    query = _CASE_STATE_LOCKED if is_postgres(conn.engine) else _CASE_STATE
-    return conn.execute(query, {"case_id": a.case_id}).scalar() in {st.value for st in want}
-
-
-def _left_state(a: Action) -> Result:
-    """Not sent: the case moved (cancelled, paid, on hold) after the step was claimed. The
-    action waits; settle_payments cancels it if the case is closed, a resume takes it up."""
-    want = "/".join(st.value for st in FROM_STATES[ActionStep(a.step)])
-    error = f"not sent: the case left {want} before sending"
-    return Result(a.id, a.case_id, a.step, "transient", {}, error, a.payload or {})
-
-
-def _mark_accepted(conn: Any, action_id: int) -> None:
-    """Issue 9: commit `sent_at` the moment the mail server accepted the message, so a
-    crash before the batch's outcomes are recorded does not send it again. What is left is
-    the window between the server's 250 reply and this commit (one UPDATE, ~1 ms)."""
-    params = {"now": datetime.now(UTC), "id": action_id, "pending": ActionStatus.PENDING.value}
-    conn.execute(_MARK_SENT, params)
-    conn.commit()
-
-
-def call_partner_and_source(
-    actions: Sequence[Action],
-    settings: Settings,
-    workers: int = 8,
-    attempts: int = 4,
-    base_delay: float = 0.2,
-    url: str | None = None,
-) -> list[Result]:
-    from dunning.db import get_engine
-    from dunning.tasks import partner, source_cancel
-    from dunning.tasks.http_client import make_client
-
-    if not actions:
-        return []
-    timeout = settings.http_timeout_seconds
-    pclient = make_client(settings.partner_url, settings.partner_token, timeout)
-    sclient = (
-        make_client(settings.source_url, settings.source_token, timeout)
-        if source_cancel.is_http(settings.source_url)
-        else None
-    )
-    kw = {"attempts": attempts, "base_delay": base_delay}
-
-    engine = get_engine(url or settings.database_url)
-
-    def one(a: Action) -> Result:
-        if ActionStep(a.step) not in FROM_STATES:
-            return call(a)
-        # The case row stays locked (PostgreSQL) during the call: see _gate.
-        with engine.connect() as conn:
-            if not _gate(conn, a):
-                return _left_state(a)
-            result = call(a)
-            conn.commit()
-            return result
-
-    def call(a: Action) -> Result:
-        p = a.payload or {}
-        step = ActionStep(a.step)
-        if step == ActionStep.HANDOVER:
-            out = partner.hand_over(pclient, a.idempotency_key, p["claim"], **kw)
-        elif step == ActionStep.COURT_REQUEST:
-            out = partner.request_court(pclient, a.idempotency_key, p["claim_id"], **kw)
-        elif step == ActionStep.PARTNER_PAYMENT:
-            out = partner.report_payment(
-                pclient, a.idempotency_key, p["claim_id"], p["amount"], p["paid_at"], **kw
-            )
-        elif step == ActionStep.RECALL:
-            out = partner.recall(pclient, a.idempotency_key, p["claim_id"], p["reason"], **kw)
-        elif step == ActionStep.PARTNER_ITEMS:
-            out = partner.add_items(pclient, a.idempotency_key, p["claim_id"], p["items"], **kw)
-        elif step == ActionStep.CANCEL_ORDER:
-            if sclient is None:
-                # Nothing can cancel it from here: an operator does, at the platform.
-                out = partner.Outcome(partner.DONE, {"manual": "the source is a file"})
-            else:
-                out = source_cancel.cancel_order(
-                    sclient, a.idempotency_key, p["order_id"], p["case_reference"], **kw
-                )
-        else:  # pragma: no cover
-            raise ValueError(step)
-        crashpoint("partner.answered")
-        return Result(a.id, a.case_id, a.step, out.status, out.response, out.error, p)
-
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-            return list(pool.map(one, actions))
-    finally:
-        pclient.close()
-        if sclient is not None:
-            sclient.close()
 
 
 def perform(
@@ -1101,314 +693,6 @@ def release_leases(url: str, action_ids: Sequence[int]) -> None:
                 )
                 .values(lease_until=None)
             )
-
-
-# --- outcomes ----------------------------------------------------------------------------
-
-
-def _dec(value: Any) -> Decimal:
-    return Decimal(str(value))
-
-
-def record_outcomes(url: str, results: Sequence[Result], as_of: datetime) -> None:
-    """One transaction: actions done/failed/back to waiting; cases moved and updated."""
-    if not results:
-        return
-    with session_scope(url) as s:
-        done = [r for r in results if r.status == "done"]
-        failed = [r for r in results if r.status == "failed"]
-        transient = [r for r in results if r.status == "transient"]
-        done_ids: set[int] = set()
-        if done:
-            for start in range(0, len(done), 1000):
-                chunk = done[start : start + 1000]
-                got = s.execute(
-                    update(ACTIONS)
-                    .where(
-                        ACTIONS.c.id.in_([r.action_id for r in chunk]),
-                        ACTIONS.c.status == ActionStatus.PENDING.value,
-                    )
-                    .values(
-                        status=ActionStatus.DONE.value,
-                        done_at=as_of,
-                        sent_at=as_of,
-                        attempts=ACTIONS.c.attempts + 1,
-                        lease_until=None,
-                        last_error=None,
-                    )
-                    .returning(ACTIONS.c.id)
-                ).scalars()
-                done_ids.update(got)
-            # Responses per row (small JSON): executemany.
-            s.execute(
-                update(ACTIONS)
-                .where(ACTIONS.c.id == bindparam("aid"))
-                .values(response=bindparam("resp")),
-                [{"aid": r.action_id, "resp": r.response} for r in done if r.action_id in done_ids],
-            )
-        if failed:
-            s.execute(
-                update(ACTIONS)
-                .where(
-                    ACTIONS.c.id == bindparam("aid"), ACTIONS.c.status == ActionStatus.PENDING.value
-                )
-                .values(
-                    status=ActionStatus.FAILED.value,
-                    last_error=bindparam("err"),
-                    attempts=ACTIONS.c.attempts + 1,
-                    lease_until=None,
-                    sent_at=as_of,
-                ),
-                [{"aid": r.action_id, "err": r.error} for r in failed],
-            )
-            s.execute(
-                update(CASES)
-                .where(CASES.c.case_id == bindparam("cid"))
-                .values(partner_error=bindparam("err"), updated_at=as_of),
-                [{"cid": r.case_id, "err": f"{r.step}: {r.error}"} for r in failed],
-            )
-        if transient:
-            s.execute(
-                update(ACTIONS)
-                .where(
-                    ACTIONS.c.id == bindparam("aid"), ACTIONS.c.status == ActionStatus.PENDING.value
-                )
-                .values(
-                    last_error=bindparam("err"), attempts=ACTIONS.c.attempts + 1, lease_until=None
-                ),
-                [{"aid": r.action_id, "err": r.error} for r in transient],
-            )
-        _apply_done(s, [r for r in done if r.action_id in done_ids], as_of)
-        refused = [r for r in failed if r.step == ActionStep.CANCEL_ORDER.value]
-        await_cancellation(s, refused, as_of)
-        touched = sorted({r.case_id for r in results})
-        recompute_outstanding(s, touched)
-
-
-def _insert_charges(s: Session, rows: list[dict[str, Any]]) -> None:
-    """Charges caused by a done step; a (case, key) recorded before is not charged again."""
-    if rows:
-        s.execute(insert_for(s, CaseCharge.__table__).on_conflict_do_nothing(), rows)
-
-
-def _charge_row(case_id: int, charge: dict[str, Any], as_of: datetime) -> dict[str, Any]:
-    return {
-        "case_id": case_id,
-        "key": charge["key"],
-        "kind": charge["kind"],
-        "day": date.fromisoformat(charge["day"]),
-        "amount": _dec(charge["amount"]),
-        "reason": charge["reason"],
-        "created_at": as_of,
-    }
-
-
-def await_cancellation(s: Session, results: Sequence[Result], as_of: datetime) -> None:
-    """A cancellation nothing here can perform (a file source, or the orders API refused):
-    the case waits, visibly, for an operator to cancel the order at the platform and
-    confirm (`dunning case confirm-cancellation`)."""
-    for r in results:
-        why = r.error or "the source is a file, not the orders API"
-        move_cases(
-            s,
-            [r.case_id],
-            CaseState.AWAITING_CANCELLATION,
-            from_states=list(FROM_STATES[ActionStep.CANCEL_ORDER]),
-            actor=ACTOR,
-            reason=f"cancel order {r.payload['order_id']} at the platform ({why}), then "
-            f"confirm: dunning case confirm-cancellation {r.case_id}",
-            as_of=as_of,
-            values={"last_step_at": as_of, "next_step_at": None},
-        )
-
-
-def _apply_done(s: Session, done: Sequence[Result], as_of: datetime) -> None:
-    by_step: dict[str, list[Result]] = defaultdict(list)
-    for r in done:
-        by_step[r.step].append(r)
-    for step_name in (ActionStep.REMINDER_1.value, ActionStep.REMINDER_2.value):
-        rs = by_step.get(step_name, [])
-        if not rs:
-            continue
-        step = ActionStep(step_name)
-        (from_state,) = FROM_STATES[step]
-        s.execute(
-            update(CASES)
-            .where(CASES.c.case_id == bindparam("cid"), CASES.c.state == from_state.value)
-            .values(
-                fees_amount=bindparam("fees"),
-                interest_amount=bindparam("interest"),
-                next_step_at=bindparam("next_at"),
-            ),
-            [
-                {
-                    "cid": r.case_id,
-                    "fees": _dec(r.payload["case"]["fees_amount"]),
-                    "interest": _dec(r.payload["case"]["interest_amount"]),
-                    "next_at": datetime.fromisoformat(r.payload["case"]["next_step_at"]),
-                }
-                for r in rs
-            ],
-        )
-        _insert_charges(
-            s,
-            [
-                _charge_row(r.case_id, r.payload["charge"], as_of)
-                for r in rs
-                if "charge" in r.payload
-            ],
-        )
-        at_col = "reminder_1_at" if step == ActionStep.REMINDER_1 else "reminder_2_at"
-        move_cases(
-            s,
-            [r.case_id for r in rs],
-            TO_STATE[step],
-            from_states=[from_state],
-            actor=ACTOR,
-            reason=f"{step.value} sent",
-            as_of=as_of,
-            values={at_col: as_of, "last_step_at": as_of},
-        )
-    rs = by_step.get(ActionStep.TERMINATION_NOTICE.value, [])
-    for r in rs:  # each with its own deadline in the history
-        move_cases(
-            s,
-            [r.case_id],
-            CaseState.TERMINATION_NOTICE,
-            from_states=[CaseState.WITH_PARTNER],
-            actor=ACTOR,
-            reason=f"§ 498 BGB termination notice sent: arrears {r.payload['total']} "
-            f"{r.payload['currency']} due by {r.payload['deadline']}",
-            as_of=as_of,
-            values={
-                "last_step_at": as_of,
-                "next_step_at": datetime.fromisoformat(r.payload["case"]["next_step_at"]),
-                "interest_amount": _dec(r.payload["case"]["interest_amount"]),
-            },
-        )
-    rs = by_step.get(ActionStep.HANDOVER.value, [])
-    if rs:
-        # The board's partner reference is the partner's claim id: its file number, which
-        # operators quote on the phone.
-        s.execute(
-            update(CASES)
-            .where(CASES.c.case_id == bindparam("cid"), CASES.c.state == CaseState.REMINDER_2.value)
-            .values(
-                partner_claim_id=bindparam("claim_id"),
-                partner_reference=bindparam("claim_id"),
-                partner_status=bindparam("pstatus"),
-                partner_error=None,
-                interest_amount=bindparam("interest"),
-                fees_amount=bindparam("fees"),
-            ),
-            [
-                {
-                    "cid": r.case_id,
-                    "claim_id": r.response.get("claim_id"),
-                    "pstatus": r.response.get("status", "received"),
-                    "interest": _dec(r.payload["case"]["interest_amount"]),
-                    "fees": _dec(r.payload["case"]["fees_amount"]),
-                }
-                for r in rs
-            ],
-        )
-        # Issue 9: a case an operator closed while its claim was on the way keeps the claim
-        # id, so the next run recalls the claim from the partner instead of orphaning it.
-        s.execute(
-            update(CASES)
-            .where(
-                CASES.c.case_id == bindparam("cid"),
-                CASES.c.state != CaseState.REMINDER_2.value,
-                CASES.c.partner_claim_id.is_(None),
-            )
-            .values(
-                partner_claim_id=bindparam("claim_id"), partner_reference=bindparam("claim_id")
-            ),
-            [{"cid": r.case_id, "claim_id": r.response.get("claim_id")} for r in rs],
-        )
-        move_cases(
-            s,
-            [r.case_id for r in rs],
-            CaseState.WITH_PARTNER,
-            from_states=[CaseState.REMINDER_2],
-            actor=ACTOR,
-            reason="claim handed over to the collection partner",
-            as_of=as_of,
-            values={"handed_over_at": as_of, "last_step_at": as_of, "next_step_at": None},
-        )
-    rs = by_step.get(ActionStep.CANCEL_ORDER.value, [])
-    manual = [r for r in rs if r.response.get("manual")]
-    cancelled = [r for r in rs if not r.response.get("manual")]
-    await_cancellation(s, manual, as_of)
-    if cancelled:
-        s.execute(
-            update(CASES)
-            .where(CASES.c.case_id == bindparam("cid"))
-            .values(cancellation_costs=bindparam("costs")),
-            [{"cid": r.case_id, "costs": _dec(r.payload["cancellation_costs"])} for r in cancelled],
-        )
-        _insert_charges(
-            s,
-            [
-                _charge_row(
-                    r.case_id,
-                    {
-                        "key": "cancellation",
-                        "kind": CANCELLATION_COSTS,
-                        "day": r.payload["day"],
-                        "amount": r.payload["cancellation_costs"],
-                        "reason": "Stornokosten",
-                    },
-                    as_of,
-                )
-                for r in cancelled
-                if _dec(r.payload["cancellation_costs"]) > 0
-            ],
-        )
-        for section_498 in (True, False):
-            group = [r for r in cancelled if bool(r.payload.get("section_498")) == section_498]
-            move_cases(
-                s,
-                [r.case_id for r in group],
-                CaseState.ORDER_CANCELLED,
-                from_states=list(FROM_STATES[ActionStep.CANCEL_ORDER]),
-                actor=ACTOR,
-                reason="order cancelled at the source"
-                + (" after the § 498 BGB notice period" if section_498 else ""),
-                as_of=as_of,
-                values={"last_step_at": as_of, "next_step_at": None, "partner_error": None},
-            )
-    rs = by_step.get(ActionStep.COURT_REQUEST.value, [])
-    if rs:
-        move_cases(
-            s,
-            [r.case_id for r in rs],
-            CaseState.COURT,
-            from_states=[CaseState.WITH_PARTNER],
-            actor=ACTOR,
-            reason="partner unsuccessful: court dunning procedure requested",
-            as_of=as_of,
-            values={
-                "last_step_at": as_of,
-                "partner_status": "court_requested",
-                "partner_error": None,
-            },
-        )
-    rs = by_step.get(ActionStep.PARTNER_PAYMENT.value, [])
-    if rs:
-        s.execute(
-            update(CASES)
-            .where(CASES.c.case_id == bindparam("cid"))
-            .values(partner_told_paid=CASES.c.partner_told_paid + bindparam("amount")),
-            [{"cid": r.case_id, "amount": _dec(r.payload["amount"])} for r in rs],
-        )
-    rs = by_step.get(ActionStep.RECALL.value, [])
-    if rs:
-        s.execute(
-            update(CASES)
-            .where(CASES.c.case_id.in_([r.case_id for r in rs]))
-            .values(partner_status="recalled", updated_at=as_of)
-        )
 
 
 # --- the whole run ------------------------------------------------------------------------

@@ -137,7 +137,7 @@ def apply_updates(
                 values={"closed_at": as_of, "close_reason": "partner: no success"},
             )
         )
-        from dunning.tasks.escalate import recompute_outstanding
+        from dunning.models.claims import refresh_outstanding as recompute_outstanding
 
         recompute_outstanding(s, [u["cid"] for u in updates])
         row = s.get(SyncWatermark, name)
