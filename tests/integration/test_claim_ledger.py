@@ -125,3 +125,31 @@ def test_a_claim_before_the_base_rate_table_is_set_aside(migrated_db, smtp, part
     assert c.state == "scheduled"  # set aside: no step without a computable claim
     with session_scope(migrated_db) as s:
         assert not list(s.scalars(select(CaseHistory).where(CaseHistory.case_id == case_id)))
+
+
+def test_a_cancellation_nothing_here_can_perform_waits_for_an_operator(
+    migrated_db, smtp, partner, cli
+):
+    """With a file source nothing can cancel the order: the case waits, visibly, in
+    `awaiting_cancellation` (never a faked `order_cancelled`) until an operator confirms."""
+    cfg = settings_for(migrated_db, smtp[0], partner.url)  # the source is a file
+    configure(migrated_db, cfg, "m1", dunning_option="cancellation")
+    case_id = make_case(migrated_db, one_time("by-hand"), option="cancellation")
+    ladder(migrated_db, cfg, days=(10, 20, 30, 31))
+    c = case(migrated_db, case_id)
+    assert c.state == "awaiting_cancellation"
+    with session_scope(migrated_db) as s:
+        last = s.scalars(
+            select(CaseHistory)
+            .where(CaseHistory.case_id == case_id)
+            .order_by(CaseHistory.id.desc())
+        ).first()
+    assert last.reason.startswith("cancel order by-hand at the platform")
+    assert f"dunning case confirm-cancellation {case_id}" in last.reason
+    env = {"DUNNING_DATABASE_URL": migrated_db}
+    early = cli("case", "confirm-cancellation", "by-hand", "--reason", "x", env=env)
+    assert early.returncode == 0, early.stderr
+    assert "awaiting_cancellation → order_cancelled" in early.stdout
+    again = cli("case", "confirm-cancellation", str(case_id), "--reason", "x", env=env)
+    assert again.returncode == 2 and "nothing to confirm" in again.stderr
+    assert "Traceback" not in again.stderr
