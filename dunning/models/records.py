@@ -43,6 +43,7 @@ ORDER_STATUSES = ("active", "completed", "cancelled", "refunded")
 PAYMENT_PLANS = ("one_time_payment", "breakdown_payment", "abonnement")
 PAYMENT_METHODS = ("credit_card", "sepa", "sofort", "paypal", "invoice")
 TRANSACTION_TYPES = ("sale", "refund", "chargeback")
+BUYER_TYPES = ("consumer", "business")
 
 AMOUNT_RE = re.compile(r"[0-9]{1,12}(\.[0-9]{1,2})?")
 DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -170,6 +171,8 @@ class BuyerRecord(_Record):
     country_code: Country = None
     phone: _text(64) | None = None
     locale: _text(8) | None = None
+    # consumer or business: decides the statutory interest points and the flat fee
+    type: Literal["consumer", "business"] | None = None
 
 
 class InstallmentRecord(_Record):
@@ -339,7 +342,7 @@ def _json_kind(obj: Any) -> str:
 #                 currency, total_amount, product_id, product_name, payment_plan,
 #                 payment_method)
 #   buyer:       (order_id, first_name, last_name, email, company_name, street,
-#                 house_number, zip_code, city, country_code, phone, locale)
+#                 house_number, zip_code, city, country_code, phone, locale, buyer_type)
 #   installment: (order_id, number, due_date, amount)
 #   transaction: (order_id, transaction_id, type, amount, processed_at,
 #                 installment_number, reverses_transaction_id, fee, reason_code)
@@ -371,6 +374,7 @@ BUYER_COLUMNS = (
     "country_code",
     "phone",
     "locale",
+    "buyer_type",
 )
 INSTALLMENT_COLUMNS = ("order_id", "number", "due_date", "amount")
 TRANSACTION_COLUMNS = (
@@ -432,6 +436,7 @@ def rows_from_model(m: OrderRecord) -> OrderRows:
             b.country_code,
             b.phone,
             b.locale,
+            b.type or "consumer",
         ),
         [(oid, i.number, i.due_date.isoformat(), str(i.amount)) for i in m.installments],
         [
@@ -457,6 +462,7 @@ _STATUS = frozenset(ORDER_STATUSES)
 _PLANS = frozenset(PAYMENT_PLANS)
 _METHODS = frozenset(PAYMENT_METHODS)
 _TYPES = frozenset(TRANSACTION_TYPES)
+_BUYER_TYPES = frozenset(BUYER_TYPES)
 _amount_ok = AMOUNT_RE.fullmatch
 _ts_ok = TIMESTAMP_RE.fullmatch
 _cur_ok = CURRENCY_RE.fullmatch
@@ -555,6 +561,11 @@ def fast_rows(r: dict[str, Any], nul_free: bool = False) -> OrderRows | None:
         cc = g("country_code")
         phone = g("phone")
         locale = g("locale")
+        kind = g("type")
+        if kind is None:
+            kind = "consumer"
+        elif kind not in _BUYER_TYPES:  # an unhashable value raises TypeError: refused too
+            return None
         if not (
             type(first) is str
             and len(first) <= 200
@@ -572,7 +583,21 @@ def fast_rows(r: dict[str, Any], nul_free: bool = False) -> OrderRows | None:
             and (locale is None or (type(locale) is str and len(locale) <= 8))
         ):
             return None
-        buyer = (oid, first, last, email, company, street, house, zip_code, city, cc, phone, locale)
+        buyer = (
+            oid,
+            first,
+            last,
+            email,
+            company,
+            street,
+            house,
+            zip_code,
+            city,
+            cc,
+            phone,
+            locale,
+            kind,
+        )
         insts = r["installments"]
         txs = r["transactions"]
         if type(insts) is not list or type(txs) is not list:

@@ -133,6 +133,8 @@ class Buyer(Base):
     country_code: Mapped[str | None] = mapped_column(String(2))
     phone: Mapped[str | None] = mapped_column(String(64))
     locale: Mapped[str | None] = mapped_column(String(8))
+    # consumer or business (contract `buyer.type`): statutory interest and flat fee differ
+    buyer_type: Mapped[str] = mapped_column(String(8), server_default="consumer")
     # Set by `dunning purge`: personal data removed after the retention period.
     anonymised_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

@@ -137,11 +137,12 @@ def _buyer(rng: random.Random, serial: int) -> dict[str, Any]:
         .replace("ç", "c")
         .replace("ë", "e")
     )
+    company = f"{last} GmbH" if rng.random() < 0.05 else None
     return {
         "first_name": first,
         "last_name": last,
         "email": f"{ascii_name}.{serial}@example.org",
-        "company_name": f"{last} GmbH" if rng.random() < 0.05 else None,
+        "company_name": company,
         "street": street,
         "house_number": house,
         "zip_code": zip_code,
@@ -149,6 +150,7 @@ def _buyer(rng: random.Random, serial: int) -> dict[str, Any]:
         "country_code": country,
         "phone": f"+49 151 {rng.randint(1000000, 9999999)}" if rng.random() < 0.3 else None,
         "locale": "en" if rng.random() < 0.1 else "de",
+        "type": "business" if company else "consumer",
     }
 
 

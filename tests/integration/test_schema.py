@@ -44,3 +44,19 @@ def test_cli_db_upgrade_twice(db_url, cli):
     second = cli("db", "upgrade", env={"DUNNING_DATABASE_URL": db_url})
     assert second.returncode == 0, second.stderr
     assert "nothing to do" in second.stdout
+
+
+def test_buyer_type_migration_gives_existing_buyers_consumer(db_url):
+    from sqlalchemy import text
+
+    command.upgrade(alembic_config(db_url), "0008")
+    with get_engine(db_url).begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO buyers (order_id, first_name, last_name, email) "
+                "VALUES ('o1', 'Erika', 'Mustermann', 'erika@example.org')"
+            )
+        )
+    upgrade(db_url)
+    with get_engine(db_url).connect() as conn:
+        assert conn.scalar(text("SELECT buyer_type FROM buyers")) == "consumer"

@@ -273,6 +273,26 @@ def test_quarantined_order_fixed_later_is_resolved(migrated_db, tmp_path):
     assert resolved["o7"] == AS_OF and resolved["o8"] is None
 
 
+def test_buyer_type_is_stored_and_an_unknown_one_quarantined(migrated_db, tmp_path):
+    shop = [
+        order_record("c1"),  # absent: consumer
+        order_record("b1", buyer=address(company_name="Muster GmbH", type="business")),
+        order_record("x1", buyer=address(type="enterprise")),
+    ]
+    result = run_sync(migrated_db, write(tmp_path / "t.jsonl", shop), as_of=AS_OF)
+    assert (result.counts.inserted, result.counts.quarantined) == (2, 1)
+    with get_engine(migrated_db).connect() as conn:
+        kinds = dict(conn.execute(select(Buyer.order_id, Buyer.buyer_type)).all())
+        bad = conn.execute(select(QuarantinedRecord)).one()
+    assert kinds == {"c1": "consumer", "b1": "business"}
+    assert (bad.order_id, bad.field) == ("x1", "buyer.type") and "must be one of" in bad.reason
+    # a newer snapshot changes the type (the PostgreSQL merge path)
+    newer = order_record("c1", updated_at=AS_OF.isoformat(), buyer=address(type="business"))
+    run_sync(migrated_db, write(tmp_path / "u.jsonl", [newer]), as_of=AS_OF)
+    with get_engine(migrated_db).connect() as conn:
+        assert conn.scalar(select(Buyer.buyer_type).where(Buyer.order_id == "c1")) == "business"
+
+
 def test_source_url_forms(migrated_db, tmp_path):
     path = write(tmp_path / "shop.jsonl", generate_orders(30, 2, seed=1, as_of=AS_OF))
     for form in (path, f"file:{path}", f"file://{path}"):

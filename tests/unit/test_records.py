@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from dunning.models.records import (
+    BUYER_COLUMNS,
     OrderRecord,
     RecordError,
     check_record,
@@ -53,7 +54,7 @@ def _set(path, value):
         for key in path[:-1]:
             target = target[key]
         if value is _DELETE:
-            del target[path[-1]]
+            target.pop(path[-1], None)
         else:
             target[path[-1]] = value
 
@@ -87,6 +88,9 @@ DEFECTS = [
     ("NUL in name", _set(["buyer", "last_name"], "Mü\x00ller"), "buyer.last_name", "NUL"),
     ("country name", _set(["buyer", "country_code"], "Germany"), "buyer.country_code", "alpha-2"),
     ("zip too long", _set(["buyer", "zip_code"], "1" * 17), "buyer.zip_code", "16"),
+    ("unknown buyer type", _set(["buyer", "type"], "company"), "buyer.type", "must be one of"),
+    ("buyer type number", _set(["buyer", "type"], 1), "buyer.type", "must be one of"),
+    ("buyer type list", _set(["buyer", "type"], ["business"]), "buyer.type", ""),
     ("installment 0", _set(["installments", 0, "number"], 0), "installments[0].number", ""),
     ("installment bool", _set(["installments", 0, "number"], True), "installments[0].number", ""),
     ("duplicate installment", _set(["installments", 1, "number"], 1), "installments[1].number", "twice"),
@@ -133,10 +137,22 @@ def test_optional_fields_may_be_missing_or_null():
     assert isinstance(check_record(record), OrderRecord)
 
 
+@pytest.mark.parametrize(
+    ("given", "stored"), [(_DELETE, "consumer"), (None, "consumer"), ("business", "business")]
+)
+def test_buyer_type_defaults_to_consumer_on_both_paths(given, stored):
+    record = rich_record()
+    _set(["buyer", "type"], given)(record)
+    fast = fast_rows(record)
+    model = rows_from_model(check_record(record))
+    assert fast.buyer == model.buyer
+    assert dict(zip(BUYER_COLUMNS, fast.buyer, strict=True))["buyer_type"] == stored
+
+
 _MUTANTS = [
     None, "", "x", -1, 0, 1, 2.5, True, [], {}, "2026-01-01", "2026-01-01T00:00:00Z",
     "2026-13-01T00:00:00+01:00", "12.345", "12.34", "-0.01", "0", "EUR", "sale", "\x00",
-    "ä" * 65, "1" * 13, 10**7,
+    "ä" * 65, "1" * 13, 10**7, "business", "consumer",
 ]  # fmt: skip
 
 

@@ -1,0 +1,28 @@
+"""buyers.buyer_type: consumer or business (contract `buyer.type`); existing rows: consumer
+
+Revision ID: 0009
+Revises: 0008
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0009"
+down_revision: str | None = "0008"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    # The server default fills the existing rows: the contract's default is consumer.
+    with op.batch_alter_table("buyers") as batch_op:
+        batch_op.add_column(
+            sa.Column("buyer_type", sa.String(length=8), nullable=False, server_default="consumer")
+        )
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("buyers") as batch_op:
+        batch_op.drop_column("buyer_type")
