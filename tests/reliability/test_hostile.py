@@ -14,7 +14,7 @@ import ssl
 import subprocess
 import threading
 import tracemalloc
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -418,3 +418,85 @@ def _where(haystack: str, needle: str) -> list[str]:
         out.append(haystack[max(0, i - 150) : i + 40])
         i = haystack.find(needle, i + 1)
     return out
+
+
+# --- issue 19 (1): mail headers from validated parts only -------------------------------
+
+ATTACKER = "attacker@evil.example"
+INJECTED_NAMES = [
+    ("Erika\r\nBcc: " + ATTACKER, "Mustermann"),  # a header of the sender's choosing
+    ("Erika", "Muster\nX-Injected: yes"),  # a line break without a colon
+    ("\x1b[2JErika", "Muster\u202e\x85"),  # ESC, bidi override, NEL
+]
+REMINDER_DAY = date(2026, 1, 26)  # one_time(): due 01-15, reminder 1 ten days after default
+BAD_ADDRESSES = [
+    "victim@example.org, " + ATTACKER,
+    "victim@example.org\nBcc: " + ATTACKER,
+    f"Victim <victim@example.org>, <{ATTACKER}>",
+]
+
+
+@pytest.mark.parametrize("address_", [*BAD_ADDRESSES, "victim@example.org;" + ATTACKER, "victim"])
+def test_an_address_that_is_not_exactly_one_is_quarantined(migrated_db, tmp_path, address_):
+    from dunning.tasks.orders_sink import run_sync
+
+    records = [order_record("ok"), order_record("bad", buyer=address(email=address_))]
+    result = run_sync(migrated_db, str(write_jsonl(tmp_path / "o.jsonl", records)), as_of=AS_OF)
+    assert (result.counts.inserted, result.counts.quarantined) == (1, 1)
+    with session_scope(migrated_db) as s:
+        q = s.execute(text("SELECT order_id, field, reason FROM quarantine")).one()
+    assert (q.order_id, q.field) == ("bad", "buyer.email")
+    assert "victim" not in q.reason and "evil" not in q.reason  # the reason quotes no address
+
+
+def test_injected_names_and_addresses_never_reach_the_headers(migrated_db, smtp, partner):
+    """Some buyers carry injected names, some an address list that slipped in before the
+    contract checked it (written straight into the table): the others get their mail, the
+    injected address receives nothing, the broken ones are set aside with the reason."""
+    from dunning.flows.artifacts import needs_human_rows
+    from dunning.tasks.escalate import escalate
+    from tests.escalation_fixtures import at, case, make_case, one_time, settings_for
+
+    smtp_url, box = smtp
+    cfg = settings_for(migrated_db, smtp_url, partner.url)
+    normal = [make_case(migrated_db, one_time(f"n{i}")) for i in range(3)]
+    named = [
+        make_case(migrated_db, one_time(f"x{i}", buyer=address(first_name=f, last_name=last)))
+        for i, (f, last) in enumerate(INJECTED_NAMES)
+    ]
+    listed = [make_case(migrated_db, one_time(f"l{i}")) for i in range(len(BAD_ADDRESSES))]
+    with session_scope(migrated_db) as s:
+        for i, bad in enumerate(BAD_ADDRESSES):
+            s.execute(
+                text("UPDATE buyers SET email = :e WHERE order_id = :o"), {"e": bad, "o": f"l{i}"}
+            )
+    stats = escalate(migrated_db, at(REMINDER_DAY), cfg)
+    assert stats["performed"] == {"reminder_1:done": 6, "reminder_1:failed": 3}, stats
+    assert ATTACKER not in box.recipients and len(box.recipients) == 6
+    for msg in box.messages:
+        assert "Bcc" not in msg and "X-Injected" not in msg
+        assert all("\n" not in v and "\x1b" not in v for v in msg.values())
+    tos = sorted(str(m["To"]) for m in box.messages)
+    assert any("Bcc: attacker" in t for t in tos)  # the name stays, quoted, in one header
+    for case_id in normal + named:
+        assert case(migrated_db, case_id).state == "reminder_1"
+    rows = {r["case_id"]: r for r in needs_human_rows(migrated_db)[0]}
+    for case_id in listed:
+        c = case(migrated_db, case_id)
+        assert c.state == "scheduled" and "not exactly one valid address" in c.partner_error
+        assert "victim" not in c.partner_error and "evil" not in c.partner_error
+        assert rows[case_id]["why"].startswith("Mail: reminder_1: mail:")
+    # a second run does not retry them (failed, shown to operators) and sends nothing twice
+    escalate(migrated_db, at(REMINDER_DAY), cfg)
+    assert len(box.recipients) == 6
+
+
+def test_render_reminder_refuses_what_it_cannot_build():
+    from dunning.tasks.mailer import MailBuildError, recipient
+
+    ok = recipient({"first_name": "Zoë\r\n", "last_name": "Bcc: x\x1b[2J", "email": "z@x.org"})
+    assert "\n" not in ok and "\r" not in ok and "\x1b" not in ok and ok.endswith("<z@x.org>")
+    for bad in [*BAD_ADDRESSES, "", None, "a@b"]:
+        with pytest.raises(MailBuildError) as info:
+            recipient({"first_name": "Erika", "last_name": "M", "email": bad})
+        assert "victim" not in str(info.value) and "Erika" not in str(info.value)
