@@ -17,7 +17,7 @@ def purge(
     from dunning.db import session_scope
     from dunning.tasks.purge import purge_closed
 
-    cutoff = as_of_option(closed_before)
+    cutoff = as_of_option(closed_before, "--closed-before")
     moment = as_of_option(as_of)
     if cutoff > moment:
         raise UserError("--closed-before lies in the future; nothing can have closed then")

@@ -500,3 +500,147 @@ def test_render_reminder_refuses_what_it_cannot_build():
         with pytest.raises(MailBuildError) as info:
             recipient({"first_name": "Erika", "last_name": "M", "email": bad})
         assert "victim" not in str(info.value) and "Erika" not in str(info.value)
+
+
+# --- issue 19 (5): timestamps bounded at the contract ------------------------------------
+
+
+def test_poison_timestamps_are_quarantined_and_a_real_later_snapshot_wins(migrated_db, tmp_path):
+    from dunning.tasks.orders_sink import run_sync
+    from tests.factories import sale, schedule
+
+    def later(order_id: str, **kw) -> dict:
+        return order_record(order_id, **{"updated_at": "2026-02-01T00:00:00+00:00", **kw})
+
+    poison = {
+        "west": later("west", updated_at="9999-12-31T23:59:59-12:00"),  # OverflowError before
+        "y9999": later("y9999", updated_at="9999-12-31T23:59:59Z"),
+        "old": later("old", order_date="1999-12-31T23:59:59+00:00"),
+        "year1": later("year1", updated_at="0001-01-01T00:00:00+14:00"),
+        "tx": later("tx", transactions=[sale("s1", 1, "99.00", datetime(2026, 3, 1, tzinfo=UTC))]),
+        "due": later("due", installments=schedule(1, date(2101, 1, 1), "99.00")),
+        "due1999": later("due1999", installments=schedule(1, date(1999, 12, 1), "99.00")),
+    }
+    fields = {
+        "west": "updated_at",
+        "y9999": "updated_at",
+        "old": "order_date",
+        "year1": "updated_at",
+        "tx": "transactions[0].processed_at",
+        "due": "installments[0].due_date",
+        "due1999": "installments[0].due_date",
+    }
+    records = [order_record("ok"), *poison.values()]
+    first = run_sync(migrated_db, str(write_jsonl(tmp_path / "a.jsonl", records)), as_of=AS_OF)
+    assert (first.counts.inserted, first.counts.quarantined) == (1, len(poison))
+    assert first.watermark_after == datetime.fromisoformat(order_record("ok")["updated_at"])
+    with session_scope(migrated_db) as s:
+        got = dict(s.execute(text("SELECT order_id, field FROM quarantine")).all())
+    assert got == fields
+    # the real next snapshot of y9999 (refunded) is taken: nothing bogus hides it
+    refunded = later("y9999", status="refunded", updated_at="2026-02-19T00:00:00+00:00")
+    second = run_sync(migrated_db, str(write_jsonl(tmp_path / "b.jsonl", [refunded])), as_of=AS_OF)
+    assert second.counts.inserted == 1
+    with session_scope(migrated_db) as s:
+        status = s.execute(text("SELECT status FROM orders WHERE order_id = 'y9999'")).scalar()
+    assert status == "refunded"
+
+
+# --- issue 19 (4): terminal escapes -------------------------------------------------------
+
+ESCAPES = ["\x1b[2J\x1b[H", "\x9b31mred", "\x07bell", "[red]rot[/red]", "[/]", "\u202eevil\u202c"]
+
+
+def test_terminal_output_escapes_control_characters(migrated_db, cli, tmp_path):
+    records = [
+        order_record(f"e{i}\x1b[1m", buyer=address(first_name=f"Eve{i}", last_name=last))
+        for i, last in enumerate(ESCAPES)
+    ]
+    pipeline(migrated_db, str(write_jsonl(tmp_path / "orders.jsonl", records)))
+    env = {"DUNNING_DATABASE_URL": migrated_db, "COLUMNS": "200"}
+    table = cli("cases", env=env)
+    assert table.returncode == 0, table.stderr
+    for raw in ("\x1b", "\x9b", "\x07", "\u202e"):
+        assert raw not in table.stdout, repr(raw)
+    assert "\\x1b[2J" in table.stdout and "\\x9b31mred" in table.stdout
+    assert "[red]rot[/red]" in table.stdout and "[/]" in table.stdout  # shown, not markup
+    as_json = cli("cases", "--format", "json", env=env)
+    assert as_json.returncode == 0 and "\x1b" not in as_json.stdout and "\x9b" not in as_json.stdout
+    assert sorted(r["last_name"] for r in json.loads(as_json.stdout)) == sorted(ESCAPES)
+    as_csv = cli("cases", "--format", "csv", env=env)
+    assert as_csv.returncode == 0 and "\x1b" not in as_csv.stdout and "\x9b" not in as_csv.stdout
+    # a message quoting the user's own argument, with ESC and markup in it
+    got = cli("case", "hold", "o\x1b[2J[/]", "--reason", "r", env=env)
+    assert got.returncode == 2 and "Traceback" not in got.stderr
+    assert got.stderr.strip().count("\n") == 0 and "\x1b" not in got.stderr
+    assert "\\x1b[2J[/]" in got.stderr
+
+
+# --- issue 19 (8): user mistakes are one line and exit code 2 ------------------------------
+
+MISTAKES = [
+    (("run", "--as-of", "0001-01-01"), "--as-of '0001-01-01' lies before 2000-01-01"),
+    (("purge", "--closed-before", "0001-01-01"), "--closed-before '0001-01-01' lies before"),
+    (("cases", "--limit", "9" * 23), "--limit must be between 1 and"),
+    (("case", "hold", "9" * 23, "--reason", "r"), "no case with id or order id"),
+    (("cases", "--format", "csv", "--output", "/dev/full"), "cannot write /dev/full"),
+    (("case", "hold", "1", "--reason", "r", "--operator", "o" * 101), "--operator is longer"),
+    (("settings", "set", "m" * 65, "--interest", "on"), "MERCHANT_ID is longer than 64"),
+    (("settings", "show", "m" * 65), "MERCHANT_ID is longer than 64"),
+]
+
+
+def _one_line_error(got, words: str) -> None:
+    out = got.stdout + got.stderr
+    assert got.returncode == 2, out
+    assert "Traceback" not in out, out
+    assert got.stderr.strip().count("\n") == 0, got.stderr
+    assert words in got.stderr, got.stderr
+
+
+@pytest.mark.parametrize(("args", "words"), MISTAKES, ids=[" ".join(m[0])[:30] for m in MISTAKES])
+def test_user_mistakes_are_one_line(db_url, cli, args, words):
+    _one_line_error(cli(*args, env={"DUNNING_DATABASE_URL": db_url}), words)
+
+
+def test_a_database_url_with_a_port_that_is_no_number(cli):
+    url = "postgresql+psycopg://u:hunter2@h:notaport/db"
+    got = cli("cases", env={"DUNNING_DATABASE_URL": url})
+    _one_line_error(got, "DUNNING_DATABASE_URL has a port that is not a number")
+    assert "hunter2" not in got.stderr
+
+
+@pytest.mark.postgres
+def test_an_unreachable_mail_server_ends_the_run_degraded(postgres_url, prefect_api_env, cli):
+    from dunning.db import upgrade
+    from dunning.sample.generator import generate_orders
+    from dunning.servers import orders_api, partner_api
+    from tests.reliability import crash_driver as drv
+
+    upgrade(postgres_url)
+    drv.configure_merchants(postgres_url, 2)
+    source = orders_api.start(list(generate_orders(40, 2, 5, drv.START)), token="t")
+    partner = partner_api.start(token="p")
+    env = {
+        **prefect_api_env,
+        "DUNNING_DATABASE_URL": postgres_url,
+        "DUNNING_SOURCE_URL": source.url,
+        "DUNNING_SOURCE_TOKEN": "t",
+        "DUNNING_PARTNER_URL": partner.url,
+        "DUNNING_PARTNER_TOKEN": "p",
+        "DUNNING_SMTP_URL": f"smtp://127.0.0.1:{_closed_port()}",
+    }
+    try:
+        got = cli("run", "--as-of", drv.START.isoformat(), env=env)
+    finally:
+        source.stop()
+        partner.stop()
+    out = got.stdout + got.stderr
+    assert got.returncode == 1, out
+    assert "Traceback" not in out
+    assert "degraded:" in got.stderr and "SMTP server was unreachable" in got.stderr, out
+    with session_scope(postgres_url) as s:
+        waiting = s.execute(
+            text("SELECT count(*) FROM actions WHERE status = 'pending' AND step = 'reminder_1'")
+        ).scalar()
+    assert waiting > 0 and f"{waiting} reminder mail(s) wait" in got.stderr
