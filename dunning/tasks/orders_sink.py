@@ -231,6 +231,24 @@ def _quarantine_rows(source: str, bad: list[BadRecord], as_of: datetime) -> list
     return rows
 
 
+def _forget_purged(conn: Connection, qrows: list[dict]) -> None:
+    """A broken snapshot of a purged order keeps its entry, not its payload: the purge
+    removed that buyer's data and a later file must not bring it back (dunning purge)."""
+    ids = list({r["order_id"] for r in qrows if r["order_id"]})
+    purged: set[str] = set()
+    for start in range(0, len(ids), 900):
+        purged.update(
+            conn.scalars(
+                select(Buyer.order_id).where(
+                    Buyer.order_id.in_(ids[start : start + 900]), Buyer.anonymised_at.is_not(None)
+                )
+            )
+        )
+    for r in qrows:
+        if r["order_id"] in purged:
+            r["raw"] = "{}"
+
+
 def write_batch(
     conn: Connection,
     source: str,
@@ -261,6 +279,7 @@ def write_batch(
         counts.unchanged += len(batch.orders) - inserted - updated
     qrows = _quarantine_rows(source, batch.bad, as_of)
     if qrows:
+        _forget_purged(conn, qrows)
         ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(QuarantinedRecord)
         conn.execute(ins.on_conflict_do_nothing(index_elements=["source", "digest"]), qrows)
     counts.resolved = _resolve_quarantine(conn, batch, as_of)

@@ -644,3 +644,83 @@ def test_an_unreachable_mail_server_ends_the_run_degraded(postgres_url, prefect_
             text("SELECT count(*) FROM actions WHERE status = 'pending' AND step = 'reminder_1'")
         ).scalar()
     assert waiting > 0 and f"{waiting} reminder mail(s) wait" in got.stderr
+
+
+# --- issue 19 (7): purge gaps ------------------------------------------------------------
+
+
+def test_purge_covers_quarantine_operator_texts_and_later_broken_snapshots(migrated_db, tmp_path):
+    from decimal import Decimal
+
+    from dunning.models.schema import Case, CaseHistory
+    from dunning.tasks.orders_sink import run_sync
+    from dunning.tasks.purge import PURGED_TEXT, purge_closed, purge_quarantine
+
+    old = datetime(2026, 1, 5, tzinfo=UTC)
+    pii = "Zyxwvuta"  # a last name to look for everywhere afterwards
+    buyer = address(last_name=pii, city="Quedlinburg")
+    lines = [
+        order_record("gone", buyer=buyer),
+        order_record("never-valid", buyer=buyer, total_amount="1.234"),
+        {"no_order_id": True, "buyer": buyer},
+    ]
+    run_sync(migrated_db, str(write_jsonl(tmp_path / "a.jsonl", lines)), as_of=old)
+    recent = {"no_order_id": "recent", "buyer": address(last_name="Recent")}
+    run_sync(migrated_db, str(write_jsonl(tmp_path / "b.jsonl", [recent])), as_of=AS_OF)
+    closed = datetime(2026, 1, 20, tzinfo=UTC)
+    with session_scope(migrated_db) as s:
+        case = Case(
+            order_id="gone",
+            merchant_id="m1",
+            kind="overdue",
+            state="cancelled",
+            dunning_option="court",
+            currency="EUR",
+            opened_at=old,
+            default_date=date(2026, 1, 1),
+            principal_amount=Decimal("99.00"),
+            outstanding_amount=Decimal("99.00"),
+            closed_at=closed,
+            close_reason=f"cancelled by alice: Frau {pii} zieht um",
+            partner_error=f"reminder_1: recipient refused: {{'e@x.org': (550, '')}} {pii}",
+            updated_at=closed,
+        )
+        s.add(case)
+        s.flush()
+        for actor, at, reason in (("detect", old, "overdue"), ("alice", closed, f"{pii} rief an")):
+            s.add(
+                CaseHistory(case_id=case.case_id, at=at, actor=actor, to_state="x", reason=reason)
+            )
+    cutoff = datetime(2026, 2, 1, tzinfo=UTC)
+    with session_scope(migrated_db) as s:
+        assert purge_closed(s, cutoff, AS_OF) == 1
+        assert purge_quarantine(s, cutoff) == 2  # the one without order id, the never-valid
+    # a broken snapshot of the purged order arrives later, from another file
+    late = order_record("gone", buyer=buyer, currency="Euro", updated_at="2026-02-10T00:00:00Z")
+    run_sync(migrated_db, str(write_jsonl(tmp_path / "c.jsonl", [late])), as_of=AS_OF)
+    with session_scope(migrated_db) as s:
+        raws = dict(s.execute(text("SELECT digest, raw FROM quarantine")).all())
+        history = dict(s.execute(text("SELECT actor, reason FROM case_history")).all())
+        c = s.execute(text("SELECT close_reason, partner_error FROM cases")).one()
+        city = s.execute(text("SELECT city FROM buyers WHERE order_id = 'gone'")).scalar()
+    assert len(raws) == 4 and sum(r == "{}" for r in raws.values()) == 3
+    assert [r for r in raws.values() if r != "{}"] == [orjson_line(recent)]  # not yet old
+    assert history == {"detect": "overdue", "alice": PURGED_TEXT}
+    assert pii not in (c.close_reason or "") and c.partner_error is None and city is None
+    dump = _database_text(migrated_db)
+    assert pii not in dump and "Quedlinburg" not in dump
+
+
+def orjson_line(record: dict) -> str:
+    return json.dumps(record, ensure_ascii=False)
+
+
+def _database_text(url: str) -> str:
+    """Every text of every table, as one string to search."""
+    from dunning.models.schema import Base
+
+    out = []
+    with session_scope(url) as s:
+        for table in Base.metadata.sorted_tables:
+            out += [repr(tuple(r)) for r in s.execute(table.select())]
+    return "\n".join(out)
