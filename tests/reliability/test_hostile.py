@@ -644,6 +644,7 @@ def test_an_unreachable_mail_server_ends_the_run_degraded(postgres_url, prefect_
             text("SELECT count(*) FROM actions WHERE status = 'pending' AND step = 'reminder_1'")
         ).scalar()
     assert waiting > 0 and f"{waiting} reminder mail(s) wait" in got.stderr
+    print(f"\nSMTP unreachable: exit {got.returncode}, {waiting} reminders waiting")
 
 
 # --- issue 19 (7): purge gaps ------------------------------------------------------------
