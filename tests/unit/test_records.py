@@ -174,6 +174,33 @@ def test_the_bound_follows_the_runs_as_of():
         assert isinstance(check_record(record, latest), OrderRecord) is ok
 
 
+@pytest.mark.parametrize(
+    ("stamp", "ok"),
+    [
+        ("2000-01-01T00:30:00+01:00", False),  # 1999-12-31 23:30 UTC
+        ("2000-01-01T00:00:00-01:00", True),
+        ("2000-01-02T00:00:00+23:59", True),  # 2000-01-01 00:01 UTC
+        ("2026-01-03T11:59:59+00:00", True),  # latest: 2026-01-03 12:00 UTC
+        ("2026-01-03T12:00:01+00:00", False),
+        ("2026-01-02T23:59:59-12:00", True),  # 2026-01-03 11:59:59 UTC
+        ("2026-01-02T23:59:59-13:00", False),  # 2026-01-03 12:59:59 UTC
+        ("2026-01-01T23:59:59-23:59", True),  # the last local date taken by its string
+    ],
+)
+def test_bounds_at_the_edges_and_extreme_offsets(stamp, ok):
+    """The fast path compares the local date as a string where that is safe for any offset,
+    and the moments themselves near the edges: both paths agree."""
+    from datetime import UTC, datetime
+
+    latest = datetime(2026, 1, 3, 12, tzinfo=UTC)
+    record = rich_record()
+    record["updated_at"] = record["order_date"] = stamp
+    for t in record["transactions"]:
+        t["processed_at"] = stamp
+    assert (fast_rows(record, latest=latest) is not None) is ok
+    assert isinstance(check_record(record, latest), OrderRecord) is ok
+
+
 _MUTANTS = [
     None, "", "x", -1, 0, 1, 2.5, True, [], {}, "2026-01-01", "2026-01-01T00:00:00Z",
     "2026-13-01T00:00:00+01:00", "12.345", "12.34", "-0.01", "0", "EUR", "sale", "\x00",
