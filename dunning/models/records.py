@@ -525,7 +525,11 @@ _amount_ok = AMOUNT_RE.fullmatch
 _ts_ok = TIMESTAMP_RE.fullmatch
 _cur_ok = CURRENCY_RE.fullmatch
 _country_ok = COUNTRY_RE.fullmatch
-_email_ok = EMAIL_RE.fullmatch
+# The ASCII subset of EMAIL_RE, twice as fast; what it doubts (an IDN domain) goes to
+# pydantic like any other doubt. The length limits are checked beside it.
+_email_ok = re.compile(
+    rf"{_ATOM}(?:\.{_ATOM})*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?\.)+[A-Za-z]{{2,63}}"
+).fullmatch
 _fromiso_dt = datetime.fromisoformat
 _fromiso_d = date.fromisoformat
 _dumps = orjson.dumps
@@ -534,24 +538,20 @@ _GOOD_DATES: set[str] = set()
 
 
 @lru_cache(maxsize=16)
-def _safe_days(latest: datetime) -> tuple[str, str]:
-    """Local dates whose every moment (any offset, under a day) lies in the bounds: a
-    string comparison then spares comparing datetimes of different offsets (slower)."""
-    return "2000-01-02", (latest - timedelta(days=2)).date().isoformat()
+def _last_safe_day(latest: datetime) -> str:
+    """From 2000-01-02 to this local date every moment (any offset, under a day) lies in
+    the bounds: a string comparison then spares comparing datetimes of different offsets."""
+    return (latest - timedelta(days=2)).date().isoformat()
 
 
-def _in_bounds(text: str, moment: datetime, latest: datetime) -> bool:
-    lo, hi = _safe_days(latest)
-    return lo <= text[:10] <= hi or EARLIEST <= moment <= latest
-
-
-def _ts(value: Any, latest: datetime) -> bool:
+def _ts(value: Any, latest: datetime, safe_to: str) -> bool:
     if type(value) is not str or not _ts_ok(value):
         return False
     try:
-        return _in_bounds(value, _fromiso_dt(value), latest)
+        moment = _fromiso_dt(value)
     except ValueError:
         return False
+    return "2000-01-02" <= value[:10] <= safe_to or EARLIEST <= moment <= latest
 
 
 def _date_str(value: Any) -> bool:
@@ -582,6 +582,7 @@ def fast_rows(
     """
     if latest is None:
         latest = latest_moment()
+    safe_to = _last_safe_day(latest)
     try:
         oid = r["order_id"]
         mid = r["merchant_id"]
@@ -596,7 +597,7 @@ def fast_rows(
             and type(mid) is str
             and 0 < len(mid) <= 64
             and (mname is None or (type(mname) is str and len(mname) <= 200))
-            and _ts(odate, latest)
+            and _ts(odate, latest, safe_to)
             and type(upd) is str
             and _ts_ok(upd)
             and r["status"] in _STATUS
@@ -609,7 +610,7 @@ def fast_rows(
         ):
             return None
         updated = _fromiso_dt(upd)
-        if not _in_bounds(upd, updated, latest):
+        if not ("2000-01-02" <= upd[:10] <= safe_to or EARLIEST <= updated <= latest):
             return None
         product = r.get("product")
         if product is None:
@@ -650,7 +651,9 @@ def fast_rows(
             and type(last) is str
             and len(last) <= 200
             and type(email) is str
+            and len(email) <= 254
             and _email_ok(email)
+            and email.index("@") <= 64
             and (company is None or (type(company) is str and len(company) <= 200))
             and (street is None or (type(street) is str and len(street) <= 200))
             and (house is None or (type(house) is str and len(house) <= 32))
@@ -724,7 +727,7 @@ def fast_rows(
                 and kind in _TYPES
                 and type(a) is str
                 and _amount_ok(a)
-                and _ts(at, latest)
+                and _ts(at, latest, safe_to)
                 and (n is None or (type(n) is int and n in numbers))
                 and (rev is None or (type(rev) is str and len(rev) <= 64))
                 and (fee is None or (type(fee) is str and _amount_ok(fee)))
