@@ -22,6 +22,11 @@ def normalise_url(url: str) -> str:
     """Validate a SQLAlchemy URL and prefer psycopg 3 for plain `postgresql://` URLs."""
     try:
         parsed = make_url(url)
+    except ValueError:  # a port 'notaport'. The URL is not quoted: it may hold a password.
+        raise DatabaseConfigError(
+            "DUNNING_DATABASE_URL has a port that is not a number; "
+            "use postgresql+psycopg://USER@HOST:PORT/DB"
+        ) from None
     except ArgumentError:
         raise DatabaseConfigError(
             f"DUNNING_DATABASE_URL is not a database URL: {url!r}; "
@@ -41,7 +46,7 @@ def safe_url(url: str) -> str:
     """The URL with its password masked, for messages and logs."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "<invalid URL>"
 
 

@@ -180,6 +180,7 @@ def count_actions(url: str, **where: Any) -> int:
 @dataclass
 class MailBox:
     messages: list[Message] = field(default_factory=list)
+    recipients: list[str] = field(default_factory=list)  # every RCPT TO, in order
     lock: threading.Lock = field(default_factory=threading.Lock)
     connections: int = 0
 
@@ -200,6 +201,7 @@ class _Handler:
     async def handle_DATA(self, server, session, envelope):
         with self.box.lock:
             self.box.messages.append(message_from_bytes(envelope.content, policy=default_policy))
+            self.box.recipients.extend(envelope.rcpt_tos)
         return "250 OK"
 
 

@@ -68,7 +68,7 @@ def bench(
         workdir=workdir,
     )
     try:
-        result = run_bench(cfg, log=lambda line: console.print(f"[dim]{line}[/]"))
+        result = run_bench(cfg, log=lambda line: console.print(line, style="dim"))
     except Exception as exc:
         import psycopg
 
@@ -84,7 +84,8 @@ def bench(
         f"{s['cold_sync_orders_per_s']:,.0f} orders/s; "
         f"incremental (next hour) {s['incremental_seconds']:.2f} s, "
         f"first run of the next day {s['next_day_seconds']:.2f} s; "
-        f"task runs (cold) {s['task_runs_cold']}; peak RSS {s['peak_rss_mib']:.0f} MiB"
+        f"task runs (cold) {s['task_runs_cold']}; peak RSS {s['peak_rss_mib']:.0f} MiB",
+        markup=True,
     )
     if "escalation_seconds_per_10k" in s:
         console.print(

@@ -6,7 +6,14 @@ import getpass
 
 import typer
 
-from dunning.cli.common import AS_OF_HELP, UserError, as_of_option, console, database_url
+from dunning.cli.common import (
+    AS_OF_HELP,
+    UserError,
+    as_of_option,
+    console,
+    database_url,
+    operator_option,
+)
 
 app = typer.Typer(
     help="Act on one case as an operator: start, cancel, hold or resume it (with a reason).",
@@ -49,7 +56,9 @@ def _login() -> str:
 def start(
     case_or_order_id: str = typer.Argument(..., metavar="CASE_OR_ORDER_ID", help=REF_HELP),
     reason: str = typer.Option(..., "--reason", help=REASON_HELP),
-    operator: str | None = typer.Option(None, "--operator", help=OPERATOR_HELP),
+    operator: str | None = typer.Option(
+        None, "--operator", help=OPERATOR_HELP, callback=operator_option
+    ),
     as_of: str | None = typer.Option(None, "--as-of", help=AS_OF_HELP),
 ) -> None:
     """Start dunning of a case awaiting approval (or blocked, once its address is complete)."""
@@ -60,7 +69,9 @@ def start(
 def cancel(
     case_or_order_id: str = typer.Argument(..., metavar="CASE_OR_ORDER_ID", help=REF_HELP),
     reason: str = typer.Option(..., "--reason", help=REASON_HELP),
-    operator: str | None = typer.Option(None, "--operator", help=OPERATOR_HELP),
+    operator: str | None = typer.Option(
+        None, "--operator", help=OPERATOR_HELP, callback=operator_option
+    ),
     as_of: str | None = typer.Option(None, "--as-of", help=AS_OF_HELP),
 ) -> None:
     """Cancel a case in any open state (a claim with the partner is recalled)."""
@@ -71,7 +82,9 @@ def cancel(
 def hold(
     case_or_order_id: str = typer.Argument(..., metavar="CASE_OR_ORDER_ID", help=REF_HELP),
     reason: str = typer.Option(..., "--reason", help=REASON_HELP),
-    operator: str | None = typer.Option(None, "--operator", help=OPERATOR_HELP),
+    operator: str | None = typer.Option(
+        None, "--operator", help=OPERATOR_HELP, callback=operator_option
+    ),
     as_of: str | None = typer.Option(None, "--as-of", help=AS_OF_HELP),
 ) -> None:
     """Pause a case in the ladder: no step runs until it is resumed."""
@@ -82,7 +95,9 @@ def hold(
 def resume(
     case_or_order_id: str = typer.Argument(..., metavar="CASE_OR_ORDER_ID", help=REF_HELP),
     reason: str = typer.Option(..., "--reason", help=REASON_HELP),
-    operator: str | None = typer.Option(None, "--operator", help=OPERATOR_HELP),
+    operator: str | None = typer.Option(
+        None, "--operator", help=OPERATOR_HELP, callback=operator_option
+    ),
     as_of: str | None = typer.Option(None, "--as-of", help=AS_OF_HELP),
 ) -> None:
     """Continue a held case from the step where it was paused."""

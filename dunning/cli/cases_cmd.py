@@ -8,7 +8,7 @@ from pathlib import Path
 
 import typer
 
-from dunning.cli.common import UserError, console, database_url, settings
+from dunning.cli.common import UserError, console, database_url, limit_option, settings, shown
 
 
 class Format(StrEnum):
@@ -73,11 +73,11 @@ def cases(
         None, "--output", "-o", help="Write CSV/JSON to this file instead of the terminal."
     ),
     limit: int | None = typer.Option(
-        None, "--limit", min=1, help="At most this many rows (table default: 200)."
+        None, "--limit", help="At most this many rows (table default: 200).", callback=limit_option
     ),
 ) -> None:
     """The case board: filter, show, or export the reporting table."""
-    from dunning.models.board import BoardFilter, BoardFilterError, write_csv, write_json
+    from dunning.models.board import BoardFilter, BoardFilterError
     from dunning.tasks.report import query_board
 
     try:
@@ -106,15 +106,26 @@ def cases(
     if fmt is Format.table:
         _print_table(url, rows, total, board_filter.describe(), installation.zone)
         return
+    try:
+        _write(rows, fmt, dialect, output, installation.zone)
+    except OSError as exc:  # a full disk, /dev/full, a closed pipe: one line, not a traceback
+        where = "standard output" if output is None else str(output)
+        raise UserError(f"cannot write {where}: {exc.strerror or exc}") from None
+    if output is not None:
+        console.print(f"{len(rows)} of {total} cases written to {output}", highlight=False)
+
+
+def _write(rows, fmt: Format, dialect: CsvDialect, output: Path | None, zone) -> None:
+    from dunning.models.board import csv_encoding, write_csv, write_json
+
     if fmt is Format.json:
         if output is None:
             write_json(rows, sys.stdout)
+            sys.stdout.flush()
         else:
             with output.open("w", encoding="utf-8") as fh:
                 write_json(rows, fh)
     else:
-        from dunning.models.board import csv_encoding
-
         if output is None:
             stream = open(  # noqa: SIM115 - stdout's own fd, left open
                 sys.stdout.fileno(),
@@ -124,18 +135,15 @@ def cases(
                 closefd=False,
             )
             sys.stdout.flush()
-            write_csv(rows, stream, dialect.value, installation.zone)
+            write_csv(rows, stream, dialect.value, zone)
             stream.flush()
         else:
             with output.open("w", encoding=csv_encoding(dialect.value), newline="") as fh:
-                write_csv(rows, fh, dialect.value, installation.zone)
-    if output is not None:
-        console.print(f"{len(rows)} of {total} cases written to {output}", highlight=False)
+                write_csv(rows, fh, dialect.value, zone)
 
 
 def _print_table(url, rows, total, description, zone) -> None:
     from rich.table import Table
-    from rich.text import Text
 
     from dunning.tasks.report import last_data_updates
 
@@ -152,7 +160,7 @@ def _print_table(url, rows, total, description, zone) -> None:
     if not rows:
         console.print(f"No cases match ({description}).", highlight=False)
         return
-    table = Table(title=f"Cases ({description}): {len(rows)} of {total}")
+    table = Table(title=shown(f"Cases ({description}): {len(rows)} of {total}"))
     columns = TABLE_COLUMNS
     if console.width < 140:
         columns = tuple(c for c in TABLE_COLUMNS if c[0] in NARROW_COLUMNS)
@@ -170,7 +178,7 @@ def _print_table(url, rows, total, description, zone) -> None:
                 value = "" if row[key] is None else f"{row[key].astimezone(zone):%Y-%m-%d %H:%M}"
             else:
                 value = "" if row[key] is None else str(row[key])
-            cells.append(Text(value))  # plain text: a name is never read as markup
+            cells.append(shown(value))  # never markup; ESC and other controls escaped
         table.add_row(*cells)
     console.print(table)
     if total > len(rows):

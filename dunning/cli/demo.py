@@ -35,7 +35,9 @@ def demo(
 
     _print_board(result.database_url)
     console.print()
-    console.print(f"[bold]Demo finished[/] in {elapsed:.0f} s: {result.runs} pipeline runs.")
+    console.print(
+        f"[bold]Demo finished[/] in {elapsed:.0f} s: {result.runs} pipeline runs.", markup=True
+    )
     for state in CaseState:
         if result.states.get(state.value):
             console.print(

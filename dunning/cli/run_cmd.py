@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import typer
@@ -13,6 +14,7 @@ from dunning.cli.common import (
     as_of_option,
     console,
     database_url,
+    err_console,
     quiet_expected_tracebacks,
 )
 
@@ -23,7 +25,7 @@ def run(
     """Sync orders from DUNNING_SOURCE_URL, detect cases, apply the handover rules,
     escalate, refresh the board. (`dunning sync --source` reads another source once.)"""
     when = as_of_option(as_of)
-    database_url()  # validates the URL and brings the schema up to date
+    url = database_url()  # validates the URL and brings the schema up to date
     # Without PREFECT_API_URL, Prefect starts a temporary server; on a busy machine it needs
     # longer than its default 20 s, and its telemetry would print a traceback.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
@@ -45,6 +47,36 @@ def run(
         if step == "as_of":
             continue
         console.print(f"  {step:<9} {_fmt(counts)}", highlight=False, soft_wrap=True)
+    waiting = _mail_waiting(url, summary)
+    if waiting:  # the run did what it could, but reminders are due and not sent: not a 0
+        err_console.print(
+            f"degraded: {waiting} reminder mail(s) wait because the SMTP server was "
+            "unreachable; they go out with the next run",
+            highlight=False,
+            soft_wrap=True,
+        )
+        sys.exit(1)
+
+
+def _mail_waiting(url: str, summary: dict[str, Any]) -> int:
+    """Reminders of this run left pending because the mail server failed (`mail: ...`)."""
+    performed = (summary.get("escalate") or {}).get("performed") or {}
+    if not any(k.startswith("reminder") and k.endswith(":transient") for k in performed):
+        return 0
+    from sqlalchemy import func, select
+
+    from dunning.db import get_engine
+    from dunning.models.enums import ActionStatus
+    from dunning.models.schema import Action
+
+    with get_engine(url).connect() as conn:
+        return conn.scalar(
+            select(func.count()).where(
+                Action.status == ActionStatus.PENDING.value,
+                Action.step.startswith("reminder"),
+                Action.last_error.startswith("mail: "),
+            )
+        )
 
 
 def _fmt(counts: Any) -> str:

@@ -8,7 +8,16 @@ from enum import StrEnum
 import typer
 from rich.table import Table
 
-from dunning.cli.common import AS_OF_HELP, UserError, as_of_option, console, database_url, settings
+from dunning.cli.common import (
+    AS_OF_HELP,
+    UserError,
+    as_of_option,
+    console,
+    database_url,
+    merchant_id_argument,
+    operator_option,
+    settings,
+)
 
 app = typer.Typer(help="Show or change a merchant's dunning settings.", no_args_is_help=True)
 
@@ -25,7 +34,9 @@ class Option(StrEnum):
 
 @app.command()
 def show(
-    merchant_id: str = typer.Argument(..., metavar="MERCHANT_ID", help="The merchant's id."),
+    merchant_id: str = typer.Argument(
+        ..., metavar="MERCHANT_ID", help="The merchant's id.", callback=merchant_id_argument
+    ),
 ) -> None:
     """Current settings, defaults marked, and the change history."""
     from dunning.db import session_scope
@@ -63,7 +74,9 @@ def show(
 
 @app.command("set")
 def set_(
-    merchant_id: str = typer.Argument(..., metavar="MERCHANT_ID", help="The merchant's id."),
+    merchant_id: str = typer.Argument(
+        ..., metavar="MERCHANT_ID", help="The merchant's id.", callback=merchant_id_argument
+    ),
     option: Option | None = typer.Option(
         None, "--option", help="court: reminders, partner, court. cancellation: ..., cancel order."
     ),
@@ -84,7 +97,9 @@ def set_(
         None, help="No handover or court below this open principal, e.g. 5.00."
     ),
     as_of: str | None = typer.Option(None, "--as-of", help=AS_OF_HELP),
-    operator: str = typer.Option("cli", help="Who makes the change (kept in history)."),
+    operator: str = typer.Option(
+        "cli", help="Who makes the change (kept in history).", callback=operator_option
+    ),
 ) -> None:
     """Change settings. The dunning option may change at most once every 30 days."""
     from dunning.db import session_scope

@@ -6,7 +6,15 @@ from pathlib import Path
 
 import typer
 
-from dunning.cli.common import AS_OF_HELP, UserError, as_of_option, console, database_url, settings
+from dunning.cli.common import (
+    AS_OF_HELP,
+    UserError,
+    as_of_option,
+    console,
+    database_url,
+    settings,
+    shown,
+)
 
 
 def sync(
@@ -84,7 +92,7 @@ def _print_result(result) -> None:
     from rich.table import Table
 
     c = result.counts
-    table = Table(title=f"Sync of {result.source}", show_header=True)
+    table = Table(title=shown(f"Sync of {result.source}"), show_header=True)
     for column in ("read", "inserted", "updated", "unchanged", "quarantined", "skipped"):
         table.add_column(column, justify="right")
     table.add_row(
@@ -108,7 +116,8 @@ def _print_result(result) -> None:
     if c.quarantined:
         console.print(
             f"[yellow]{c.quarantined:,} record(s) quarantined[/]: they broke the contract; "
-            "the table `quarantine` names the field and the reason of each."
+            "the table `quarantine` names the field and the reason of each.",
+            markup=True,
         )
     if c.resolved:
         console.print(f"{c.resolved:,} quarantine entr(y/ies) resolved by a valid snapshot.")

@@ -270,7 +270,9 @@ def needs_human_rows(
     rows = []
     for r in result:
         if r.partner_error and r.state not in (CaseState.BLOCKED, CaseState.AWAITING_APPROVAL):
-            why = "Partner: " + mask_text(r.partner_error)[:200]
+            # a reminder that could not be built or was refused is not the partner's doing
+            label = "Mail: " if r.partner_error.startswith("reminder") else "Partner: "
+            why = label + mask_text(r.partner_error)[:200]
         elif r.state == CaseState.BLOCKED:
             why = r.blocked_reason or "blocked"
         else:

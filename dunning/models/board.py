@@ -18,6 +18,7 @@ from zoneinfo import ZoneInfo
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 from sqlalchemy import Select, and_, select
 
+from dunning.models.controls import escape_controls, escape_json_text
 from dunning.models.enums import IN_PROGRESS_STATES, CaseState
 from dunning.models.schema import REPORT_COLUMNS, CaseReport
 
@@ -285,7 +286,7 @@ def rows_as_json(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 def write_json(rows: Iterable[Mapping[str, Any]], out: IO[str]) -> int:
     data = rows_as_json(rows)
-    json.dump(data, out, ensure_ascii=False, indent=2)
+    out.write(escape_json_text(json.dumps(data, ensure_ascii=False, indent=2)))
     out.write("\n")
     return len(data)
 
@@ -310,7 +311,9 @@ def csv_cell(value: Any, dialect: Dialect, zone: ZoneInfo) -> str:
         return value.isoformat()
     if isinstance(value, bool | int):
         return str(value)
-    return neutralise(str(value))
+    # ESC and C1 in a name would act on a terminal showing the CSV; a spreadsheet has no use
+    # for them either. Line breaks and tabs are CSV's to quote.
+    return neutralise(escape_controls(str(value), keep="\t\n\r"))
 
 
 def csv_options(dialect: Dialect) -> dict[str, Any]:

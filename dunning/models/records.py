@@ -6,7 +6,11 @@ Rules beyond the JSON schema, because the tables and the case rules need them:
 
 - amounts are decimal strings, non-negative, at most two places, at most 12 integer digits
   (NUMERIC(14,2)); never JSON numbers (a float would silently lose cents);
-- timestamps carry a UTC offset; dates are ISO `YYYY-MM-DD`;
+- timestamps carry a UTC offset and lie between 2000-01-01 and a day after the run's
+  `as_of` (a stamp far in the future would hide every later snapshot of the order); dates
+  are ISO `YYYY-MM-DD` between 2000-01-01 and 2100-12-31;
+- the buyer's `email` is exactly one bare address (it becomes a mail header: a list or a
+  line break would send the letter elsewhere);
 - strings fit their column and contain no NUL character (PostgreSQL cannot store one);
 - installment numbers are unique; transaction ids are unique within the order;
 - a sale's `installment_number` names an installment of the order;
@@ -22,12 +26,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -35,6 +41,7 @@ from pydantic import (
     Strict,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -54,6 +61,23 @@ TIMESTAMP_RE = re.compile(
     r"[0-9]{4}-[0-9]{2}-[0-9]{2}[T ][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]{1,6})?)?"
     r"(Z|[+-][0-9]{2}:?[0-9]{2})"
 )
+# Plausible moments: records before 2000 or more than a day after the run are poison.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+FUTURE_SLACK = timedelta(days=1)
+FIRST_DATE, LAST_DATE = "2000-01-01", "2100-12-31"  # ISO dates compare as strings
+# One bare address (RFC 5322 dot-atom, ASCII local part; domain labels may be IDN).
+# No quoted local parts, comments, display names or lists: the address goes into To:.
+_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+_LABEL = r"[^\W_](?:(?:[^\W_]|-){0,61}[^\W_])?"
+EMAIL_RE = re.compile(
+    rf"(?=.{{3,254}}$)(?=[^@]{{1,64}}@){_ATOM}(?:\.{_ATOM})*@(?:{_LABEL}\.)+"
+    r"(?:[^\W\d_]{2,63}|xn--[a-z0-9-]{1,59})"
+)
+
+
+def latest_moment(as_of: datetime | None = None) -> datetime:
+    """The latest plausible record stamp: a day after the run's as_of (or the clock)."""
+    return (as_of or datetime.now(UTC)) + FUTURE_SLACK
 
 
 # --- field types -------------------------------------------------------------------------
@@ -76,7 +100,7 @@ def _amount(value: Any) -> Decimal:
     return Decimal(value)
 
 
-def _timestamp(value: Any) -> datetime:
+def _timestamp(value: Any, info: ValidationInfo) -> datetime:
     if not isinstance(value, str):
         raise PydanticCustomError(
             "timestamp_type", "must be an ISO timestamp string, not {kind}", {"kind": _kind(value)}
@@ -89,11 +113,19 @@ def _timestamp(value: Any) -> datetime:
             {"value": value[:40]},
         )
     try:
-        return datetime.fromisoformat(value)
+        moment = datetime.fromisoformat(value)
     except ValueError:
         raise PydanticCustomError(
             "timestamp_value", "is not a real moment: '{value}'", {"value": value[:40]}
         ) from None
+    latest = (info.context or {}).get("latest") or latest_moment()
+    if not EARLIEST <= moment <= latest:
+        raise PydanticCustomError(
+            "timestamp_range",
+            "must lie between 2000-01-01 and {latest} (a day after the run); got '{value}'",
+            {"latest": latest.isoformat(timespec="seconds"), "value": value[:40]},
+        )
+    return moment
 
 
 def _date(value: Any) -> date:
@@ -108,11 +140,37 @@ def _date(value: Any) -> date:
             {"value": value[:40]},
         )
     try:
-        return date.fromisoformat(value)
+        day = date.fromisoformat(value)
     except ValueError:
         raise PydanticCustomError(
             "date_value", "is not a real calendar date: '{value}'", {"value": value}
         ) from None
+    if not FIRST_DATE <= value <= LAST_DATE:
+        raise PydanticCustomError(
+            "date_range",
+            "must lie between 2000-01-01 and 2100-12-31; got '{value}'",
+            {"value": value},
+        )
+    return day
+
+
+def _email(value: str) -> str:
+    if not EMAIL_RE.fullmatch(value):
+        raise PydanticCustomError("email", email_problem(value))
+    return value
+
+
+def email_problem(value: str) -> str:
+    """Why `value` is not one bare address; never quotes it (it is personal data)."""
+    if any(c in value for c in ",;"):
+        return "must be exactly one e-mail address, not a list"
+    if "<" in value or ">" in value or '"' in value:
+        return "must be the bare address (name@example.org), not a display-name form"
+    if any(not c.isprintable() or c.isspace() for c in value):
+        return "must be one e-mail address without spaces, line breaks or control characters"
+    if len(value) > 254:
+        return "is longer than an e-mail address can be (254 characters)"
+    return "is not a valid e-mail address (name@example.org)"
 
 
 def _kind(value: Any) -> str:
@@ -162,7 +220,7 @@ class Product(_Record):
 class BuyerRecord(_Record):
     first_name: _text(200)
     last_name: _text(200)
-    email: _text(320)
+    email: Annotated[_text(320), AfterValidator(_email)]
     company_name: _text(200) | None = None
     street: _text(200) | None = None
     house_number: _text(32) | None = None
@@ -313,12 +371,12 @@ def explain(exc: ValidationError) -> RecordError:
     return RecordError(field, msg)
 
 
-def check_record(obj: Any) -> OrderRecord | RecordError:
-    """Validate one parsed JSON value against the contract."""
+def check_record(obj: Any, latest: datetime | None = None) -> OrderRecord | RecordError:
+    """Validate one parsed JSON value against the contract (`latest`: `latest_moment()`)."""
     if not isinstance(obj, dict):
         return RecordError("(record)", f"must be a JSON object, not {_json_kind(obj)}")
     try:
-        return OrderRecord.model_validate(obj)
+        return OrderRecord.model_validate(obj, context={"latest": latest or latest_moment()})
     except ValidationError as exc:
         return explain(exc)
 
@@ -467,6 +525,11 @@ _amount_ok = AMOUNT_RE.fullmatch
 _ts_ok = TIMESTAMP_RE.fullmatch
 _cur_ok = CURRENCY_RE.fullmatch
 _country_ok = COUNTRY_RE.fullmatch
+# The ASCII subset of EMAIL_RE, twice as fast; what it doubts (an IDN domain) goes to
+# pydantic like any other doubt. The length limits are checked beside it.
+_email_ok = re.compile(
+    rf"{_ATOM}(?:\.{_ATOM})*@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?\.)+[A-Za-z]{{2,63}}"
+).fullmatch
 _fromiso_dt = datetime.fromisoformat
 _fromiso_d = date.fromisoformat
 _dumps = orjson.dumps
@@ -474,20 +537,29 @@ _dumps = orjson.dumps
 _GOOD_DATES: set[str] = set()
 
 
-def _ts(value: Any) -> bool:
+@lru_cache(maxsize=16)
+def _last_safe_day(latest: datetime) -> str:
+    """From 2000-01-02 to this local date every moment (any offset, under a day) lies in
+    the bounds: a string comparison then spares comparing datetimes of different offsets."""
+    return (latest - timedelta(days=2)).date().isoformat()
+
+
+def _ts(value: Any, latest: datetime, safe_to: str) -> bool:
     if type(value) is not str or not _ts_ok(value):
         return False
     try:
-        _fromiso_dt(value)
+        moment = _fromiso_dt(value)
     except ValueError:
         return False
-    return True
+    return "2000-01-02" <= value[:10] <= safe_to or EARLIEST <= moment <= latest
 
 
 def _date_str(value: Any) -> bool:
     if value in _GOOD_DATES:
         return True
     if type(value) is not str or not DATE_RE.fullmatch(value):
+        return False
+    if not FIRST_DATE <= value <= LAST_DATE:
         return False
     try:
         _fromiso_d(value)
@@ -498,14 +570,19 @@ def _date_str(value: Any) -> bool:
     return True
 
 
-def fast_rows(r: dict[str, Any], nul_free: bool = False) -> OrderRows | None:
+def fast_rows(
+    r: dict[str, Any], nul_free: bool = False, latest: datetime | None = None
+) -> OrderRows | None:
     """Rows of `r` if it is certainly valid under the rules above, else None (ask pydantic).
 
     Never returns rows for a record the model refuses (tests compare the two over a
     corpus of defects); it may refuse a valid one, which pydantic then accepts.
     `nul_free`: the caller proved no string holds a NUL (a JSON line without the escape
-    `\\u0000` cannot), which spares a check per field.
+    `\\u0000` cannot), which spares a check per field. `latest`: see `latest_moment`.
     """
+    if latest is None:
+        latest = latest_moment()
+    safe_to = _last_safe_day(latest)
     try:
         oid = r["order_id"]
         mid = r["merchant_id"]
@@ -520,7 +597,7 @@ def fast_rows(r: dict[str, Any], nul_free: bool = False) -> OrderRows | None:
             and type(mid) is str
             and 0 < len(mid) <= 64
             and (mname is None or (type(mname) is str and len(mname) <= 200))
-            and _ts(odate)
+            and _ts(odate, latest, safe_to)
             and type(upd) is str
             and _ts_ok(upd)
             and r["status"] in _STATUS
@@ -533,6 +610,8 @@ def fast_rows(r: dict[str, Any], nul_free: bool = False) -> OrderRows | None:
         ):
             return None
         updated = _fromiso_dt(upd)
+        if not ("2000-01-02" <= upd[:10] <= safe_to or EARLIEST <= updated <= latest):
+            return None
         product = r.get("product")
         if product is None:
             pid = pname = None
@@ -572,7 +651,9 @@ def fast_rows(r: dict[str, Any], nul_free: bool = False) -> OrderRows | None:
             and type(last) is str
             and len(last) <= 200
             and type(email) is str
-            and len(email) <= 320
+            and len(email) <= 254
+            and _email_ok(email)
+            and email.index("@") <= 64
             and (company is None or (type(company) is str and len(company) <= 200))
             and (street is None or (type(street) is str and len(street) <= 200))
             and (house is None or (type(house) is str and len(house) <= 32))
@@ -646,7 +727,7 @@ def fast_rows(r: dict[str, Any], nul_free: bool = False) -> OrderRows | None:
                 and kind in _TYPES
                 and type(a) is str
                 and _amount_ok(a)
-                and _ts(at)
+                and _ts(at, latest, safe_to)
                 and (n is None or (type(n) is int and n in numbers))
                 and (rev is None or (type(rev) is str and len(rev) <= 64))
                 and (fee is None or (type(fee) is str and _amount_ok(fee)))
@@ -700,17 +781,21 @@ def fast_rows(r: dict[str, Any], nul_free: bool = False) -> OrderRows | None:
     )
 
 
-def fast_check(r: Any) -> bool:
-    return type(r) is dict and fast_rows(r) is not None
+def fast_check(r: Any, latest: datetime | None = None) -> bool:
+    return type(r) is dict and fast_rows(r, latest=latest) is not None
 
 
-def to_rows(obj: Any, nul_free: bool = False) -> OrderRows | RecordError:
+def to_rows(
+    obj: Any, nul_free: bool = False, latest: datetime | None = None
+) -> OrderRows | RecordError:
     """Validate one parsed JSON value and turn it into rows: fast path, then pydantic."""
+    if latest is None:
+        latest = latest_moment()
     if type(obj) is dict:
-        rows = fast_rows(obj, nul_free)
+        rows = fast_rows(obj, nul_free, latest)
         if rows is not None:
             return rows
-    checked = check_record(obj)
+    checked = check_record(obj, latest)
     if isinstance(checked, RecordError):
         return checked
     return rows_from_model(checked)

@@ -32,13 +32,14 @@ def resolve_case(session: Session, ref: str, *, lock: bool = False) -> Case:
     query = select(Case)
     if lock:
         query = query.with_for_update()
-    if ref.isdigit():
+    # ASCII digits within BIGINT: 99999999999999999999999 is no case id (and would overflow)
+    if ref.isascii() and ref.isdigit() and int(ref) < 2**63:
         case = session.scalars(query.where(Case.case_id == int(ref))).one_or_none()
         if case is not None:
             return case
     cases = list(session.scalars(query.where(Case.order_id == ref).order_by(Case.case_id)))
     if not cases:
-        raise CaseNotFound(f"no case with id or order id {ref!r}")
+        raise CaseNotFound(f"no case with id or order id {ref[:80]!r}")
     open_cases = [c for c in cases if not CaseState(c.state).is_terminal]
     return (open_cases or cases)[-1]
 

@@ -25,6 +25,9 @@ from urllib.parse import urlsplit
 
 import jinja2
 
+from dunning.models.controls import strip_controls
+from dunning.models.records import EMAIL_RE
+
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 
 PHRASES: dict[str, dict[str, Any]] = {
@@ -126,13 +129,37 @@ def _env(autoescape: bool) -> jinja2.Environment:
     )
 
 
+class MailBuildError(ValueError):
+    """A reminder that cannot be built from the case's data. The message names the part,
+    never the buyer's name or address (it goes to the case and to logs)."""
+
+
+def recipient(buyer: dict[str, Any]) -> str:
+    """The To: header from validated parts only: one bare address, a name without
+    control characters (a line break would start a header of the sender's choosing)."""
+    address = buyer.get("email")
+    if type(address) is not str or not EMAIL_RE.fullmatch(address):
+        raise MailBuildError("the buyer's e-mail address is not exactly one valid address")
+    name = strip_controls(f"{buyer.get('first_name') or ''} {buyer.get('last_name') or ''}")
+    try:
+        header = formataddr((name[:200], address), charset="utf-8")
+    except (ValueError, UnicodeError):
+        raise MailBuildError("the buyer's name cannot be written into a mail header") from None
+    if "\r" in header or "\n" in header:  # never expected; the last line of defence
+        raise MailBuildError("the buyer's name or address would break the mail header")
+    return header
+
+
 def render_reminder(payload: dict[str, Any], mail_from: str, key: str) -> Message:
-    """The reminder e-mail of one action (plain text + HTML alternative)."""
+    """The reminder e-mail of one action (plain text + HTML alternative).
+
+    Raises MailBuildError when the buyer's data cannot make a safe header."""
+    to = recipient(payload["buyer"])
     lang = language(payload["buyer"].get("locale"))
     level = int(payload["level"])
     words = PHRASES[lang]
     order = payload["order"]
-    subject = words["subject"][level].format(order_id=order["order_id"])
+    subject = words["subject"][level].format(order_id=strip_controls(str(order["order_id"])))
     context = dict(payload, lang=lang, subject=subject)
     context["deadline"] = format_date(payload["deadline"], lang)
     context["order"] = dict(order, order_date=format_date(order["order_date"], lang))
@@ -158,10 +185,7 @@ def render_reminder(payload: dict[str, Any], mail_from: str, key: str) -> Messag
     # on the wire for what we send.
     msg = MIMEMultipart("alternative")
     msg["From"] = mail_from
-    buyer = payload["buyer"]
-    msg["To"] = formataddr(
-        (f"{buyer['first_name']} {buyer['last_name']}", buyer["email"]), charset="utf-8"
-    )
+    msg["To"] = to
     msg["Subject"] = Header(subject, "utf-8").encode()
     msg["Message-ID"] = message_id(key, mail_from)
     msg["X-Dunning-Key"] = key

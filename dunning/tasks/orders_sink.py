@@ -32,11 +32,13 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from dunning.crashpoints import crashpoint
 from dunning.models.records import (
     BUYER_COLUMNS,
+    EARLIEST,
     INSTALLMENT_COLUMNS,
     ORDER_COLUMNS,
     TRANSACTION_COLUMNS,
     OrderRows,
     RecordError,
+    latest_moment,
     to_rows,
 )
 from dunning.models.schema import (
@@ -92,6 +94,9 @@ class PreparedBatch:
     max_updated_at: datetime | None = None
 
 
+MAX_STORABLE = datetime(9999, 12, 30, tzinfo=UTC)
+
+
 def _peek_updated(value: Any) -> datetime | None:
     if type(value) is not dict:
         return None
@@ -100,9 +105,11 @@ def _peek_updated(value: Any) -> datetime | None:
         return None
     try:
         moment = datetime.fromisoformat(raw)
+        if moment.tzinfo is None or not EARLIEST <= moment <= MAX_STORABLE:
+            return None  # 9999-12-31T23:59:59-12:00 is past what a UTC column can hold
     except ValueError:
         return None
-    return moment if moment.tzinfo is not None else None
+    return moment
 
 
 def _peek_order_id(value: Any) -> str | None:
@@ -115,7 +122,11 @@ def _peek_order_id(value: Any) -> str | None:
 
 
 def prepare_batch(
-    items: Iterable[Any], since: datetime | None, shard: int | None = None, shards: int = 1
+    items: Iterable[Any],
+    since: datetime | None,
+    shard: int | None = None,
+    shards: int = 1,
+    as_of: datetime | None = None,
 ) -> PreparedBatch:
     """Validate and de-duplicate one batch (pure CPU, no database).
 
@@ -123,7 +134,9 @@ def prepare_batch(
     Two snapshots of one order in a batch: the newer wins, the first on a tie.
     With `shard`/`shards`, only records of that shard's merchants count (a record without
     a readable merchant id belongs to shard 0, so exactly one shard quarantines it).
+    `as_of`: the run's moment; stamps more than a day after it are refused.
     """
+    latest = latest_moment(as_of)
     out = PreparedBatch()
     best: dict[str, OrderRows] = {}
     bad = out.bad
@@ -149,7 +162,7 @@ def prepare_batch(
                 continue
         raw = item.raw
         # JSON can carry a NUL only as the escape \u0000: a line without it has none.
-        rows = to_rows(value, raw is not None and b"\\u0000" not in raw)
+        rows = to_rows(value, raw is not None and b"\\u0000" not in raw, latest)
         if isinstance(rows, RecordError):
             # A broken record does not move the watermark: were its stamp bogus (far in
             # the future), it would hide every later change. It is simply read again.
@@ -218,6 +231,24 @@ def _quarantine_rows(source: str, bad: list[BadRecord], as_of: datetime) -> list
     return rows
 
 
+def _forget_purged(conn: Connection, qrows: list[dict]) -> None:
+    """A broken snapshot of a purged order keeps its entry, not its payload: the purge
+    removed that buyer's data and a later file must not bring it back (dunning purge)."""
+    ids = list({r["order_id"] for r in qrows if r["order_id"]})
+    purged: set[str] = set()
+    for start in range(0, len(ids), 900):
+        purged.update(
+            conn.scalars(
+                select(Buyer.order_id).where(
+                    Buyer.order_id.in_(ids[start : start + 900]), Buyer.anonymised_at.is_not(None)
+                )
+            )
+        )
+    for r in qrows:
+        if r["order_id"] in purged:
+            r["raw"] = "{}"
+
+
 def write_batch(
     conn: Connection,
     source: str,
@@ -248,6 +279,7 @@ def write_batch(
         counts.unchanged += len(batch.orders) - inserted - updated
     qrows = _quarantine_rows(source, batch.bad, as_of)
     if qrows:
+        _forget_purged(conn, qrows)
         ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(QuarantinedRecord)
         conn.execute(ins.on_conflict_do_nothing(index_elements=["source", "digest"]), qrows)
     counts.resolved = _resolve_quarantine(conn, batch, as_of)
@@ -772,7 +804,7 @@ def _sync_chunk(
             for n, b in enumerate(gen, start=1):
                 if stop.is_set():
                     break
-                handoff.put((b, prepare_batch(b.items, since, shard, shards)))
+                handoff.put((b, prepare_batch(b.items, since, shard, shards, as_of)))
                 if b.done or n >= max_batches:
                     break
         except BaseException as exc:  # handed to the writer, raised there

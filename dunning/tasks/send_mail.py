@@ -42,7 +42,7 @@ def _send_batch(
     import smtplib
 
     from dunning.db import get_engine
-    from dunning.tasks.mailer import message_id, open_sink, render_reminder
+    from dunning.tasks.mailer import MailBuildError, message_id, open_sink, render_reminder
 
     sent: list[Result] = []
     engine = get_engine(url or settings.database_url)
@@ -67,7 +67,12 @@ def _send_batch(
                     conn.rollback()
                     sent.append(left_state(a))
                     continue
-                msg = render_reminder(p, settings.mail_from, a.idempotency_key)
+                try:  # a mail that cannot be built sets its case aside, not the batch
+                    msg = render_reminder(p, settings.mail_from, a.idempotency_key)
+                except MailBuildError as exc:
+                    conn.rollback()
+                    sent.append(Result(a.id, a.case_id, a.step, "failed", {}, f"mail: {exc}", p))
+                    continue
                 try:
                     sink.send(msg)  # the case row stays locked until sent_at is committed
                 except smtplib.SMTPRecipientsRefused as exc:

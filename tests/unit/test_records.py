@@ -99,6 +99,16 @@ DEFECTS = [
     ("refund without sale", _set(["transactions", 3, "reverses_transaction_id"], None), "transactions[3].reverses_transaction_id", "must name"),
     ("duplicate transaction id", _set(["transactions", 1, "transaction_id"], "t1"), "transactions[1].transaction_id", "duplicate"),
     ("fee with comma", _set(["transactions", 2, "fee"], "7,50"), "transactions[2].fee", ""),
+    ("two addresses", _set(["buyer", "email"], "victim@example.org, attacker@evil.example"), "buyer.email", "not a list"),
+    ("address and header", _set(["buyer", "email"], "victim@example.org\nBcc: attacker@evil.example"), "buyer.email", "line breaks"),
+    ("display-name form", _set(["buyer", "email"], "Erika <erika@example.org>"), "buyer.email", "bare address"),
+    ("address without domain", _set(["buyer", "email"], "erika"), "buyer.email", "not a valid"),
+    ("updated far future", _set(["updated_at"], "9999-12-31T23:59:59-12:00"), "updated_at", "between 2000-01-01"),
+    ("updated year 9999 UTC", _set(["updated_at"], "9999-12-31T23:59:59Z"), "updated_at", "a day after"),
+    ("order before 2000", _set(["order_date"], "1999-12-31T23:59:59+00:00"), "order_date", "2000-01-01"),
+    ("processed year 1", _set(["transactions", 0, "processed_at"], "0001-01-01T00:00:00+14:00"), "transactions[0].processed_at", "2000-01-01"),
+    ("due date 1999", _set(["installments", 0, "due_date"], "1999-12-31"), "installments[0].due_date", "2100-12-31"),
+    ("due date 2101", _set(["installments", 0, "due_date"], "2101-01-01"), "installments[0].due_date", "2100-12-31"),
     ("installments not a list", _set(["installments"], {"number": 1}), "installments", "wrong type"),
     ("product not an object", _set(["product"], "course"), "product", "wrong type"),
     ("transaction not an object", _set(["transactions", 0], "t1"), "transactions[0]", ""),
@@ -149,10 +159,75 @@ def test_buyer_type_defaults_to_consumer_on_both_paths(given, stored):
     assert dict(zip(BUYER_COLUMNS, fast.buyer, strict=True))["buyer_type"] == stored
 
 
+def test_the_bound_follows_the_runs_as_of():
+    """A stamp a few hours after as_of passes; two days after it is refused, on both paths."""
+    from datetime import UTC, datetime, timedelta
+
+    from dunning.models.records import latest_moment
+
+    as_of = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    latest = latest_moment(as_of)
+    for later, ok in ((timedelta(hours=20), True), (timedelta(days=2), False)):
+        record = rich_record()
+        record["updated_at"] = (as_of + later).isoformat()
+        assert (fast_rows(record, latest=latest) is not None) is ok
+        assert isinstance(check_record(record, latest), OrderRecord) is ok
+
+
+@pytest.mark.parametrize(
+    ("stamp", "ok"),
+    [
+        ("2000-01-01T00:30:00+01:00", False),  # 1999-12-31 23:30 UTC
+        ("2000-01-01T00:00:00-01:00", True),
+        ("2000-01-02T00:00:00+23:59", True),  # 2000-01-01 00:01 UTC
+        ("2026-01-03T11:59:59+00:00", True),  # latest: 2026-01-03 12:00 UTC
+        ("2026-01-03T12:00:01+00:00", False),
+        ("2026-01-02T23:59:59-12:00", True),  # 2026-01-03 11:59:59 UTC
+        ("2026-01-02T23:59:59-13:00", False),  # 2026-01-03 12:59:59 UTC
+        ("2026-01-01T23:59:59-23:59", True),  # the last local date taken by its string
+    ],
+)
+def test_bounds_at_the_edges_and_extreme_offsets(stamp, ok):
+    """The fast path compares the local date as a string where that is safe for any offset,
+    and the moments themselves near the edges: both paths agree."""
+    from datetime import UTC, datetime
+
+    latest = datetime(2026, 1, 3, 12, tzinfo=UTC)
+    record = rich_record()
+    record["updated_at"] = record["order_date"] = stamp
+    for t in record["transactions"]:
+        t["processed_at"] = stamp
+    assert (fast_rows(record, latest=latest) is not None) is ok
+    assert isinstance(check_record(record, latest), OrderRecord) is ok
+
+
+ADDRESSES = [  # (address, valid)
+    ("erika@example.org", True), ("o'brien+1@example.org", True),
+    ("a.b-c@sub.example.co.uk", True), ("x@müller.de", True), ("a@xn--mller-kva.de", True),
+    ("a" * 64 + "@x.org", True), ("a" * 65 + "@x.org", False),
+    ("a@" + "b" * 63 + ".org", True), ("a@" + "b" * 64 + ".org", False),
+    ("a@" + ("b" * 61 + ".") * 4 + "org", True),  # 253 characters
+    ("a@" + ("b" * 62 + ".") * 4 + "org", False),  # 257
+    ("a..b@x.org", False), (".a@x.org", False), ("a.@x.org", False), ("a@-x.org", False),
+    ("a@x-.org", False), ("a@x.o", False), ("a@x.org.", False), ("a@x_y.org", False),
+    ("a@x", False), ("a b@x.org", False), ("a@x.org\n", False), ('"a"@x.org', False),
+    ("a@[127.0.0.1]", False),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("email", "valid"), ADDRESSES)
+def test_the_fast_address_check_never_accepts_what_the_model_refuses(email, valid):
+    record = rich_record()
+    record["buyer"]["email"] = email
+    assert isinstance(check_record(record), OrderRecord) is valid
+    assert not fast_check(record) or valid
+
+
 _MUTANTS = [
     None, "", "x", -1, 0, 1, 2.5, True, [], {}, "2026-01-01", "2026-01-01T00:00:00Z",
     "2026-13-01T00:00:00+01:00", "12.345", "12.34", "-0.01", "0", "EUR", "sale", "\x00",
-    "ä" * 65, "1" * 13, 10**7, "business", "consumer",
+    "ä" * 65, "1" * 13, 10**7, "business", "consumer", "a@b.de, c@d.de", "x@y.de\nBcc: z@w.de",
+    "e@x.org", "9999-12-31T23:59:59-12:00", "1999-12-31T23:59:59Z", "2101-01-01", "1999-12-31",
 ]  # fmt: skip
 
 
@@ -189,7 +264,7 @@ def test_fast_path_never_accepts_what_pydantic_refuses():
                 continue
         # as the file reader calls it: a line without the escape \u0000 holds no NUL
         nul_free = b"\\u0000" not in orjson.dumps(record)
-        fast = fast_rows(record, nul_free) is not None
+        fast = fast_rows(record, nul_free) is not None  # the wall clock bounds the stamps
         assert fast == fast_check(record)
         model = check_record(record)
         if fast:
