@@ -743,13 +743,21 @@ def advance(
     # Claim batch n+1 while batch n is being sent.
     with ThreadPoolExecutor(max_workers=1) as sender:
         futures = []
-        for ids in claim_batches(url, as_of, settings, shard, shards):
+        for n, ids in enumerate(claim_batches(url, as_of, settings, shard, shards)):
             if ids:
                 crashpoint("escalate.claimed")
                 claimed += len(ids)
                 futures.append(
                     sender.submit(perform, url, ids, as_of, settings, workers, attempts, base_delay)
                 )
+            if n == 1:
+                # The first two batches (actions taken up again, notices to the partner)
+                # may concern any case; the claims that follow lock their cases and could
+                # wait on those outcomes while the outcomes wait on them (a deadlock seen on
+                # PostgreSQL). Finish them first; the later batches are disjoint by case id.
+                for future in futures:
+                    performed += future.result()
+                futures = []
         for future in futures:
             performed += future.result()
     stats["claimed"] = claimed
