@@ -257,10 +257,6 @@ class Case(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     close_reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    # Issue 5 (escalation): the part of fees_amount that reminder fees make up, and the
-    # source payments already reported to the partner (POST /payments).
-    reminder_fees: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
-    partner_told_paid: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
     # Issue 4: when the handover rules first routed the case; NULL = detected, not yet routed.
     routed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 

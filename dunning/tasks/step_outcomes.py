@@ -314,14 +314,7 @@ def _apply_done(s: Session, done: Sequence[Result], as_of: datetime) -> None:
                 "partner_error": None,
             },
         )
-    rs = by_step.get(ActionStep.PARTNER_PAYMENT.value, [])
-    if rs:
-        s.execute(
-            update(CASES)
-            .where(CASES.c.case_id == bindparam("cid"))
-            .values(partner_told_paid=CASES.c.partner_told_paid + bindparam("amount")),
-            [{"cid": r.case_id, "amount": _dec(r.payload["amount"])} for r in rs],
-        )
+    # A payment notice or added items done: the action (by its key) is the record.
     rs = by_step.get(ActionStep.RECALL.value, [])
     if rs:
         s.execute(

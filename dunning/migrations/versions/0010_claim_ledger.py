@@ -5,7 +5,8 @@ Existing cases are carried over: their reminder fees (one per reminder sent, on 
 reminder's day) and cancellation costs become charges; the rest of their events (items,
 payments, chargebacks) is already in the database. Payments that earlier versions already
 reported to the partner (as a running total) are marked told under the new per-payment
-keys, so none is reported twice.
+keys, so none is reported twice. The running totals (`reminder_fees`, `partner_told_paid`)
+go: the charges and the actions hold that now.
 
 Revision ID: 0010
 Revises: 0009
@@ -85,9 +86,16 @@ def upgrade() -> None:
         WHERE c.handed_over_at IS NOT NULL AND t.processed_at > c.handed_over_at
           AND t.processed_at <= told.at"""
     )
+    # Plain DROP COLUMN (SQLite >= 3.35): a batch copy of `cases` would break the foreign
+    # keys that point at it.
+    op.execute("ALTER TABLE cases DROP COLUMN reminder_fees")
+    op.execute("ALTER TABLE cases DROP COLUMN partner_told_paid")
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("cases") as batch:
+        batch.add_column(sa.Column("reminder_fees", MONEY, nullable=False, server_default="0"))
+        batch.add_column(sa.Column("partner_told_paid", MONEY, nullable=False, server_default="0"))
     with op.batch_alter_table("merchant_settings") as batch:
         batch.drop_column("min_claim_amount")
     op.drop_index("uq_case_charges_case_key", table_name="case_charges")
