@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -68,9 +68,6 @@ class ClaimInput:
     order_day: date
     payment_plan: str
     invoice: bool
-    first_reminder_deadline: date | None
-    handed_over_on: date | None
-    labels: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def statement(self, today: date, rates: BaseRates, *extra: Charge) -> Statement:
         ledger = self.ledger
@@ -245,8 +242,6 @@ def _claim_input(c, cfg: MerchantConfig, numbers, schedule, txns, own_charges, z
         order_day=order_day,
         payment_plan=c.payment_plan,
         invoice=invoice,
-        first_reminder_deadline=r1_deadline,
-        handed_over_on=handed_over_on,
     )
 
 

@@ -85,7 +85,6 @@ CASES = Case.__table__
 ACTOR = "escalation"
 LEASE = timedelta(minutes=15)
 CHUNK = 2000
-ZERO = Decimal("0.00")
 OPEN_PARTNER_STATES = (
     CaseState.WITH_PARTNER,
     CaseState.TERMINATION_NOTICE,
