@@ -46,6 +46,10 @@ class JsonHandler(BaseHTTPRequestHandler):
 
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
+        if len(raw) < length:
+            # The client went away mid-request (a killed run): nothing of it is acted on.
+            self.close_connection = True
+            return
         faults = self.server.faults
         with self.server.lock:
             inject_reset = faults.draw(faults.reset)

@@ -483,3 +483,25 @@ def test_invalid_payment_is_422_and_not_recorded(server, http, body, fields):
     assert response.json() == {"error": "invalid payment", "fields": fields}
     assert server.payments_of(claim_id) == []
     assert server.claim("DUN-1")["open_amount"] == "54.71"
+
+
+def test_a_request_cut_off_before_its_body_is_not_acted_on(server, http):
+    """A run killed between the headers and the body of its POST: the partner sees a short
+    body and must not count it as a claim (with no reference, two such calls once looked
+    like one claim sent under two keys)."""
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(server.url)
+    head = (
+        "POST /v1/claims HTTP/1.1\r\n"
+        f"Host: {url.hostname}\r\n"
+        f"Authorization: Bearer {TOKEN}\r\n"
+        "Idempotency-Key: case-1-handover\r\n"
+        "Content-Type: application/json\r\n"
+        "Content-Length: 512\r\n\r\n"
+    )
+    with socket.create_connection((url.hostname, url.port)) as sock:
+        sock.sendall(head.encode())
+    handed_over(http)
+    assert server.claim_posts == {"DUN-1": 1}
