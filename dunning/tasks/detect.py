@@ -40,7 +40,7 @@ from dunning.models.claims import claim_outcome, refresh_outstanding, vanished_r
 from dunning.models.clock import local_date
 from dunning.models.enums import OPEN_STATES, CaseState
 from dunning.models.schema import Case, DetectMark
-from dunning.models.types import UTCDateTime
+from dunning.db.types import UTCDateTime
 from dunning.tasks.synced_since import newest_stamp, since_mark
 from dunning.tasks.transitions import move_cases
 

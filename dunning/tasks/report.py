@@ -68,7 +68,7 @@ from dunning.models.schema import (
     Order,
     ReportMark,
 )
-from dunning.models.types import UTCDateTime
+from dunning.db.types import UTCDateTime
 
 REFRESH_NAME = "refresh"
 _ROWCOUNT = {"preserve_rowcount": True}

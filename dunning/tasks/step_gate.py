@@ -18,7 +18,7 @@ from dunning.db import is_postgres
 from dunning.models.enums import ActionStatus, ActionStep
 from dunning.models.ladder import FROM_STATES
 from dunning.models.schema import Action
-from dunning.models.types import UTCDateTime
+from dunning.db.types import UTCDateTime
 
 
 @dataclass

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import dunning.models.types
+import dunning.db.types
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -40,12 +40,12 @@ def upgrade() -> None:
         sa.Column("interest_amount", sa.Numeric(precision=14, scale=2), nullable=False),
         sa.Column("dunning_option", sa.String(length=16), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
-        sa.Column("opened_at", dunning.models.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("last_step_at", dunning.models.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("next_step_at", dunning.models.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("opened_at", dunning.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("last_step_at", dunning.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("next_step_at", dunning.db.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("partner_reference", sa.String(length=64), nullable=True),
         sa.Column("blocked_reason", sa.Text(), nullable=True),
-        sa.Column("refreshed_at", dunning.models.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("refreshed_at", dunning.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("case_id", name=op.f("pk_case_report")),
     )
     with op.batch_alter_table("case_report", schema=None) as batch_op:
@@ -63,7 +63,7 @@ def upgrade() -> None:
     op.create_table(
         "last_data_update",
         sa.Column("name", sa.String(length=320), nullable=False),
-        sa.Column("updated_at", dunning.models.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", dunning.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("details", sa.JSON(), nullable=True),
         sa.PrimaryKeyConstraint("name", name=op.f("pk_last_data_update")),
     )
@@ -81,9 +81,9 @@ def upgrade() -> None:
         sa.Column("cancellation_costs", sa.Numeric(precision=14, scale=2), nullable=False),
         sa.Column("interest_enabled", sa.Boolean(), nullable=False),
         sa.Column(
-            "option_changed_at", dunning.models.types.UTCDateTime(timezone=True), nullable=True
+            "option_changed_at", dunning.db.types.UTCDateTime(timezone=True), nullable=True
         ),
-        sa.Column("updated_at", dunning.models.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", dunning.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_by", sa.String(length=100), nullable=False),
         sa.PrimaryKeyConstraint("merchant_id", name=op.f("pk_merchant_settings")),
     )
@@ -96,7 +96,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("merchant_id", sa.String(length=64), nullable=False),
-        sa.Column("changed_at", dunning.models.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("changed_at", dunning.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("changed_by", sa.String(length=100), nullable=False),
         sa.Column("changes", sa.JSON(), nullable=False),
         sa.Column("settings", sa.JSON(), nullable=False),
@@ -112,8 +112,8 @@ def upgrade() -> None:
         sa.Column("merchant_id", sa.String(length=64), nullable=False),
         sa.Column("name", sa.String(length=200), nullable=True),
         sa.Column("shard_key", sa.Integer(), nullable=False),
-        sa.Column("created_at", dunning.models.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", dunning.models.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", dunning.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", dunning.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("merchant_id", name=op.f("pk_merchants")),
     )
     with op.batch_alter_table("merchants", schema=None) as batch_op:
@@ -123,8 +123,8 @@ def upgrade() -> None:
         "orders",
         sa.Column("order_id", sa.String(length=64), nullable=False),
         sa.Column("merchant_id", sa.String(length=64), nullable=False),
-        sa.Column("order_date", dunning.models.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("updated_at", dunning.models.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("order_date", dunning.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", dunning.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("total_amount", sa.Numeric(precision=14, scale=2), nullable=False),
@@ -133,7 +133,7 @@ def upgrade() -> None:
         sa.Column("payment_plan", sa.String(length=24), nullable=False),
         sa.Column("payment_method", sa.String(length=16), nullable=False),
         sa.Column("source", sa.String(length=300), nullable=False),
-        sa.Column("synced_at", dunning.models.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("synced_at", dunning.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("order_id", name=op.f("pk_orders")),
     )
     with op.batch_alter_table("orders", schema=None) as batch_op:
@@ -154,8 +154,8 @@ def upgrade() -> None:
         sa.Column("raw", sa.Text(), nullable=False),
         sa.Column("field", sa.String(length=200), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
-        sa.Column("received_at", dunning.models.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("resolved_at", dunning.models.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("received_at", dunning.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("resolved_at", dunning.db.types.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_quarantine")),
     )
     with op.batch_alter_table("quarantine", schema=None) as batch_op:
@@ -165,9 +165,9 @@ def upgrade() -> None:
     op.create_table(
         "sync_watermarks",
         sa.Column("source", sa.String(length=300), nullable=False),
-        sa.Column("watermark", dunning.models.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("watermark", dunning.db.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("cursor", sa.String(length=300), nullable=True),
-        sa.Column("updated_at", dunning.models.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", dunning.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("source", name=op.f("pk_sync_watermarks")),
     )
     op.create_table(
@@ -207,7 +207,7 @@ def upgrade() -> None:
         sa.Column("held_from_state", sa.String(length=24), nullable=True),
         sa.Column("dunning_option", sa.String(length=16), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
-        sa.Column("opened_at", dunning.models.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("opened_at", dunning.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("default_date", sa.Date(), nullable=False),
         sa.Column("principal_amount", sa.Numeric(precision=14, scale=2), nullable=False),
         sa.Column("fees_amount", sa.Numeric(precision=14, scale=2), nullable=False),
@@ -217,19 +217,19 @@ def upgrade() -> None:
         sa.Column("partner_paid_amount", sa.Numeric(precision=14, scale=2), nullable=False),
         sa.Column("outstanding_amount", sa.Numeric(precision=14, scale=2), nullable=False),
         sa.Column("blocked_reason", sa.Text(), nullable=True),
-        sa.Column("started_at", dunning.models.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("reminder_1_at", dunning.models.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("reminder_2_at", dunning.models.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("handed_over_at", dunning.models.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("last_step_at", dunning.models.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("next_step_at", dunning.models.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("started_at", dunning.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("reminder_1_at", dunning.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("reminder_2_at", dunning.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("handed_over_at", dunning.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_step_at", dunning.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("next_step_at", dunning.db.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("partner_claim_id", sa.String(length=64), nullable=True),
         sa.Column("partner_reference", sa.String(length=64), nullable=True),
         sa.Column("partner_status", sa.String(length=24), nullable=True),
         sa.Column("partner_error", sa.Text(), nullable=True),
-        sa.Column("closed_at", dunning.models.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("closed_at", dunning.db.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("close_reason", sa.Text(), nullable=True),
-        sa.Column("updated_at", dunning.models.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", dunning.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["order_id"], ["orders.order_id"], name=op.f("fk_cases_order_id_orders")
         ),
@@ -273,7 +273,7 @@ def upgrade() -> None:
         sa.Column("transaction_id", sa.String(length=64), nullable=False),
         sa.Column("type", sa.String(length=16), nullable=False),
         sa.Column("amount", sa.Numeric(precision=14, scale=2), nullable=False),
-        sa.Column("processed_at", dunning.models.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("processed_at", dunning.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("installment_number", sa.Integer(), nullable=True),
         sa.Column("reverses_transaction_id", sa.String(length=64), nullable=True),
         sa.Column("fee", sa.Numeric(precision=14, scale=2), nullable=True),
@@ -302,9 +302,9 @@ def upgrade() -> None:
         sa.Column("response", sa.JSON(), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column("created_at", dunning.models.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("sent_at", dunning.models.types.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("done_at", dunning.models.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", dunning.db.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", dunning.db.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("done_at", dunning.db.types.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["case_id"], ["cases.case_id"], name=op.f("fk_actions_case_id_cases")
         ),
@@ -324,7 +324,7 @@ def upgrade() -> None:
             nullable=False,
         ),
         sa.Column("case_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
-        sa.Column("at", dunning.models.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("at", dunning.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("actor", sa.String(length=100), nullable=False),
         sa.Column("from_state", sa.String(length=24), nullable=True),
         sa.Column("to_state", sa.String(length=24), nullable=False),

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import dunning.models.types
+import dunning.db.types
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -36,7 +36,7 @@ def upgrade() -> None:
         batch_op.add_column(
             sa.Column(
                 "record_updated_at",
-                dunning.models.types.UTCDateTime(timezone=True),
+                dunning.db.types.UTCDateTime(timezone=True),
                 nullable=True,
             )
         )

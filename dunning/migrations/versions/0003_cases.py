@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import dunning.models.types
+import dunning.db.types
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -17,7 +17,7 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
-UTC_TS = dunning.models.types.UTCDateTime(timezone=True)
+UTC_TS = dunning.db.types.UTCDateTime(timezone=True)
 
 
 def upgrade() -> None:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import dunning.models.types
+import dunning.db.types
 
 revision: str = "0004"
 down_revision: str | None = "0003"
@@ -27,7 +27,7 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("actions") as batch:
         batch.add_column(
-            sa.Column("lease_until", dunning.models.types.UTCDateTime(), nullable=True)
+            sa.Column("lease_until", dunning.db.types.UTCDateTime(), nullable=True)
         )
 
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import dunning.models.types
+import dunning.db.types
 
 revision: str = "0005"
 down_revision: str | None = "0004"
@@ -43,7 +43,7 @@ def upgrade() -> None:
         sa.Column("outstanding_amount", sa.Numeric(precision=14, scale=2), nullable=False),
         sa.Column("order_amount", sa.Numeric(precision=14, scale=2), nullable=False),
         sa.Column("paid_amount", sa.Numeric(precision=14, scale=2), nullable=False),
-        sa.Column("refreshed_at", dunning.models.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("refreshed_at", dunning.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint(
             "snapshot_date", "merchant_id", "state", "currency", name=op.f("pk_case_report_daily")
         ),

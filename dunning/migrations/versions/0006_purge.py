@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import dunning.models.types
+import dunning.db.types
 
 revision: str = "0006"
 down_revision: str | None = "0005"
@@ -20,7 +20,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("buyers") as batch_op:
         batch_op.add_column(
-            sa.Column("anonymised_at", dunning.models.types.UTCDateTime(timezone=True))
+            sa.Column("anonymised_at", dunning.db.types.UTCDateTime(timezone=True))
         )
 
 

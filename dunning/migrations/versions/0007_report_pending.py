@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import dunning.models.types
+import dunning.db.types
 
 revision: str = "0007"
 down_revision: str | None = "0006"
@@ -90,7 +90,7 @@ def upgrade() -> None:
         "report_marks",
         sa.Column("scope", sa.String(length=32), nullable=False),
         sa.Column("rebuilt_day", sa.Date(), nullable=False),
-        sa.Column("as_of", dunning.models.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("as_of", dunning.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("scope", name=op.f("pk_report_marks")),
     )
     if op.get_bind().dialect.name == "postgresql":

@@ -10,14 +10,14 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import dunning.models.types
+import dunning.db.types
 
 revision: str = "0008"
 down_revision: str | None = "0007"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-UTC_TS = dunning.models.types.UTCDateTime(timezone=True)
+UTC_TS = dunning.db.types.UTCDateTime(timezone=True)
 
 
 def upgrade() -> None:

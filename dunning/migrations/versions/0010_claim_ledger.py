@@ -17,14 +17,14 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import dunning.models.types
+import dunning.db.types
 
 revision: str = "0010"
 down_revision: str | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-UTC_TS = dunning.models.types.UTCDateTime(timezone=True)
+UTC_TS = dunning.db.types.UTCDateTime(timezone=True)
 MONEY = sa.Numeric(precision=14, scale=2)
 
 

@@ -1,4 +1,4 @@
-"""Engines, sessions and schema upgrades: the one place that knows the two dialects apart."""
+"""Engines, sessions and schema upgrades."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session, sessionmaker
 
-MIGRATIONS = Path(__file__).parent / "migrations"
+from dunning.db.dialect import register_sqlite_functions
+
+MIGRATIONS = Path(__file__).parent.parent / "migrations"
 
 
 class DatabaseConfigError(ValueError):
@@ -84,6 +86,7 @@ def _create_engine(url: str) -> Engine:
                 Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
             engine = create_engine(url, connect_args={"timeout": 30})
             event.listen(engine, "connect", _sqlite_pragmas)
+            event.listen(engine, "connect", register_sqlite_functions)
         else:
             engine = create_engine(
                 url,
@@ -98,58 +101,6 @@ def _create_engine(url: str) -> Engine:
     except (ArgumentError, NoSuchModuleError) as exc:
         raise DatabaseConfigError(f"cannot use {safe_url(url)}: {exc}") from None
     return engine
-
-
-def is_postgres(engine: Engine) -> bool:
-    return engine.dialect.name == "postgresql"
-
-
-# What the planner should assume of a random page read in runs that touch few rows: the
-# default 4.0 describes spinning disks; with the working set in RAM or on SSD, 1.1 is the
-# usual value. With 4.0, a run over a few thousand changed orders hash-joined whole tables
-# of millions of rows instead of looking them up (3x slower at a million orders).
-FEW_ROWS_RANDOM_PAGE_COST = 1.1
-
-
-def insert_for(session: Session, table):
-    """INSERT with the dialect's ON CONFLICT clauses (both engines spell them alike)."""
-    if is_postgres(session.get_bind()):
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
-
-
-def prefer_index_lookups(conn) -> None:
-    """For this transaction (PostgreSQL): plan as a run over few rows should - by index."""
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql(f"SET LOCAL random_page_cost = {FEW_ROWS_RANDOM_PAGE_COST}")
-
-
-# Rows one run must write to a table before its planner statistics are refreshed at once.
-ANALYZE_MIN_ROWS = 5000
-
-
-def refresh_statistics(conn, tables: tuple[str, ...], changed: int) -> bool:
-    """ANALYZE `tables` (PostgreSQL) when this run wrote `changed` rows of the first: more
-    than ANALYZE_MIN_ROWS and more than a tenth of what the planner believes it holds
-    (autovacuum's own threshold, without waiting for it). ANALYZE sees the transaction's
-    own rows and samples 30,000 rows per table: well under a second.
-
-    Why: after a first load, or after handover moved every new case to `scheduled`, the
-    statistics still describe the table as it was; with them, lookups of a few thousand
-    orders became full scans and the escalation's claim of due cases a nested loop over
-    every case (15 s per batch at a million orders instead of milliseconds)."""
-    if conn.dialect.name != "postgresql" or changed <= ANALYZE_MIN_ROWS:
-        return False
-    believed = conn.exec_driver_sql(
-        "SELECT reltuples FROM pg_class WHERE relname = %(t)s", {"t": tables[0]}
-    ).scalar()
-    if changed <= 0.1 * max(believed or 0, 0):
-        return False
-    for table in tables:
-        conn.exec_driver_sql(f"ANALYZE {table}")
-    return True
 
 
 @contextmanager
