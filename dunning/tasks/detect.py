@@ -36,11 +36,11 @@ from sqlalchemy.orm import Session
 
 from dunning.config import Settings
 from dunning.db import prefer_index_lookups, refresh_statistics
+from dunning.db.types import UTCDateTime
 from dunning.models.claims import claim_outcome, refresh_outstanding, vanished_reason
 from dunning.models.clock import local_date
 from dunning.models.enums import OPEN_STATES, CaseState
 from dunning.models.schema import Case, DetectMark
-from dunning.db.types import UTCDateTime
 from dunning.tasks.synced_since import newest_stamp, since_mark
 from dunning.tasks.transitions import move_cases
 

@@ -56,6 +56,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from dunning.crashpoints import crashpoint
 from dunning.db import get_engine, prefer_index_lookups
+from dunning.db.types import UTCDateTime
 from dunning.models.clock import local_date
 from dunning.models.enums import STATE_LABELS, TERMINAL_STATES
 from dunning.models.schema import (
@@ -68,7 +69,6 @@ from dunning.models.schema import (
     Order,
     ReportMark,
 )
-from dunning.db.types import UTCDateTime
 
 REFRESH_NAME = "refresh"
 _ROWCOUNT = {"preserve_rowcount": True}

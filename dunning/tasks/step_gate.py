@@ -15,10 +15,10 @@ from typing import Any
 from sqlalchemy import bindparam, text
 
 from dunning.db import is_postgres
+from dunning.db.types import UTCDateTime
 from dunning.models.enums import ActionStatus, ActionStep
 from dunning.models.ladder import FROM_STATES
 from dunning.models.schema import Action
-from dunning.db.types import UTCDateTime
 
 
 @dataclass

@@ -80,9 +80,7 @@ def upgrade() -> None:
         sa.Column("chargeback_fee", sa.Numeric(precision=14, scale=2), nullable=False),
         sa.Column("cancellation_costs", sa.Numeric(precision=14, scale=2), nullable=False),
         sa.Column("interest_enabled", sa.Boolean(), nullable=False),
-        sa.Column(
-            "option_changed_at", dunning.db.types.UTCDateTime(timezone=True), nullable=True
-        ),
+        sa.Column("option_changed_at", dunning.db.types.UTCDateTime(timezone=True), nullable=True),
         sa.Column("updated_at", dunning.db.types.UTCDateTime(timezone=True), nullable=False),
         sa.Column("updated_by", sa.String(length=100), nullable=False),
         sa.PrimaryKeyConstraint("merchant_id", name=op.f("pk_merchant_settings")),

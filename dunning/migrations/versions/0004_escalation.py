@@ -26,9 +26,7 @@ def upgrade() -> None:
             sa.Column("partner_told_paid", sa.Numeric(14, 2), nullable=False, server_default="0")
         )
     with op.batch_alter_table("actions") as batch:
-        batch.add_column(
-            sa.Column("lease_until", dunning.db.types.UTCDateTime(), nullable=True)
-        )
+        batch.add_column(sa.Column("lease_until", dunning.db.types.UTCDateTime(), nullable=True))
 
 
 def downgrade() -> None:

@@ -19,9 +19,7 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     with op.batch_alter_table("buyers") as batch_op:
-        batch_op.add_column(
-            sa.Column("anonymised_at", dunning.db.types.UTCDateTime(timezone=True))
-        )
+        batch_op.add_column(sa.Column("anonymised_at", dunning.db.types.UTCDateTime(timezone=True)))
 
 
 def downgrade() -> None:
