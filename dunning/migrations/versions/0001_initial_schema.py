@@ -1,20 +1,11 @@
-"""initial schema
-
-Revision ID: 0001
-Revises:
-"""
-
-from collections.abc import Sequence
+"""initial schema"""
 
 import sqlalchemy as sa
 from alembic import op
 
 import dunning.db.types
 
-revision: str = "0001"
-down_revision: str | None = None
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0001", None
 
 
 def upgrade() -> None:

@@ -7,22 +7,14 @@ writes them only for orders it upserted in the same transaction.
 
 Quarantine entries remember the record's updated_at (a later valid snapshot resolves
 them) and a digest of the raw bytes (a rerun never quarantines the same bytes twice).
-
-Revision ID: 0002
-Revises: 0001
 """
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 import dunning.db.types
 
-revision: str = "0002"
-down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0002", "0001"
 
 
 CHILDREN = ("buyers", "installments", "transactions")

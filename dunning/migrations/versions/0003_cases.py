@@ -1,20 +1,11 @@
-"""cases tables and columns (issue 4: detection, handover rules, operator actions)
-
-Revision ID: 0003
-Revises: 0002
-"""
-
-from collections.abc import Sequence
+"""cases tables and columns (issue 4: detection, handover rules, operator actions)"""
 
 import sqlalchemy as sa
 from alembic import op
 
 import dunning.db.types
 
-revision: str = "0003"
-down_revision: str | None = "0002"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0003", "0002"
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 UTC_TS = dunning.db.types.UTCDateTime(timezone=True)

@@ -1,20 +1,11 @@
-"""escalation tables and columns
-
-Revision ID: 0004
-Revises: 0003
-"""
-
-from collections.abc import Sequence
+"""escalation tables and columns"""
 
 import sqlalchemy as sa
 from alembic import op
 
 import dunning.db.types
 
-revision: str = "0004"
-down_revision: str | None = "0003"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0004", "0003"
 
 
 def upgrade() -> None:

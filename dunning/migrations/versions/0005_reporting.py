@@ -7,17 +7,12 @@ Issue 6: the board's search column and filter indexes on case_report, the daily 
 table, the view of cases in progress, and (PostgreSQL) comments on the reporting table.
 """
 
-from collections.abc import Sequence
-
 import sqlalchemy as sa
 from alembic import op
 
 import dunning.db.types
 
-revision: str = "0005"
-down_revision: str | None = "0004"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0005", "0004"
 
 IN_PROGRESS = ("scheduled", "reminder_1", "reminder_2", "with_partner", "court", "order_cancelled")
 VIEW_COLUMNS = (

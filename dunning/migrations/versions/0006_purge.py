@@ -1,20 +1,11 @@
-"""buyers.anonymised_at for data-protection purges
-
-Revision ID: 0006
-Revises: 0005
-"""
-
-from collections.abc import Sequence
+"""buyers.anonymised_at for data-protection purges"""
 
 import sqlalchemy as sa
 from alembic import op
 
 import dunning.db.types
 
-revision: str = "0006"
-down_revision: str | None = "0005"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0006", "0005"
 
 
 def upgrade() -> None:

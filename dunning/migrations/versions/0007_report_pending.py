@@ -1,20 +1,11 @@
-"""incremental board refresh: case_report_pending (filled by triggers), report_marks
-
-Revision ID: 0007
-Revises: 0006
-"""
-
-from collections.abc import Sequence
+"""incremental board refresh: case_report_pending (filled by triggers), report_marks"""
 
 import sqlalchemy as sa
 from alembic import op
 
 import dunning.db.types
 
-revision: str = "0007"
-down_revision: str | None = "0006"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0007", "0006"
 
 # (table, how a changed row of it names its cases, the writes that matter)
 SOURCES = (

@@ -1,21 +1,13 @@
 """handover_marks: blocked cases are re-checked when their order changed, not every run;
 sync_stamps: order writes per sync stamp, so marks need not count orders
-
-Revision ID: 0008
-Revises: 0007
 """
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 import dunning.db.types
 
-revision: str = "0008"
-down_revision: str | None = "0007"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0008", "0007"
 
 UTC_TS = dunning.db.types.UTCDateTime(timezone=True)
 

@@ -1,18 +1,9 @@
-"""buyers.buyer_type: consumer or business (contract `buyer.type`); existing rows: consumer
-
-Revision ID: 0009
-Revises: 0008
-"""
-
-from collections.abc import Sequence
+"""buyers.buyer_type: consumer or business (contract `buyer.type`); existing rows: consumer"""
 
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0009"
-down_revision: str | None = "0008"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0009", "0008"
 
 
 def upgrade() -> None:

@@ -7,22 +7,14 @@ payments, chargebacks) is already in the database. Payments that earlier version
 reported to the partner (as a running total) are marked told under the new per-payment
 keys, so none is reported twice. The running totals (`reminder_fees`, `partner_told_paid`)
 go: the charges and the actions hold that now.
-
-Revision ID: 0010
-Revises: 0009
 """
-
-from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
 
 import dunning.db.types
 
-revision: str = "0010"
-down_revision: str | None = "0009"
-branch_labels: str | Sequence[str] | None = None
-depends_on: str | Sequence[str] | None = None
+revision, down_revision = "0010", "0009"
 
 UTC_TS = dunning.db.types.UTCDateTime(timezone=True)
 MONEY = sa.Numeric(precision=14, scale=2)
