@@ -91,7 +91,7 @@ class JsonHandler(BaseHTTPRequestHandler):
         headers: dict[str, str] | None = None,
         truncate: bool = False,
     ) -> None:
-        data = json.dumps(payload, default=str).encode()
+        data = payload if isinstance(payload, bytes) else json.dumps(payload, default=str).encode()
         if truncate:
             data = data[: max(1, len(data) // 2)]
         self.send_response(status)

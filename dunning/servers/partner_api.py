@@ -26,17 +26,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from dunning.models.address import REQUIRED_FIELDS
 from dunning.servers.http import Faults, JsonHandler, LoopbackServer
 
-DEBTOR_FIELDS = (
-    "first_name",
-    "last_name",
-    "street",
-    "house_number",
-    "zip_code",
-    "city",
-    "country_code",
-)
 PAGE = 200
 CLOSED = ("recalled", "closed", "paid")  # no items are added to these
 INTEREST_FIELDS = ("principal_base", "from", "to", "rate_percent")  # § 13a RDG
@@ -100,9 +92,9 @@ CLAIM_RULES = rules(
 )
 CREDITOR_RULES = rules("merchant_id name", merchant_id=TEXT, name=TEXT)
 DEBTOR_RULES = rules(
-    " ".join(("type", *DEBTOR_FIELDS)),
+    " ".join(("type", *REQUIRED_FIELDS)),
     type=one_of("consumer business"),
-    **dict.fromkeys(DEBTOR_FIELDS, TEXT),
+    **dict.fromkeys(REQUIRED_FIELDS, TEXT),
 )
 ITEM_RULES = rules(
     "type amount",
