@@ -1,4 +1,9 @@
-"""The deployments as `prefect.yaml` declares them: one source for `deploy` and `serve`."""
+"""The deployments as `prefect.yaml` declares them: one source for `deploy` and `serve`.
+
+The file ships inside the package (the repo root links to it for `prefect deploy`), and its
+entrypoints are module paths, so `dunning serve` works from an installed wheel in any folder
+and each flow module is imported once, under its own name.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from typing import Any
 
 import yaml
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PREFECT_YAML = Path(__file__).with_name("prefect.yaml")
 WORK_POOL = "dunning"
 PIPELINE_DEPLOYMENT = "dunning-run"
 
@@ -26,18 +31,11 @@ class DeploymentSpec:
     def load_flow(self):
         from prefect.flows import load_flow_from_entrypoint
 
-        return load_flow_from_entrypoint(str(PROJECT_ROOT / self.entrypoint))
-
-
-def prefect_yaml() -> Path:
-    for folder in (Path.cwd(), PROJECT_ROOT):
-        if (folder / "prefect.yaml").is_file():
-            return folder / "prefect.yaml"
-    raise FileNotFoundError("prefect.yaml not found in the working folder or the project root")
+        return load_flow_from_entrypoint(self.entrypoint)
 
 
 def deployment_specs(path: Path | None = None) -> list[DeploymentSpec]:
-    data = yaml.safe_load((path or prefect_yaml()).read_text(encoding="utf-8"))
+    data = yaml.safe_load((path or PREFECT_YAML).read_text(encoding="utf-8"))
     return [
         DeploymentSpec(
             name=d["name"],

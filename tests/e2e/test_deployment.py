@@ -11,16 +11,17 @@ import pytest
 from sqlalchemy import func, select
 
 from dunning.db import session_scope
-from dunning.deployments.definitions import PROJECT_ROOT, deployment_specs
+from dunning.deployments.definitions import deployment_specs
 from dunning.models.schema import Case, CaseReport, Order
 from tests.e2e.conftest import BIN
 
 pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]  # `prefect deploy` reads ./prefect.yaml
 
 
 def run(args: list[str], env: dict[str, str], timeout: float = 240) -> str:
     result = subprocess.run(
-        args, env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=timeout
+        args, env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout
     )
     assert result.returncode == 0, f"{args}: {result.stdout[-3000:]}\n{result.stderr[-3000:]}"
     return result.stdout
@@ -64,7 +65,7 @@ def test_bootstrap_deploy_worker_and_run(prefect_server, tmp_path: Path):
         worker = subprocess.Popen(
             [str(BIN / "prefect"), "worker", "start", "--pool", "dunning"],
             env=env,
-            cwd=PROJECT_ROOT,
+            cwd=REPO,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
             start_new_session=True,

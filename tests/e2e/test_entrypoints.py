@@ -80,10 +80,8 @@ FORBIDDEN = {"source", "source_url", "database_url"}
 def test_deployment_parameters_name_no_source_and_no_database(spec):
     from prefect.utilities.callables import parameter_schema, parameter_schema_from_entrypoint
 
-    from dunning.deployments.definitions import PROJECT_ROOT
-
     # what `prefect deploy` sends (parsed from the source) and what `serve` builds
-    parsed = parameter_schema_from_entrypoint(str(PROJECT_ROOT / spec.entrypoint))
+    parsed = parameter_schema_from_entrypoint(spec.entrypoint)
     loaded = parameter_schema(spec.load_flow())
     for schema in (parsed, loaded):
         assert not FORBIDDEN & set(schema.properties), (spec.name, sorted(schema.properties))
