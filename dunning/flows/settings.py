@@ -9,8 +9,6 @@ from typing import Literal
 from prefect import flow, get_run_logger
 from pydantic import BaseModel, Field
 
-from dunning.config import get_settings
-from dunning.db import ensure_schema, session_scope
 from dunning.tasks import merchant_settings as store
 
 
@@ -32,24 +30,6 @@ class SettingsChange(BaseModel):
     )
 
 
-def change_settings(
-    merchant_id: str,
-    changes: SettingsChange,
-    operator: str,
-    as_of: datetime,
-    database_url: str | None = None,
-) -> dict[str, list]:
-    """Apply a change (raises SettingsChangeRefused with the date it becomes possible)."""
-    installation = get_settings()
-    url = database_url or installation.database_url
-    ensure_schema(url)
-    with session_scope(url) as session:
-        _, diff = store.change(
-            session, merchant_id, changes.model_dump(), as_of, operator, installation
-        )
-    return diff
-
-
 @flow(
     name="change-merchant-settings",
     flow_run_name="settings {merchant_id} by {operator}",
@@ -62,7 +42,8 @@ def change_merchant_settings(
     as_of: datetime | None = None,
 ) -> dict[str, list]:
     """Change a merchant's settings; a refusal fails the run with the reason and the date."""
-    diff = change_settings(merchant_id, changes, operator, as_of or datetime.now(UTC))
+    when = as_of or datetime.now(UTC)
+    diff = store.change_in_database(merchant_id, changes.model_dump(), operator, when)
     logger = get_run_logger()
     if diff:
         for key, (old, new) in diff.items():

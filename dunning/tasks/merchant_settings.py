@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from dunning.config import Settings
+from dunning.config import Settings, get_settings
+from dunning.db import ensure_schema, session_scope
 from dunning.models.enums import DunningOption
 from dunning.models.merchant_settings import (
     MONEY_FIELDS,
@@ -85,6 +86,18 @@ def change(
         )
     )
     return new, diff
+
+
+def change_in_database(
+    merchant_id: str, changes: dict[str, Any], operator: str, as_of: datetime
+) -> dict[str, list]:
+    """`change` in a transaction of its own on the installation's database: what an operator's
+    form does (raises SettingsChangeRefused with the date a change becomes possible)."""
+    installation = get_settings()
+    ensure_schema(installation.database_url)
+    with session_scope(installation.database_url) as session:
+        _, diff = change(session, merchant_id, changes, as_of, operator, installation)
+    return diff
 
 
 def history(session: Session, merchant_id: str) -> list[MerchantSettingsHistory]:
