@@ -42,45 +42,27 @@ def schedule(count: int, first_due: date, amount: str, every_days: int = 30) -> 
     ]
 
 
+def transaction(tid: str, kind: str, amount: str, at: datetime, **fields: Any) -> dict[str, Any]:
+    """A transaction of the order record; `fields` set installment_number, reverses, fee."""
+    record = {"transaction_id": tid, "type": kind, "amount": amount}
+    record |= {"processed_at": at.isoformat(), "installment_number": None}
+    record |= {"reverses_transaction_id": None, "fee": None, "reason_code": None}
+    return record | fields
+
+
 def sale(tid: str, installment: int, amount: str, at: datetime) -> dict[str, Any]:
-    return {
-        "transaction_id": tid,
-        "type": "sale",
-        "amount": amount,
-        "processed_at": at.isoformat(),
-        "installment_number": installment,
-        "reverses_transaction_id": None,
-        "fee": None,
-        "reason_code": None,
-    }
+    return transaction(tid, "sale", amount, at, installment_number=installment)
 
 
 def chargeback(
     tid: str, reverses: str, amount: str, at: datetime, fee: str | None = "15.00", code="MD06"
 ) -> dict[str, Any]:
-    return {
-        "transaction_id": tid,
-        "type": "chargeback",
-        "amount": amount,
-        "processed_at": at.isoformat(),
-        "installment_number": None,
-        "reverses_transaction_id": reverses,
-        "fee": fee,
-        "reason_code": code,
-    }
+    fields = {"reverses_transaction_id": reverses, "fee": fee, "reason_code": code}
+    return transaction(tid, "chargeback", amount, at, **fields)
 
 
 def refund(tid: str, reverses: str, amount: str, at: datetime) -> dict[str, Any]:
-    return {
-        "transaction_id": tid,
-        "type": "refund",
-        "amount": amount,
-        "processed_at": at.isoformat(),
-        "installment_number": None,
-        "reverses_transaction_id": reverses,
-        "fee": None,
-        "reason_code": None,
-    }
+    return transaction(tid, "refund", amount, at, reverses_transaction_id=reverses)
 
 
 def order_record(order_id: str = "o1", merchant_id: str = "m1", **overrides: Any) -> dict:

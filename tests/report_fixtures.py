@@ -1,19 +1,23 @@
 """A small, hand-computed case board: orders via load_orders, cases inserted directly.
 
 AS_OF is 2026-02-01 06:00 UTC = 07:00 in Berlin, so the run's local date is 2026-02-01.
-EXPECTED holds every case_report column of every case, computed by hand (see comments).
+EXPECTED holds every case_report column of every case, computed by hand (see comments), read
+from the table tests/data/report_expected.csv.
 """
 
 from __future__ import annotations
 
+import csv
 from datetime import UTC, date, datetime
 from decimal import Decimal as D
+from pathlib import Path
 from typing import Any
 
 from tests.factories import address, load_orders, order_record, schedule
 
 AS_OF = datetime(2026, 2, 1, 6, 0, tzinfo=UTC)
 HYPERLINK = '=HYPERLINK("http://x")'
+DATA = Path(__file__).with_name("data")
 
 
 def _t(text: str) -> datetime:
@@ -61,6 +65,27 @@ ORDERS = [
     ),
 ]
 
+
+def _value(column: str, cell: str) -> Any:
+    """A table cell as the column's type: amounts Decimal, *_at UTC times, *_date dates."""
+    if column in ("case_id", "overdue_days"):
+        return int(cell)
+    if column.endswith("_amount") or column == "cancellation_costs":
+        return D(cell)
+    if column.endswith("_at"):
+        return _t(cell)
+    return date.fromisoformat(cell) if column.endswith("_date") else cell
+
+
+def _table(name: str, keep_empty: bool = True) -> list[dict[str, Any]]:
+    """Rows of a table in tests/data/; an empty cell is NULL, or left out (keep_empty=False)."""
+    with (DATA / name).open(encoding="utf-8", newline="") as f:
+        return [
+            {c: _value(c, v) if v != "" else None for c, v in row.items() if v or keep_empty}
+            for row in csv.DictReader(f)
+        ]
+
+
 _ZERO = D("0.00")
 
 
@@ -96,256 +121,21 @@ def _case(**kw: Any) -> dict[str, Any]:
     return row
 
 
-CASES = [
-    _case(
-        case_id=1,
-        order_id="o1",
-        merchant_id="m1",
-        state="reminder_1",
-        opened_at=_t("2026-01-16 05:00"),
-        default_date=date(2026, 1, 15),
-        principal_amount=D("99.00"),
-        fees_amount=D("2.50"),
-        outstanding_amount=D("101.50"),
-        last_step_at=_t("2026-01-25 06:00"),
-        next_step_at=_t("2026-02-04 06:00"),
-    ),
-    _case(
-        case_id=2,
-        order_id="o2",
-        merchant_id="m1",
-        state="with_partner",
-        opened_at=_t("2026-01-06 05:00"),
-        default_date=date(2026, 1, 5),
-        principal_amount=D("100.00"),
-        fees_amount=D("5.00"),
-        interest_amount=D("0.35"),
-        paid_amount=D("30.10"),
-        partner_paid_amount=D("20.20"),
-        outstanding_amount=D("55.05"),
-        partner_reference="P-77",
-        last_step_at=_t("2026-01-26 06:00"),
-        partner_error="422: zip invalid for jm@example.org",
-    ),
-    _case(
-        case_id=3,
-        order_id="o3",
-        merchant_id="m2",
-        kind="chargeback",
-        state="paid",
-        dunning_option="cancellation",
-        opened_at=_t("2026-01-11 05:00"),
-        default_date=date(2026, 1, 10),
-        principal_amount=D("49.90"),
-        fees_amount=D("15.00"),
-        cancellation_costs=D("1.10"),
-        paid_amount=D("66.00"),
-        closed_at=_t("2026-01-20 23:30"),
-    ),
-    _case(
-        case_id=4,
-        order_id="o4",
-        merchant_id="m2",
-        state="blocked",
-        opened_at=_t("2026-01-31 22:59"),
-        default_date=date(2026, 1, 31),
-        principal_amount=D("20.00"),
-        outstanding_amount=D("20.00"),
-        blocked_reason="missing address fields: street, zip_code",
-    ),
-    _case(
-        case_id=5,
-        order_id="x%_5",
-        merchant_id="m1",
-        state="awaiting_approval",
-        opened_at=_t("2026-01-30 10:00"),
-        default_date=date(2026, 2, 3),
-        principal_amount=D("10.00"),
-        outstanding_amount=D("10.00"),
-    ),
-    _case(
-        case_id=6,
-        order_id="o6",
-        merchant_id="m3",
-        state="scheduled",
-        currency="CHF",
-        opened_at=_t("2026-01-20 12:00"),
-        default_date=date(2026, 1, 19),
-        principal_amount=D("80.00"),
-        outstanding_amount=D("80.00"),
-        next_step_at=_t("2026-01-29 12:00"),
-    ),
-]
-
-
-def _expected(case_id: int, **kw: Any) -> dict[str, Any]:
-    return {"case_id": case_id, "refreshed_at": AS_OF, **kw}
+# The cases as detection and escalation would have left them; an empty cell keeps _case's
+# default.
+CASES = [_case(**row) for row in _table("report_cases.csv", keep_empty=False)]
 
 
 # Hand-computed. overdue_days: open cases 2026-02-01 - default_date; case 3 is paid and
 # freezes at its closing: 2026-01-20 23:30 UTC is 2026-01-21 00:30 in Berlin -> 21 - 10 = 11
 # (a UTC calendar would say 10). Case 5 defaults in the future -> 0, never negative.
 # paid_amount = paid at the source + paid to the partner: case 2: 30.10 + 20.20 = 50.30.
+# Every case_report column of every case, one row per case (empty = NULL).
 EXPECTED: dict[int, dict[str, Any]] = {
-    1: _expected(
-        1,
-        merchant_id="m1",
-        order_id="o1",
-        first_name="Erika",
-        last_name="Mustermann",
-        payment_plan="one_time_payment",
-        payment_method="sepa",
-        kind="overdue",
-        state="reminder_1",
-        state_label="1. Mahnung",
-        overdue_days=17,
-        outstanding_amount=D("101.50"),
-        order_amount=D("99.00"),
-        paid_amount=D("0.00"),
-        cancellation_costs=D("0.00"),
-        fees_amount=D("2.50"),
-        interest_amount=D("0.00"),
-        dunning_option="court",
-        currency="EUR",
-        opened_at=_t("2026-01-16 05:00"),
-        last_step_at=_t("2026-01-25 06:00"),
-        next_step_at=_t("2026-02-04 06:00"),
-        partner_reference=None,
-        blocked_reason=None,
-    ),
-    2: _expected(
-        2,
-        merchant_id="m1",
-        order_id="o2",
-        first_name="Jürgen",
-        last_name="Müller",
-        payment_plan="breakdown_payment",
-        payment_method="sepa",
-        kind="overdue",
-        state="with_partner",
-        state_label="Beim Inkassopartner",
-        overdue_days=27,
-        outstanding_amount=D("55.05"),
-        order_amount=D("300.00"),
-        paid_amount=D("50.30"),
-        cancellation_costs=D("0.00"),
-        fees_amount=D("5.00"),
-        interest_amount=D("0.35"),
-        dunning_option="court",
-        currency="EUR",
-        opened_at=_t("2026-01-06 05:00"),
-        last_step_at=_t("2026-01-26 06:00"),
-        next_step_at=None,
-        partner_reference="P-77",
-        blocked_reason=None,
-    ),
-    3: _expected(
-        3,
-        merchant_id="m2",
-        order_id="o3",
-        first_name=HYPERLINK,
-        last_name="Smith",
-        payment_plan="one_time_payment",
-        payment_method="credit_card",
-        kind="chargeback",
-        state="paid",
-        state_label="Bezahlt",
-        overdue_days=11,
-        outstanding_amount=D("0.00"),
-        order_amount=D("49.90"),
-        paid_amount=D("66.00"),
-        cancellation_costs=D("1.10"),
-        fees_amount=D("15.00"),
-        interest_amount=D("0.00"),
-        dunning_option="cancellation",
-        currency="EUR",
-        opened_at=_t("2026-01-11 05:00"),
-        last_step_at=None,
-        next_step_at=None,
-        partner_reference=None,
-        blocked_reason=None,
-    ),
-    4: _expected(
-        4,
-        merchant_id="m2",
-        order_id="o4",
-        first_name="Anna",
-        last_name="O'Brien",
-        payment_plan="one_time_payment",
-        payment_method="sepa",
-        kind="overdue",
-        state="blocked",
-        state_label="Geblockt",
-        overdue_days=1,
-        outstanding_amount=D("20.00"),
-        order_amount=D("20.00"),
-        paid_amount=D("0.00"),
-        cancellation_costs=D("0.00"),
-        fees_amount=D("0.00"),
-        interest_amount=D("0.00"),
-        dunning_option="court",
-        currency="EUR",
-        opened_at=_t("2026-01-31 22:59"),
-        last_step_at=None,
-        next_step_at=None,
-        partner_reference=None,
-        blocked_reason="missing address fields: street, zip_code",
-    ),
-    5: _expected(
-        5,
-        merchant_id="m1",
-        order_id="x%_5",
-        first_name="Zoë",
-        last_name="Straßer;--",
-        payment_plan="abonnement",
-        payment_method="paypal",
-        kind="overdue",
-        state="awaiting_approval",
-        state_label="Warten auf Freigabe",
-        overdue_days=0,
-        outstanding_amount=D("10.00"),
-        order_amount=D("10.00"),
-        paid_amount=D("0.00"),
-        cancellation_costs=D("0.00"),
-        fees_amount=D("0.00"),
-        interest_amount=D("0.00"),
-        dunning_option="court",
-        currency="EUR",
-        opened_at=_t("2026-01-30 10:00"),
-        last_step_at=None,
-        next_step_at=None,
-        partner_reference=None,
-        blocked_reason=None,
-    ),
-    6: _expected(
-        6,
-        merchant_id="m3",
-        order_id="o6",
-        first_name="Hans",
-        last_name="MÜLLER",
-        payment_plan="one_time_payment",
-        payment_method="sepa",
-        kind="overdue",
-        state="scheduled",
-        state_label="Mahnlauf geplant",
-        overdue_days=13,
-        outstanding_amount=D("80.00"),
-        order_amount=D("80.00"),
-        paid_amount=D("0.00"),
-        cancellation_costs=D("0.00"),
-        fees_amount=D("0.00"),
-        interest_amount=D("0.00"),
-        dunning_option="court",
-        currency="CHF",
-        opened_at=_t("2026-01-20 12:00"),
-        last_step_at=None,
-        next_step_at=_t("2026-01-29 12:00"),
-        partner_reference=None,
-        blocked_reason=None,
-    ),
+    row["case_id"]: {**row, "refreshed_at": AS_OF} for row in _table("report_expected.csv")
 }
 
-# Buyer data that must never reach an artifact or a log line.
+
 SECRETS = ["erika@example.org", "jm@example.org", "evil@example.org", "Heidestraße"]
 
 

@@ -17,6 +17,8 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -25,7 +27,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import text
 
-from dunning.db import session_scope
+from dunning.db import session_scope, upgrade
 
 START = datetime(2026, 8, 28, 6, 0, tzinfo=ZoneInfo("Europe/Berlin")).astimezone(UTC)
 DAYS = (0, 10, 20)  # reminder 1, reminder 2, handover to the partner
@@ -137,6 +139,41 @@ class World:
             f"{as_of.date()} crash_at={crash_at} kill_after={kill_after} rc={rc} {took:.1f}s"
         )
         return rc, out.read_text()
+
+
+@contextmanager
+def world_of(url: str, records, smtp, prefect_env: dict[str, str], home: Path) -> Iterator[World]:
+    """A migrated database with two merchants, the local orders API serving `records`, the
+    local partner and the SMTP server; the servers stop when the block ends."""
+    from dunning.servers import orders_api, partner_api
+
+    upgrade(url)
+    configure_merchants(url, 2)
+    smtp_url, box = smtp
+    source = orders_api.start(records, token=SOURCE_TOKEN)
+    partner = partner_api.start(token=PARTNER_TOKEN)
+    world = World(url, source, partner, box, smtp_url, prefect_env, home, records)
+    world.claim_keys = record_claim_keys(partner)
+    try:
+        yield world
+    finally:
+        source.stop()
+        partner.stop()
+
+
+def outcome(url: str) -> tuple[set, set]:
+    """The cases (order, kind, state) and actions (order, step, status) a database holds."""
+    with session_scope(url) as s:
+        cases = set(s.execute(text("SELECT order_id, kind, state FROM cases")).all())
+        acts = set(
+            s.execute(
+                text(
+                    "SELECT c.order_id, a.step, a.status FROM actions a "
+                    "JOIN cases c ON c.case_id = a.case_id"
+                )
+            ).all()
+        )
+    return cases, acts
 
 
 def expire_leases(url: str) -> int:

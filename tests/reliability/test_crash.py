@@ -23,29 +23,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 
-from dunning.db import session_scope, upgrade
+from dunning.db import upgrade
 from tests.reliability import crash_driver as drv
 
 TRIALS = int(os.environ.get("CRASH_TRIALS", "6"))
 SCENARIOS = max(1, -(-TRIALS // len(drv.DAYS)))
 ORDERS = int(os.environ.get("CRASH_ORDERS", "60"))
 RESULTS = os.environ.get("CRASH_RESULTS")  # a JSON Lines file the README numbers come from
-
-
-def outcome(url: str) -> tuple[set, set]:
-    with session_scope(url) as s:
-        cases = set(s.execute(text("SELECT order_id, kind, state FROM cases")).all())
-        acts = set(
-            s.execute(
-                text(
-                    "SELECT c.order_id, a.step, a.status FROM actions a "
-                    "JOIN cases c ON c.case_id = a.case_id"
-                )
-            ).all()
-        )
-    return cases, acts
 
 
 def reference_outcome(tmp_path: Path, records, monkeypatch) -> tuple[set, set, int]:
@@ -74,7 +59,7 @@ def reference_outcome(tmp_path: Path, records, monkeypatch) -> tuple[set, set, i
         partner.stop()
         get_settings.cache_clear()
     mails = len(list((tmp_path / "ref-mail").glob("*.eml")))
-    return (*outcome(url), mails)
+    return (*drv.outcome(url), mails)
 
 
 @pytest.mark.postgres
@@ -83,22 +68,12 @@ def test_killed_runs_lose_nothing_and_send_nothing_twice(
     scenario, postgres_url, smtp, prefect_api_env, tmp_path, monkeypatch
 ):
     from dunning.sample.generator import generate_orders
-    from dunning.servers import orders_api, partner_api
 
     seed = 9000 + scenario
     rng = random.Random(seed)
     records = list(generate_orders(ORDERS, merchants=2, seed=seed, as_of=drv.START))
-    upgrade(postgres_url)
-    drv.configure_merchants(postgres_url, 2)
-    smtp_url, box = smtp
-    source = orders_api.start(records, token=drv.SOURCE_TOKEN)
-    partner = partner_api.start(token=drv.PARTNER_TOKEN)
-    world = drv.World(
-        postgres_url, source, partner, box, smtp_url, prefect_api_env, tmp_path, records
-    )
-    world.claim_keys = drv.record_claim_keys(partner)
     points: Counter = Counter()
-    try:
+    with drv.world_of(postgres_url, records, smtp, prefect_api_env, tmp_path) as world:
         for day in drv.DAYS:
             as_of = drv.START + timedelta(days=day)
             crash_at, kill_after = drv.plan_kill(rng, day, scenario)
@@ -115,11 +90,9 @@ def test_killed_runs_lose_nothing_and_send_nothing_twice(
             assert "Traceback" not in out, out[-3000:]
             drv.check_watermark(world)
         dup = drv.check_final(world, as_of)
-    finally:
-        source.stop()
-        partner.stop()
+    box, partner = world.box, world.partner
     ref_cases, ref_actions, ref_mails = reference_outcome(tmp_path, records, monkeypatch)
-    cases, acts = outcome(postgres_url)
+    cases, acts = drv.outcome(postgres_url)
     lost = {"cases": len(ref_cases - cases), "actions": len(ref_actions - acts)}
     extra = {"cases": len(cases - ref_cases), "actions": len(acts - ref_actions)}
     summary = {

@@ -89,20 +89,6 @@ def world_env(monkeypatch, source, partner, smtp_url: str, timeout: str = "0.5")
     get_settings.cache_clear()
 
 
-def outcome(url: str) -> tuple[set, set]:
-    with session_scope(url) as s:
-        cases = set(s.execute(text("SELECT order_id, kind, state FROM cases")).all())
-        acts = set(
-            s.execute(
-                text(
-                    "SELECT c.order_id, a.step, a.status FROM actions a "
-                    "JOIN cases c ON c.case_id = a.case_id"
-                )
-            ).all()
-        )
-    return cases, acts
-
-
 def reference(tmp_path: Path, records, monkeypatch, smtp_url: str) -> tuple[set, set]:
     from dunning.servers import orders_api, partner_api
 
@@ -118,7 +104,7 @@ def reference(tmp_path: Path, records, monkeypatch, smtp_url: str) -> tuple[set,
     finally:
         source.stop()
         partner.stop()
-    return outcome(url)
+    return drv.outcome(url)
 
 
 def check_run(url: str, partner, claim_keys, box) -> Counter:
@@ -195,7 +181,7 @@ def test_faults_at_30_percent_converge_without_duplicates(
     finally:
         source.stop()
         partner.stop()
-    cases, acts = outcome(postgres_url)
+    cases, acts = drv.outcome(postgres_url)
     print(
         f"\nFAULTS {kind}: {len(runs)} runs for 3 dates; runs ending with work waiting "
         f"visibly: {waiting_seen}; faults injected: source {source.faults.injected}, partner "
@@ -265,7 +251,7 @@ def test_database_connection_drop_mid_run_fails_cleanly_and_rerun_converges(
         core_run(ref_url, drv.START)
         ref_source.stop()
         ref_partner.stop()
-        ref_cases, ref_actions = outcome(ref_url)
+        ref_cases, ref_actions = drv.outcome(ref_url)
 
         world = drv.World(
             postgres_url, source, partner, box, smtp_url, prefect_api_env, tmp_path, records
@@ -298,7 +284,7 @@ def test_database_connection_drop_mid_run_fails_cleanly_and_rerun_converges(
     finally:
         source.stop()
         partner.stop()
-    cases, acts = outcome(postgres_url)
+    cases, acts = drv.outcome(postgres_url)
     print(f"\nconnection drop: first run rc={rc}, backends terminated {killed}")
     assert cases == ref_cases
     assert acts == ref_actions

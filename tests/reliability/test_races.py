@@ -24,20 +24,10 @@ pytestmark = pytest.mark.postgres
 
 def test_two_pipeline_runs_at_once_duplicate_nothing(postgres_url, smtp, prefect_api_env, tmp_path):
     from dunning.sample.generator import generate_orders
-    from dunning.servers import orders_api, partner_api
 
     records = list(generate_orders(60, merchants=2, seed=31, as_of=drv.START))
-    upgrade(postgres_url)
-    drv.configure_merchants(postgres_url, 2)
-    smtp_url, box = smtp
-    source = orders_api.start(records, token=drv.SOURCE_TOKEN)
-    partner = partner_api.start(token=drv.PARTNER_TOKEN)
-    world = drv.World(
-        postgres_url, source, partner, box, smtp_url, prefect_api_env, tmp_path, records
-    )
-    world.claim_keys = drv.record_claim_keys(partner)
     results: list[tuple[int, str]] = []
-    try:
+    with drv.world_of(postgres_url, records, smtp, prefect_api_env, tmp_path) as world:
         for day in drv.DAYS:
             as_of = drv.START + timedelta(days=day)
             threads = [
@@ -52,9 +42,7 @@ def test_two_pipeline_runs_at_once_duplicate_nothing(postgres_url, smtp, prefect
         rc, out = world.run(as_of)
         assert rc == 0, out[-2000:]
         dup = drv.check_final(world, as_of)
-    finally:
-        source.stop()
-        partner.stop()
+    box, partner = world.box, world.partner
     failed = [out[-500:] for rc, out in results if rc != 0]
     print(f"\nconcurrent runs: {len(results)} runs, {len(failed)} failed cleanly; {dup}")
     assert all("Traceback" not in out for _, out in results)

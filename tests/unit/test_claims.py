@@ -33,6 +33,11 @@ def sale(tid, n, amount, at=datetime(2026, 1, 5, tzinfo=UTC)):
     return Txn(tid, "sale", D(amount), at, installment_number=n)
 
 
+def reversal(kind: str, tid: str, amount: str, at: datetime, **fee) -> Txn:
+    """A refund or chargeback of the sale s1."""
+    return Txn(tid, kind, D(amount), at, reverses_transaction_id="s1", **fee)
+
+
 def test_overdue_from_the_day_after_the_due_date():
     assert not is_overdue(date(2026, 1, 10), date(2026, 1, 10))
     assert is_overdue(date(2026, 1, 10), date(2026, 1, 11))
@@ -95,13 +100,8 @@ def test_transactions_after_as_of_do_not_count():
 def test_chargeback_reopens_a_paid_installment_with_its_fee_and_date():
     txns = [
         sale("s1", 1, "99.00"),
-        Txn(
-            "c1",
-            "chargeback",
-            D("99.00"),
-            datetime(2026, 1, 20, 23, 30, tzinfo=UTC),
-            reverses_transaction_id="s1",
-            fee=D("12.50"),
+        reversal(
+            "chargeback", "c1", "99.00", datetime(2026, 1, 20, 23, 30, tzinfo=UTC), fee=D("12.50")
         ),
     ]
     facts = installment_facts(plan("99.00", first=date(2026, 6, 1)), txns, AS_OF, BERLIN)
@@ -118,14 +118,7 @@ def test_chargeback_reopens_a_paid_installment_with_its_fee_and_date():
 def test_chargeback_without_fee_takes_the_merchant_setting():
     txns = [
         sale("s1", 1, "99.00"),
-        Txn(
-            "c1",
-            "chargeback",
-            D("99.00"),
-            datetime(2026, 1, 20, tzinfo=UTC),
-            reverses_transaction_id="s1",
-            fee=None,
-        ),
+        reversal("chargeback", "c1", "99.00", datetime(2026, 1, 20, tzinfo=UTC), fee=None),
     ]
     facts = installment_facts(plan("99.00"), txns, AS_OF, BERLIN, default_chargeback_fee=D("7"))
     assert facts[0].chargeback_fee == D("7")
@@ -134,13 +127,7 @@ def test_chargeback_without_fee_takes_the_merchant_setting():
 def test_refund_reduces_what_is_owed_and_can_make_the_claim_vanish():
     txns = [
         sale("s1", 1, "30.00"),
-        Txn(
-            "r1",
-            "refund",
-            D("30.00"),
-            datetime(2026, 1, 25, tzinfo=UTC),
-            reverses_transaction_id="s1",
-        ),
+        reversal("refund", "r1", "30.00", datetime(2026, 1, 25, tzinfo=UTC)),
     ]
     facts = installment_facts(plan("100.00"), txns, AS_OF, BERLIN)
     # owed 100 - 30 = 70, paid 30 (a refund gives money back, it does not unpay) -> open 40
@@ -152,13 +139,7 @@ def test_overpayment_counts_toward_fees_but_refunded_money_does_not():
     assert over.open == D("0.00") and over.paid_against_owed == D("104.00")
     txns = [
         sale("s1", 1, "99.00"),
-        Txn(
-            "r1",
-            "refund",
-            D("20.00"),
-            datetime(2026, 1, 25, tzinfo=UTC),
-            reverses_transaction_id="s1",
-        ),
+        reversal("refund", "r1", "20.00", datetime(2026, 1, 25, tzinfo=UTC)),
     ]
     refunded = installment_facts(plan("99.00"), txns, AS_OF, BERLIN)[0]
     assert refunded.owed == D("79.00") and refunded.paid_against_owed == D("79.00")
