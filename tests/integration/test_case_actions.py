@@ -128,18 +128,17 @@ def test_cancel_then_every_action_refused(db):
         assert len(s.scalars(select(Case).where(Case.order_id == "o2")).all()) == 1
 
 
-def test_paid_case_refuses_cancel_with_the_issue_message(db):
-    load_orders(
-        db,
-        [
-            order_record(
-                "o1",
-                updated_at="2026-01-02T00:00:00+00:00",
-                transactions=[sale("s1", 1, "99.00", DAY)],
-            )
-        ],
+def pay_in_full_and_run(db) -> None:
+    """The buyer of o1 pays the whole order; the next day's run sees it."""
+    paid = order_record(
+        "o1", updated_at="2026-01-02T00:00:00+00:00", transactions=[sale("s1", 1, "99.00", DAY)]
     )
+    load_orders(db, [paid])
     run(db, DAY + timedelta(days=1))
+
+
+def test_paid_case_refuses_cancel_with_the_issue_message(db):
+    pay_in_full_and_run(db)
     c = case(db, "o1")
     assert c.state == "paid"
     with pytest.raises(ActionRefused) as err:
@@ -150,17 +149,7 @@ def test_paid_case_refuses_cancel_with_the_issue_message(db):
 def test_held_case_is_paid_at_once(db):
     act(db, "start", "o1")
     act(db, "hold", "o1", reason="dispute")
-    load_orders(
-        db,
-        [
-            order_record(
-                "o1",
-                updated_at="2026-01-02T00:00:00+00:00",
-                transactions=[sale("s1", 1, "99.00", DAY)],
-            )
-        ],
-    )
-    run(db, DAY + timedelta(days=1))
+    pay_in_full_and_run(db)
     assert case(db, "o1").state == "paid"
 
 
