@@ -31,6 +31,14 @@ def address(**overrides: Any) -> dict[str, Any]:
     return buyer
 
 
+def debtor(**overrides: Any) -> dict[str, Any]:
+    """The buyer of `address()` as the partner contract's debtor."""
+    buyer = address()
+    keep = ("first_name", "last_name", "company_name", "email", "street", "house_number")
+    keep += ("zip_code", "city", "country_code")
+    return {"type": "consumer", **{k: buyer[k] for k in keep}, **overrides}
+
+
 def schedule(count: int, first_due: date, amount: str, every_days: int = 30) -> list[dict]:
     return [
         {

@@ -11,6 +11,7 @@ import pytest
 
 from dunning.tasks.mailer import MailConfigError, language, open_sink, render_reminder
 from tests.escalation_fixtures import partner
+from tests.factories import debtor
 
 CLAIM = {
     "reference": "R1",
@@ -18,16 +19,7 @@ CLAIM = {
     "kind": "overdue",
     "escalation": "court",
     "creditor": {"merchant_id": "m1", "name": "P GmbH"},
-    "debtor": {
-        "type": "consumer",
-        "first_name": "Erika",
-        "last_name": "Mustermann",
-        "street": "Heidestraße",
-        "house_number": "17",
-        "zip_code": "51147",
-        "city": "Köln",
-        "country_code": "DE",
-    },
+    "debtor": debtor(),
     "currency": "EUR",
     "contract_date": "2026-01-01",
     "default_date": "2026-01-16",

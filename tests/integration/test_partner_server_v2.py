@@ -18,6 +18,7 @@ from dunning.servers.partner_api import PartnerServer, start
 from dunning.tasks import partner as client_api
 from dunning.tasks.http_client import make_client
 from dunning.tasks.partner import DONE, FAILED
+from tests.factories import debtor
 
 TOKEN = "partner-v2-test-token"
 
@@ -27,18 +28,7 @@ CLAIM: dict[str, Any] = {
     "kind": "overdue",
     "escalation": "court",
     "creditor": {"merchant_id": "m1", "name": "Plattform GmbH", "address": "Hauptstr. 1, Köln"},
-    "debtor": {
-        "type": "consumer",
-        "first_name": "Erika",
-        "last_name": "Mustermann",
-        "company_name": None,
-        "email": "erika@example.org",
-        "street": "Heidestraße",
-        "house_number": "17",
-        "zip_code": "51147",
-        "city": "Köln",
-        "country_code": "DE",
-    },
+    "debtor": debtor(),
     "currency": "EUR",
     "contract_date": "2025-01-01",
     "default_date": "2025-01-11",
