@@ -18,12 +18,16 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, or_, select
-
 from dunning.db import get_engine
 from dunning.models.board import mask_name, mask_text
-from dunning.models.enums import STATE_LABELS, TERMINAL_STATES, ActionStatus, CaseState
-from dunning.models.schema import Action, Buyer, Case, CaseHistory
+from dunning.models.enums import STATE_LABELS, CaseState
+from dunning.tasks.artifact_queries import (
+    history_since,
+    needs_human_cases,
+    newest_history_id,
+    run_counts,
+    transitions_by_state,
+)
 
 SUMMARY_KEY = "dunning-run-summary"
 NEEDS_HUMAN_KEY = "dunning-needs-human"
@@ -113,7 +117,7 @@ def flow_run_namer(prefix: str) -> Callable[[], str]:
 def current_history_id(database_url: str) -> int:
     """The newest case_history id now; call at the start of a run (0 when empty)."""
     with get_engine(database_url).connect() as conn:
-        return int(conn.scalar(select(func.coalesce(func.max(CaseHistory.id), 0))) or 0)
+        return newest_history_id(conn)
 
 
 # --- the markdown summary of a run --------------------------------------------------------
@@ -128,52 +132,11 @@ def run_summary_markdown(
     limit: int = 20,
 ) -> str:
     """Counts per step, new cases, blocked with reasons, partner errors of this run."""
-    h = CaseHistory
     with get_engine(database_url).connect() as conn:
-        steps = conn.execute(
-            select(h.from_state, h.to_state, func.count())
-            .where(h.id > since_history_id)
-            .group_by(h.from_state, h.to_state)
-            .order_by(func.count().desc(), h.to_state)
-        ).all()
-        new_cases = conn.execute(
-            select(Case.kind, func.count())
-            .join(h, h.case_id == Case.case_id)
-            .where(h.id > since_history_id, h.from_state.is_(None))
-            .group_by(Case.kind)
-            .order_by(Case.kind)
-        ).all()
-        blocked = conn.execute(
-            select(Case.blocked_reason, func.count(func.distinct(Case.case_id)))
-            .join(h, h.case_id == Case.case_id)
-            .where(
-                h.id > since_history_id,
-                h.to_state == CaseState.BLOCKED.value,
-                Case.state == CaseState.BLOCKED.value,
-            )
-            .group_by(Case.blocked_reason)
-            .order_by(func.count(func.distinct(Case.case_id)).desc())
-            .limit(limit)
-        ).all()
-        blocked_total = conn.scalar(
-            select(func.count()).where(Case.state == CaseState.BLOCKED.value)
-        )
-        partner_errors = conn.execute(
-            select(Case.partner_error, func.count())
-            .where(
-                Case.partner_error.is_not(None),
-                Case.state.not_in([s.value for s in TERMINAL_STATES]),
-            )
-            .group_by(Case.partner_error)
-            .order_by(func.count().desc())
-            .limit(limit)
-        ).all()
-        failed_actions = conn.execute(
-            select(Action.step, func.count())
-            .where(Action.status == ActionStatus.FAILED.value)
-            .group_by(Action.step)
-            .order_by(Action.step)
-        ).all()
+        counts = run_counts(conn, since_history_id, limit)
+    steps, new_cases, blocked = counts.steps, counts.new_cases, counts.blocked
+    blocked_total, partner_errors = counts.blocked_total, counts.partner_errors
+    failed_actions = counts.failed_actions
 
     lines = [f"# {title or 'Dunning run'}", ""]
     if extra_counts:
@@ -234,39 +197,9 @@ def needs_human_rows(
 ) -> tuple[list[dict[str, Any]], int]:
     """Awaiting approval, blocked, an order to cancel at the platform by hand, or refused by
     the partner (422): masked, oldest first."""
-    condition = or_(
-        Case.state.in_(
-            [
-                CaseState.AWAITING_APPROVAL.value,
-                CaseState.BLOCKED.value,
-                CaseState.AWAITING_CANCELLATION.value,
-            ]
-        ),
-        Case.partner_error.is_not(None) & Case.state.not_in([s.value for s in TERMINAL_STATES]),
-    )
     tz = ZoneInfo(zone)
     with get_engine(database_url).connect() as conn:
-        total = int(conn.scalar(select(func.count()).select_from(Case).where(condition)) or 0)
-        result = conn.execute(
-            select(
-                Case.case_id,
-                Case.merchant_id,
-                Case.order_id,
-                Buyer.first_name,
-                Buyer.last_name,
-                Case.kind,
-                Case.state,
-                Case.blocked_reason,
-                Case.partner_error,
-                Case.outstanding_amount,
-                Case.currency,
-                Case.opened_at,
-            )
-            .outerjoin(Buyer, Buyer.order_id == Case.order_id)
-            .where(condition)
-            .order_by(Case.opened_at, Case.case_id)
-            .limit(limit)
-        ).all()
+        result, total = needs_human_cases(conn, limit)
     rows = []
     for r in result:
         if r.partner_error and r.state not in (CaseState.BLOCKED, CaseState.AWAITING_APPROVAL):
@@ -335,23 +268,10 @@ def emit_case_events(database_url: str, since_history_id: int, *, limit: int | N
         else []
     )
 
-    h = CaseHistory
-    stmt = (
-        select(h.id, h.case_id, h.at, h.actor, h.from_state, h.to_state, Case.merchant_id)
-        .join(Case, Case.case_id == h.case_id)
-        .where(h.id > since_history_id)
-        .order_by(h.id)
-    )
     emitted = 0
     with get_engine(database_url).connect() as conn:
         if limit is not None:
-            by_state = dict(
-                conn.execute(
-                    select(h.to_state, func.count())
-                    .where(h.id > since_history_id)
-                    .group_by(h.to_state)
-                ).all()
-            )
+            by_state = transitions_by_state(conn, since_history_id)
             if sum(by_state.values()) > limit:
                 # Too many to send one by one: one event stands for the run's transitions.
                 emit_event(
@@ -362,7 +282,7 @@ def emit_case_events(database_url: str, since_history_id: int, *, limit: int | N
                     id=uuid.uuid5(EVENT_NAMESPACE, f"{run_id}:summary") if run_id else None,
                 )
                 return 1
-        for row in conn.execute(stmt).yield_per(5000):
+        for row in history_since(conn, since_history_id):
             emit_event(
                 event=f"dunning.case.{row.to_state}",
                 resource={

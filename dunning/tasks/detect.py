@@ -26,16 +26,21 @@ New cases stay `awaiting_approval` with `routed_at` NULL until the handover rule
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import Date, Numeric, bindparam, column, select, table, text
 from sqlalchemy.orm import Session
 
 from dunning.config import Settings
 from dunning.db import prefer_index_lookups, refresh_statistics
+from dunning.db.detect_sql import (
+    Spelling,
+    analyze_temp_table,
+    candidates_are_many,
+    room_for_aggregates,
+)
 from dunning.db.types import UTCDateTime
 from dunning.models.claims import claim_outcome, refresh_outstanding, vanished_reason
 from dunning.models.clock import local_date
@@ -62,42 +67,6 @@ IN_DEFAULT = """f.owed - f.paid > 0 AND (f.due_date < :today OR f.cb_date IS NOT
 
 def scope_name(shard: int | None, shards: int) -> str:
     return "all" if shard is None else f"{shard}/{shards}"
-
-
-# --- the one place where the two dialects differ ------------------------------------------
-
-
-class Dialect:
-    def __init__(self, session: Session, zone: ZoneInfo):
-        self.postgres = session.get_bind().dialect.name == "postgresql"
-        self.zone = zone
-        if not self.postgres:
-            raw = session.connection().connection.driver_connection
-            raw.create_function("dunning_local_date", 1, self._sqlite_local_date)
-
-    def _sqlite_local_date(self, value: str | None) -> str | None:
-        if value is None:
-            return None
-        moment = datetime.fromisoformat(value).replace(tzinfo=UTC)
-        return local_date(moment, self.zone).isoformat()
-
-    @classmethod
-    def for_postgres(cls) -> Dialect:
-        """The PostgreSQL spelling without a session (module-level statement texts)."""
-        d = cls.__new__(cls)
-        d.postgres, d.zone = True, None
-        return d
-
-    def local_date(self, expr: str) -> str:
-        if self.postgres:
-            return f"CAST(timezone(:tz, {expr}) AS DATE)"
-        return f"dunning_local_date({expr})"
-
-    def greatest(self, *args: str) -> str:
-        return f"{'GREATEST' if self.postgres else 'MAX'}({', '.join(args)})"
-
-    def least(self, *args: str) -> str:
-        return f"{'LEAST' if self.postgres else 'MIN'}({', '.join(args)})"
 
 
 def _typed(sql: str, **params: Any):
@@ -141,7 +110,7 @@ WHERE o.order_id IN (
 )"""
 
 
-def facts_sql(d: Dialect, every_order: bool = False) -> str:
+def facts_sql(d: Spelling, every_order: bool = False) -> str:
     """`every_order`: detect_orders holds every order (an unsharded full run), so the
     installments and sales are read whole instead of being joined to it (~2 s less at 1M
     orders); chargebacks still reach their merchant's settings through detect_orders."""
@@ -187,7 +156,7 @@ WHERE (q.owed - q.paid > 0 AND (q.due_date < :today OR q.cb_date IS NOT NULL))
    OR EXISTS (SELECT 1 FROM detect_open o WHERE o.order_id = q.order_id)"""
 
 
-def open_cases_sql(d: Dialect) -> str:
+def open_cases_sql(d: Spelling) -> str:
     """Open a case per order in default, with its final amounts at once.
 
     principal, paid, chargeback fees, default date and outstanding are what the joins and
@@ -236,16 +205,16 @@ WHERE c.case_id >= :from_id AND c.{OPEN}
 ON CONFLICT DO NOTHING"""
 
 
-def paid_counted(d: Dialect) -> str:
+def paid_counted(d: Spelling) -> str:
     """Paid on the claim per installment (claims.InstallmentFacts.paid_against_owed)."""
     return d.greatest("f.paid - f.refunded", "0")
 
 
 # The PostgreSQL text of open_cases_sql (tests EXPLAIN it by this name).
-OPEN_CASES_SQL = open_cases_sql(Dialect.for_postgres())
+OPEN_CASES_SQL = open_cases_sql(Spelling.for_postgres())
 
 
-def join_principal_sql(d: Dialect) -> str:
+def join_principal_sql(d: Spelling) -> str:
     return f"""
 INSERT INTO case_items (case_id, item_type, installment_number, due_date, default_date,
                         amount, paid_amount, joined_at)
@@ -298,7 +267,7 @@ WHERE case_items.item_type = 'chargeback_fee' AND o.case_id = case_items.case_id
   AND case_items.amount <> f.cb_fee"""
 
 
-def principal_items_sql(d: Dialect) -> str:
+def principal_items_sql(d: Spelling) -> str:
     paid = paid_counted(d)
     return f"""
 UPDATE case_items SET amount = f.owed, paid_amount = {paid}
@@ -331,7 +300,7 @@ FROM detect_open o JOIN cases c ON c.case_id = o.case_id AND c.{OPEN}
 WHERE c.principal_amount <= 0 OR c.outstanding_amount <= 0"""
 
 
-def _create_temp_tables(session: Session, postgres: bool) -> None:
+def _create_temp_tables(session: Session) -> None:
     _drop_temp_tables(session)
     session.execute(
         text(
@@ -375,7 +344,7 @@ def detect(
 ) -> dict[str, Any]:
     """Run detection in the session's transaction; returns counts."""
     zone = installation.zone
-    d = Dialect(session, zone)
+    d = Spelling.of(session)
     today = local_date(as_of, zone)
     scope = scope_name(shard, shards)
     mark = session.get(DetectMark, scope)
@@ -403,12 +372,10 @@ def detect(
             tx_to=as_of,
         )
 
-    if d.postgres:  # the fact aggregates of a full run spill to disk with the 4 MB default
-        session.execute(text("SET LOCAL work_mem = '256MB'"))
-        session.execute(text("SET LOCAL jit = off"))
+    room_for_aggregates(session)
     if not full:
         prefer_index_lookups(session.connection())
-    _create_temp_tables(session, d.postgres)
+    _create_temp_tables(session)
     session.execute(
         _typed(
             "INSERT INTO detect_orders (order_id, merchant_id, status, currency) "
@@ -416,19 +383,18 @@ def detect(
             **params,
         )
     )
-    if d.postgres:  # before the facts: how many candidates decides how to join them
-        session.execute(text("ANALYZE detect_orders"))
+    # before the facts: how many candidates decides how to join them
+    analyze_temp_table(session, "detect_orders")
     session.execute(text(OPEN_OF_CANDIDATES_SQL), {"from_id": 0})
     session.execute(
         _typed(
             "INSERT INTO detect_facts "
             "(order_id, number, due_date, owed, paid, cb_fee, cb_date, refunded) "
-            + facts_sql(d, every_order=_read_whole(session, d, full, shard)),
+            + facts_sql(d, every_order=_read_whole(session, full, shard)),
             **params,
         )
     )
-    if d.postgres:
-        session.execute(text("ANALYZE detect_facts"))
+    analyze_temp_table(session, "detect_facts")
     candidates = session.scalar(text("SELECT COUNT(*) FROM detect_orders")) or 0
 
     new_ids = list(session.scalars(_typed(open_cases_sql(d), **params)))
@@ -437,8 +403,7 @@ def detect(
     params["first_new"] = min(new_ids) if new_ids else 2**62
     if new_ids:
         session.execute(text(OPEN_OF_CANDIDATES_SQL), {"from_id": params["first_new"]})
-    if d.postgres:
-        session.execute(text("ANALYZE detect_open"))
+    analyze_temp_table(session, "detect_open")
     # With the statistics of before this transaction (on a first run: nothing) the planner
     # joins the new cases by nested loops (>10 min at 1M orders).
     refresh_statistics(session.connection(), ("cases",), len(new_ids))
@@ -506,7 +471,7 @@ def detect(
     }
 
 
-def _read_whole(session: Session, d: Dialect, full: bool, shard: int | None) -> bool:
+def _read_whole(session: Session, full: bool, shard: int | None) -> bool:
     """Build the facts from whole tables instead of through detect_orders, unsharded: a
     full run, or (PostgreSQL) candidates that are a large part of all orders (joining 300k
     candidates to the tables took 19 s at a million orders, reading them whole 9 s). Facts
@@ -516,11 +481,7 @@ def _read_whole(session: Session, d: Dialect, full: bool, shard: int | None) -> 
         return False
     if full:
         return True
-    if not d.postgres:
-        return False
-    candidates = session.scalar(text("SELECT COUNT(*) FROM detect_orders")) or 0
-    total = session.scalar(text("SELECT reltuples FROM pg_class WHERE relname = 'orders'")) or 0
-    return candidates > 50_000 and candidates > 0.1 * total
+    return candidates_are_many(session)
 
 
 def detect_cases_core(

@@ -21,11 +21,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, select, text, true, update
+from sqlalchemy import and_, select, true, update
 from sqlalchemy.orm import Session
 
 from dunning.config import Settings
-from dunning.models.address import REQUIRED_FIELDS, certainly_complete_sql, check_address
+from dunning.db.handover_sql import (
+    route_complete,
+    route_scheduled,
+    routes_in_bulk,
+    unrouted_steps,
+    write_ladder,
+)
+from dunning.models.address import REQUIRED_FIELDS, check_address
 from dunning.models.enums import CaseKind, CaseState
 from dunning.models.operator import first_step_at
 from dunning.models.schema import Buyer, Case, HandoverMark, Merchant, MerchantSettings, Order
@@ -112,12 +119,12 @@ def route(
         )
     counts: dict[str, int] = defaultdict(int)
     ladder_values: list[dict[str, Any]] = []
-    postgres = session.get_bind().dialect.name == "postgresql"
+    bulk = routes_in_bulk(session)
 
     # 1. new cases: first routing, history from NULL. On PostgreSQL the cases whose address
     # is certainly complete are routed by one statement; the rest are read and checked here.
-    if postgres:
-        for state, n in _route_complete_pg(session, as_of, installation, shard, shards):
+    if bulk:
+        for state, n in _route_complete(session, as_of, installation, shard, shards):
             counts[state] += n
     new_rows = session.execute(
         _query(
@@ -145,11 +152,11 @@ def route(
         by_id = {r.case_id: r for r in rows}
         ids = list(by_id)
         moved: list[int] = []
-        if target.state is CaseState.SCHEDULED and postgres:
+        if target.state is CaseState.SCHEDULED and bulk:
             # Issue 8: state and ladder in one UPDATE per row, from arrays (writing each
             # new case twice cost ~25 s at a million orders).
             ladder = [_ladder(r, as_of, installation, zone) for r in rows]
-            moved = _route_scheduled_pg(session, values, ladder)
+            moved = route_scheduled(session, values, ladder)
             ids = []
         for start in range(0, len(ids), CHUNK):
             moved += session.scalars(
@@ -171,7 +178,7 @@ def route(
             as_of=as_of,
         )
         counts[target.state.value] += len(moved)
-        if target.state is CaseState.SCHEDULED and not postgres:
+        if target.state is CaseState.SCHEDULED and not bulk:
             ladder_values += [_ladder(by_id[cid], as_of, installation, zone) for cid in moved]
 
     # 2. blocked cases: re-checked when their order changed since the last run (a newer
@@ -220,7 +227,7 @@ def route(
     if reasons:
         session.execute(update(Case).execution_options(synchronize_session=False), reasons)
     if ladder_values:
-        _write_ladder(session, ladder_values)
+        write_ladder(session, ladder_values)
     if mark is None:
         mark = HandoverMark(scope=mark_scope, full_as_of=as_of)
         session.add(mark)
@@ -231,68 +238,13 @@ def route(
     return dict(counts)
 
 
-# The planner's statistics rarely know of the cases just opened (it expects one): `plan`
-# is MATERIALIZED, and the guard (still unrouted, still awaiting approval) compares with
-# what plan read rather than with constants, which an index on state or the partial index
-# of unrouted cases would answer; so the UPDATE finds each case by its key instead of
-# walking such an index once per case (6 s instead of 0.1 s for 5k new cases at 1M orders).
-_ROUTE_COMPLETE_PG = """
-WITH plan AS MATERIALIZED (
-  SELECT c.case_id, c.state, c.routed_at, c.kind, c.default_date,
-         CASE WHEN ms.dunning_option IS NULL
-              THEN CASE WHEN c.kind = 'chargeback' THEN :auto_cb ELSE :auto_overdue END
-              ELSE CASE WHEN c.kind = 'chargeback' THEN ms.auto_chargebacks
-                        ELSE ms.auto_overdue END END AS auto,
-         s.at AS first_step_at, COALESCE(ms.dunning_option, :option) AS option
-  FROM cases c
-  JOIN buyers b ON b.order_id = c.order_id
-  LEFT JOIN merchant_settings ms ON ms.merchant_id = c.merchant_id
-  LEFT JOIN unnest(CAST(:step_dates AS date[]), CAST(:step_days AS int[]),
-                   CAST(:step_at AS timestamptz[])) AS s(d, n, at)
-         ON s.d = c.default_date
-        AND s.n = {r1_days}
-  WHERE c.routed_at IS NULL AND c.state = 'awaiting_approval' AND {scope} AND {complete}
-), routed AS (
-  UPDATE cases SET
-    state = CASE WHEN p.auto THEN 'scheduled' ELSE 'awaiting_approval' END,
-    routed_at = :as_of, updated_at = :as_of, blocked_reason = NULL,
-    started_at = CASE WHEN p.auto THEN :as_of ELSE cases.started_at END,
-    next_step_at = CASE WHEN p.auto THEN p.first_step_at ELSE cases.next_step_at END,
-    dunning_option = CASE WHEN p.auto THEN p.option ELSE cases.dunning_option END
-  FROM plan p
-  WHERE cases.case_id = p.case_id AND cases.state = p.state
-    AND cases.routed_at IS NOT DISTINCT FROM p.routed_at
-  RETURNING cases.case_id, cases.state, p.kind, p.auto
-), history AS (
-  INSERT INTO case_history (case_id, at, actor, from_state, to_state, reason)
-  SELECT case_id, :as_of, :actor, NULL, state, CASE {reasons} END FROM routed
-)
-SELECT state, COUNT(*) FROM routed GROUP BY state
-"""
-
-# reminder_1_days of the case's merchant (merchant_rules: the defaults without settings)
-_R1_DAYS_PG = "CASE WHEN ms.dunning_option IS NULL THEN :r1_days ELSE ms.reminder_1_days END"
-
-_UNROUTED_STEPS_PG = """
-SELECT DISTINCT c.default_date, {r1_days}
-FROM cases c LEFT JOIN merchant_settings ms ON ms.merchant_id = c.merchant_id
-WHERE c.routed_at IS NULL AND c.state = 'awaiting_approval' AND {scope}
-"""
-
-
-def _route_complete_pg(
+def _route_complete(
     session: Session, as_of: datetime, installation: Settings, shard: int | None, shards: int
 ) -> list[tuple[str, int]]:
     """Issue 8: route, in one statement, the new cases whose address is certainly complete
     (`certainly_complete_sql`), with their first step and history row; the same outcome as
     decide_route + _ladder, without reading ~300k cases into Python on a first run. The
     first steps are computed here, once per (default date, reminder_1_days)."""
-    scope = "TRUE"
-    if shard is not None:
-        scope = (
-            "c.merchant_id IN (SELECT merchant_id FROM merchants "
-            "WHERE shard_key % :shards = :shard)"
-        )
     params: dict[str, Any] = {
         "as_of": as_of,
         "actor": ACTOR,
@@ -303,74 +255,16 @@ def _route_complete_pg(
         "shard": shard,
         "shards": shards,
     }
-    steps_sql = _UNROUTED_STEPS_PG.format(scope=scope, r1_days=_R1_DAYS_PG)
-    pairs = session.execute(text(steps_sql), params).all()
+    pairs = unrouted_steps(session, params)
     if not pairs:
         return []
     zone = installation.zone
-    reasons = " ".join(
-        f"WHEN kind = '{kind}' AND auto = {str(auto).upper()} THEN '{reason}'"
-        for (kind, auto), reason in ROUTE_REASONS.items()
-    )
-    sql = _ROUTE_COMPLETE_PG.format(
-        scope=scope, complete=certainly_complete_sql("b"), reasons=reasons, r1_days=_R1_DAYS_PG
-    )
     params.update(
         step_dates=[d for d, _ in pairs],
         step_days=[n for _, n in pairs],
         step_at=[first_step_at(d, n, as_of, zone) for d, n in pairs],
     )
-    return [(state, int(n)) for state, n in session.execute(text(sql), params)]
-
-
-def _route_scheduled_pg(
-    session: Session, values: dict[str, Any], ladder: list[dict[str, Any]]
-) -> list[int]:
-    """First routing to `scheduled` with each case's next step and option, guarded like
-    the generic path (not routed yet, still awaiting approval); returns the moved ids."""
-    moved: list[int] = []
-    sql = text(
-        "UPDATE cases SET state = :state, routed_at = :routed_at, updated_at = :updated_at, "
-        "blocked_reason = :blocked_reason, started_at = :started_at, "
-        "next_step_at = v.n, dunning_option = v.o "
-        "FROM unnest(CAST(:ids AS bigint[]), CAST(:ns AS timestamptz[]), "
-        "CAST(:os AS varchar[])) AS v(id, n, o) "
-        "WHERE cases.case_id = v.id AND cases.routed_at IS NULL "
-        "AND cases.state = 'awaiting_approval' RETURNING cases.case_id"
-    )
-    step = 50_000
-    for start in range(0, len(ladder), step):
-        part = ladder[start : start + step]
-        moved += session.scalars(
-            sql,
-            {
-                **values,
-                "ids": [v["case_id"] for v in part],
-                "ns": [v["next_step_at"] for v in part],
-                "os": [v["dunning_option"] for v in part],
-            },
-        ).all()
-    return moved
-
-
-def _write_ladder(session: Session, values: list[dict[str, Any]]) -> None:
-    """Issue 8: on PostgreSQL one UPDATE from arrays (an executemany of 270k rows took 14 s
-    at a million orders; this ~3 s)."""
-    if session.get_bind().dialect.name != "postgresql":
-        session.execute(update(Case).execution_options(synchronize_session=False), values)
-        return
-    session.execute(
-        text(
-            "UPDATE cases SET next_step_at = v.n, dunning_option = v.o "
-            "FROM unnest(CAST(:ids AS bigint[]), CAST(:ns AS timestamptz[]), "
-            "CAST(:os AS varchar[])) AS v(id, n, o) WHERE cases.case_id = v.id"
-        ),
-        {
-            "ids": [v["case_id"] for v in values],
-            "ns": [v["next_step_at"] for v in values],
-            "os": [v["dunning_option"] for v in values],
-        },
-    )
+    return route_complete(session, params, ROUTE_REASONS)
 
 
 def _ladder(row: Any, as_of: datetime, installation: Settings, zone) -> dict[str, Any]:

@@ -523,9 +523,9 @@ def test_detection_statements_use_indexes_on_postgres(postgres_url):
     fact and case statements reach rows by primary key, never by scanning installments,
     transactions or cases."""
     from dunning.db import upgrade
+    from dunning.db.detect_sql import Spelling
     from dunning.tasks.detect import (
         OPEN_CASES_SQL,
-        Dialect,
         _create_temp_tables,
         candidates_sql,
         facts_sql,
@@ -571,8 +571,8 @@ ANALYZE;
         return "\n".join(r[0] for r in s.execute(text("EXPLAIN " + sql), params))
 
     with session_scope(postgres_url) as s:
-        d = Dialect(s, Settings().zone)
-        _create_temp_tables(s, True)
+        d = Spelling.of(s)
+        _create_temp_tables(s)
         window = {
             "sync_from": "2025-02-11 15:50+00",  # the last ~10 orders
             "due_from": "2026-01-01",

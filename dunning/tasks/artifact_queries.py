@@ -1,0 +1,137 @@
+"""The queries behind a run's Prefect artifacts and events (`dunning.flows.artifacts`
+renders and publishes them): transitions since a case_history id, blocked cases, partner
+errors, failed actions, and the cases that need a human. Each takes an open connection."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from sqlalchemy import Connection, Row, func, or_, select
+
+from dunning.models.enums import TERMINAL_STATES, ActionStatus, CaseState
+from dunning.models.schema import Action, Buyer, Case, CaseHistory
+
+
+def newest_history_id(conn: Connection) -> int:
+    """The newest case_history id (0 when empty)."""
+    return int(conn.scalar(select(func.coalesce(func.max(CaseHistory.id), 0))) or 0)
+
+
+@dataclass(frozen=True)
+class RunCounts:
+    steps: list[Row]  # (from_state, to_state, cases), most frequent first
+    new_cases: list[Row]  # (kind, cases)
+    blocked: list[Row]  # (blocked_reason, cases) blocked in the run and still blocked
+    blocked_total: int  # blocked now, in total
+    partner_errors: list[Row]  # (partner_error, cases) of open cases
+    failed_actions: list[Row]  # (step, actions), all time
+
+
+def run_counts(conn: Connection, since_history_id: int, limit: int) -> RunCounts:
+    """What happened in the run that wrote the case_history rows after `since_history_id`;
+    at most `limit` rows of blocked reasons and partner errors."""
+    h = CaseHistory
+    steps = conn.execute(
+        select(h.from_state, h.to_state, func.count())
+        .where(h.id > since_history_id)
+        .group_by(h.from_state, h.to_state)
+        .order_by(func.count().desc(), h.to_state)
+    ).all()
+    new_cases = conn.execute(
+        select(Case.kind, func.count())
+        .join(h, h.case_id == Case.case_id)
+        .where(h.id > since_history_id, h.from_state.is_(None))
+        .group_by(Case.kind)
+        .order_by(Case.kind)
+    ).all()
+    blocked = conn.execute(
+        select(Case.blocked_reason, func.count(func.distinct(Case.case_id)))
+        .join(h, h.case_id == Case.case_id)
+        .where(
+            h.id > since_history_id,
+            h.to_state == CaseState.BLOCKED.value,
+            Case.state == CaseState.BLOCKED.value,
+        )
+        .group_by(Case.blocked_reason)
+        .order_by(func.count(func.distinct(Case.case_id)).desc())
+        .limit(limit)
+    ).all()
+    blocked_total = conn.scalar(select(func.count()).where(Case.state == CaseState.BLOCKED.value))
+    partner_errors = conn.execute(
+        select(Case.partner_error, func.count())
+        .where(
+            Case.partner_error.is_not(None),
+            Case.state.not_in([s.value for s in TERMINAL_STATES]),
+        )
+        .group_by(Case.partner_error)
+        .order_by(func.count().desc())
+        .limit(limit)
+    ).all()
+    failed_actions = conn.execute(
+        select(Action.step, func.count())
+        .where(Action.status == ActionStatus.FAILED.value)
+        .group_by(Action.step)
+        .order_by(Action.step)
+    ).all()
+    return RunCounts(steps, new_cases, blocked, blocked_total, partner_errors, failed_actions)
+
+
+def needs_human_cases(conn: Connection, limit: int) -> tuple[list[Row], int]:
+    """Awaiting approval, blocked, an order to cancel at the platform by hand, or refused by
+    the partner (422), oldest first (at most `limit`), and how many there are in all."""
+    condition = or_(
+        Case.state.in_(
+            [
+                CaseState.AWAITING_APPROVAL.value,
+                CaseState.BLOCKED.value,
+                CaseState.AWAITING_CANCELLATION.value,
+            ]
+        ),
+        Case.partner_error.is_not(None) & Case.state.not_in([s.value for s in TERMINAL_STATES]),
+    )
+    total = int(conn.scalar(select(func.count()).select_from(Case).where(condition)) or 0)
+    rows = conn.execute(
+        select(
+            Case.case_id,
+            Case.merchant_id,
+            Case.order_id,
+            Buyer.first_name,
+            Buyer.last_name,
+            Case.kind,
+            Case.state,
+            Case.blocked_reason,
+            Case.partner_error,
+            Case.outstanding_amount,
+            Case.currency,
+            Case.opened_at,
+        )
+        .outerjoin(Buyer, Buyer.order_id == Case.order_id)
+        .where(condition)
+        .order_by(Case.opened_at, Case.case_id)
+        .limit(limit)
+    ).all()
+    return rows, total
+
+
+def transitions_by_state(conn: Connection, since_history_id: int) -> dict[str, int]:
+    """case_history rows after `since_history_id` per to_state."""
+    h = CaseHistory
+    return dict(
+        conn.execute(
+            select(h.to_state, func.count()).where(h.id > since_history_id).group_by(h.to_state)
+        ).all()
+    )
+
+
+def history_since(conn: Connection, since_history_id: int) -> Iterator[Row]:
+    """The case_history rows after `since_history_id` with the case's merchant, by id,
+    streamed (5,000 rows a fetch)."""
+    h = CaseHistory
+    stmt = (
+        select(h.id, h.case_id, h.at, h.actor, h.from_state, h.to_state, Case.merchant_id)
+        .join(Case, Case.case_id == h.case_id)
+        .where(h.id > since_history_id)
+        .order_by(h.id)
+    )
+    return iter(conn.execute(stmt).yield_per(5000))
