@@ -1,7 +1,8 @@
 """Case flows: detect cases, apply the handover rules, and an operator's action on one case.
 
-Orchestration only; the work is in `dunning.tasks.detect`, `dunning.tasks.handover` and
-`dunning.tasks.case_ops` (plain-Python cores that the CLI and tests call directly).
+Orchestration only; the tasks and the plain-Python cores they wrap (which the CLI and tests
+call directly) are in `dunning.tasks.detect`, `dunning.tasks.handover` and
+`dunning.tasks.case_ops`.
 """
 
 from __future__ import annotations
@@ -9,41 +10,15 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 
 from dunning.config import get_settings
 from dunning.db import ensure_schema
 from dunning.flows.artifacts import flow_run_namer
 from dunning.models.sharding import check_shard
-from dunning.tasks.case_ops import case_action_core
-from dunning.tasks.detect import detect_cases_core
-from dunning.tasks.handover import apply_handover_core
-
-# --- tasks: one per batch step, plain values in (each is one database transaction) --------
-
-
-@task(name="detect-cases", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
-def detect_task(
-    database_url: str, as_of: datetime, shard: int | None, shards: int, full: bool
-) -> dict[str, Any]:
-    return detect_cases_core(
-        database_url, as_of, get_settings(), shard=shard, shards=shards, full=full
-    )
-
-
-@task(name="apply-handover-rules", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
-def handover_task(
-    database_url: str, as_of: datetime, shard: int | None, shards: int
-) -> dict[str, int]:
-    return apply_handover_core(database_url, as_of, get_settings(), shard=shard, shards=shards)
-
-
-@task(name="case-action", cache_policy=NO_CACHE)  # no retries: a refusal is final
-def case_action_task(
-    action: str, case_or_order_id: str, reason: str, operator: str, as_of: datetime, url: str
-) -> dict[str, Any]:
-    return case_action_core(action, case_or_order_id, reason, operator, as_of, url)
+from dunning.tasks.case_ops import case_action_task
+from dunning.tasks.detect import detect_task
+from dunning.tasks.handover import handover_task
 
 
 def _resolve(as_of: datetime | None) -> tuple[datetime, str]:

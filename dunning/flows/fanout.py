@@ -81,10 +81,10 @@ def dunning_run_sharded(
 
 def _local_shard(kwargs: dict[str, Any]) -> dict[str, Any]:
     from dunning.config import get_settings
-    from dunning.flows.report import refresh_reporting_core
     from dunning.tasks.detect import detect_cases_core
     from dunning.tasks.handover import apply_handover_core
     from dunning.tasks.orders_sink import run_sync
+    from dunning.tasks.report import refresh_reporting_core
 
     settings = get_settings()
     url, as_of, source = kwargs["database_url"], kwargs["as_of"], kwargs["source"]

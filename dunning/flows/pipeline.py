@@ -78,10 +78,10 @@ def pipeline_core(
     For simulations and benchmarks that run the pipeline many times in one process.
     """
     from dunning.flows.escalate import run_escalation
-    from dunning.flows.report import refresh_reporting_core
     from dunning.tasks.detect import detect_cases_core
     from dunning.tasks.handover import apply_handover_core
     from dunning.tasks.orders_sink import run_sync
+    from dunning.tasks.report import refresh_reporting_core
 
     settings = get_settings()
     scope = {"shard": shard, "shards": shards}

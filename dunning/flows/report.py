@@ -1,44 +1,19 @@
 """`refresh_reporting`: rebuild the case board and record the last data update.
 
-`refresh_reporting_core` is the plain-Python core (tests, CLI); the flow adds a named run,
-retries of the idempotent rebuild, and a log line for operators.
+The task and its plain-Python core `refresh_reporting_core` (tests, CLI) are in
+`dunning.tasks.report`; the flow adds a named run and a log line for operators.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 
 from dunning.config import get_settings
 from dunning.flows.artifacts import flow_run_namer
 from dunning.models.sharding import check_shard
-from dunning.tasks.report import RefreshResult, refresh_report
-
-
-def refresh_reporting_core(
-    as_of: datetime | None = None,
-    database_url: str | None = None,
-    shard: int | None = None,
-    shards: int = 1,
-) -> RefreshResult:
-    check_shard(shard, shards)
-    settings = get_settings()
-    return refresh_report(
-        database_url or settings.database_url,
-        as_of or datetime.now(UTC),
-        timezone=settings.timezone,
-        shard=shard,
-        shards=shards,
-    )
-
-
-@task(name="rebuild-case-report", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
-def rebuild_case_report(
-    as_of: datetime, database_url: str, shard: int | None, shards: int
-) -> RefreshResult:
-    return refresh_reporting_core(as_of, database_url, shard, shards)
+from dunning.tasks.report import rebuild_case_report
 
 
 @flow(

@@ -11,6 +11,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -134,3 +136,10 @@ def case_action_core(
         return perform_action(
             session, action, case_or_order_id, reason, operator, as_of, installation
         )
+
+
+@task(name="case-action", cache_policy=NO_CACHE)  # no retries: a refusal is final
+def case_action_task(
+    action: str, case_or_order_id: str, reason: str, operator: str, as_of: datetime, url: str
+) -> dict[str, Any]:
+    return case_action_core(action, case_or_order_id, reason, operator, as_of, url)

@@ -30,10 +30,12 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Date, Numeric, bindparam, column, select, table, text
 from sqlalchemy.orm import Session
 
-from dunning.config import Settings
+from dunning.config import Settings, get_settings
 from dunning.db import prefer_index_lookups, refresh_statistics
 from dunning.db.detect_sql import (
     Spelling,
@@ -501,3 +503,13 @@ def detect_cases_core(
         result = detect(session, as_of, installation, shard=shard, shards=shards, full=full)
         crashpoint("detect.commit")  # issue 9: crash tests kill here, before the commit
     return result
+
+
+@task(name="detect-cases", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def detect_task(
+    database_url: str, as_of: datetime, shard: int | None, shards: int, full: bool
+) -> dict[str, Any]:
+    """Detection as one task run: idempotent (one transaction), so a retry is safe."""
+    return detect_cases_core(
+        database_url, as_of, get_settings(), shard=shard, shards=shards, full=full
+    )

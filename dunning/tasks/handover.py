@@ -21,10 +21,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 from sqlalchemy import and_, select, true, update
 from sqlalchemy.orm import Session
 
-from dunning.config import Settings
+from dunning.config import Settings, get_settings
 from dunning.db.handover_sql import (
     route_complete,
     route_scheduled,
@@ -294,3 +296,11 @@ def apply_handover_core(
         moved = sum(n for key, n in counts.items() if key not in ("checked", "unblocked"))
         refresh_statistics(session.connection(), ("cases",), moved)
         return counts
+
+
+@task(name="apply-handover-rules", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def handover_task(
+    database_url: str, as_of: datetime, shard: int | None, shards: int
+) -> dict[str, int]:
+    """The handover rules as one task run (one transaction per batch: a retry is safe)."""
+    return apply_handover_core(database_url, as_of, get_settings(), shard=shard, shards=shards)

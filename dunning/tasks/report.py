@@ -33,6 +33,8 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 from sqlalchemy import (
     Connection,
     Date,
@@ -48,6 +50,7 @@ from sqlalchemy import (
     true,
 )
 
+from dunning.config import get_settings
 from dunning.crashpoints import crashpoint
 from dunning.db import get_engine, prefer_index_lookups
 from dunning.db.report_sql import (
@@ -64,6 +67,7 @@ from dunning.db.report_sql import (
 from dunning.db.types import UTCDateTime
 from dunning.models.clock import local_date
 from dunning.models.schema import Case, CaseReport, CaseReportDaily, LastDataUpdate, ReportMark
+from dunning.models.sharding import check_shard
 
 REFRESH_NAME = "refresh"
 
@@ -305,3 +309,27 @@ def query_board(
             len(rows) if limit is None else int(conn.scalar(board_count(board_filter, timezone)))
         )
     return rows, total
+
+
+def refresh_reporting_core(
+    as_of: datetime | None = None,
+    database_url: str | None = None,
+    shard: int | None = None,
+    shards: int = 1,
+) -> RefreshResult:
+    check_shard(shard, shards)
+    settings = get_settings()
+    return refresh_report(
+        database_url or settings.database_url,
+        as_of or datetime.now(UTC),
+        timezone=settings.timezone,
+        shard=shard,
+        shards=shards,
+    )
+
+
+@task(name="rebuild-case-report", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def rebuild_case_report(
+    as_of: datetime, database_url: str, shard: int | None, shards: int
+) -> RefreshResult:
+    return refresh_reporting_core(as_of, database_url, shard, shards)

@@ -60,11 +60,11 @@ MAX_RUNS = 8  # per run date: the reruns must converge well before this
 
 def core_run(url: str, as_of) -> dict[str, str]:
     """One pipeline run without Prefect, stopping where the flow would fail."""
-    from dunning.flows.report import refresh_reporting_core
     from dunning.tasks.detect import detect_cases_core
     from dunning.tasks.escalate import escalate
     from dunning.tasks.handover import apply_handover_core
     from dunning.tasks.orders_sink import run_sync
+    from dunning.tasks.report import refresh_reporting_core
 
     settings = get_settings()
     try:

@@ -64,10 +64,10 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 
 
 def pipeline(url: str, source: str) -> None:
-    from dunning.flows.report import refresh_reporting_core
     from dunning.tasks.detect import detect_cases_core
     from dunning.tasks.handover import apply_handover_core
     from dunning.tasks.orders_sink import run_sync
+    from dunning.tasks.report import refresh_reporting_core
 
     cfg = Settings(database_url=url)
     run_sync(url, source, as_of=AS_OF)
