@@ -18,7 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from dunning.db import get_engine
 from dunning.models.board import mask_name, mask_text
 from dunning.models.enums import STATE_LABELS, CaseState
 from dunning.tasks.artifact_queries import (
@@ -116,8 +115,7 @@ def flow_run_namer(prefix: str) -> Callable[[], str]:
 
 def current_history_id(database_url: str) -> int:
     """The newest case_history id now; call at the start of a run (0 when empty)."""
-    with get_engine(database_url).connect() as conn:
-        return newest_history_id(conn)
+    return newest_history_id(database_url)
 
 
 # --- the markdown summary of a run --------------------------------------------------------
@@ -132,8 +130,7 @@ def run_summary_markdown(
     limit: int = 20,
 ) -> str:
     """Counts per step, new cases, blocked with reasons, partner errors of this run."""
-    with get_engine(database_url).connect() as conn:
-        counts = run_counts(conn, since_history_id, limit)
+    counts = run_counts(database_url, since_history_id, limit)
     steps, new_cases, blocked = counts.steps, counts.new_cases, counts.blocked
     blocked_total, partner_errors = counts.blocked_total, counts.partner_errors
     failed_actions = counts.failed_actions
@@ -198,8 +195,7 @@ def needs_human_rows(
     """Awaiting approval, blocked, an order to cancel at the platform by hand, or refused by
     the partner (422): masked, oldest first."""
     tz = ZoneInfo(zone)
-    with get_engine(database_url).connect() as conn:
-        result, total = needs_human_cases(conn, limit)
+    result, total = needs_human_cases(database_url, limit)
     rows = []
     for r in result:
         if r.partner_error and r.state not in (CaseState.BLOCKED, CaseState.AWAITING_APPROVAL):
@@ -269,45 +265,44 @@ def emit_case_events(database_url: str, since_history_id: int, *, limit: int | N
     )
 
     emitted = 0
-    with get_engine(database_url).connect() as conn:
-        if limit is not None:
-            by_state = transitions_by_state(conn, since_history_id)
-            if sum(by_state.values()) > limit:
-                # Too many to send one by one: one event stands for the run's transitions.
-                emit_event(
-                    event="dunning.run.transitions",
-                    resource={"prefect.resource.id": f"dunning.run.{run_id or 'local'}"},
-                    related=related_run,
-                    payload={"to_state_counts": by_state, "since_history_id": since_history_id},
-                    id=uuid.uuid5(EVENT_NAMESPACE, f"{run_id}:summary") if run_id else None,
-                )
-                return 1
-        for row in history_since(conn, since_history_id):
+    if limit is not None:
+        by_state = transitions_by_state(database_url, since_history_id)
+        if sum(by_state.values()) > limit:
+            # Too many to send one by one: one event stands for the run's transitions.
             emit_event(
-                event=f"dunning.case.{row.to_state}",
-                resource={
-                    "prefect.resource.id": f"dunning.case.{row.case_id}",
-                    "prefect.resource.name": f"case {row.case_id}",
-                    "dunning.merchant_id": row.merchant_id,
-                },
-                related=[
-                    {
-                        "prefect.resource.id": f"dunning.merchant.{row.merchant_id}",
-                        "prefect.resource.role": "merchant",
-                    },
-                    *related_run,
-                ],
-                # occurred = now: automations react to recent events; `at` is the as_of.
-                payload={
-                    "at": row.at.isoformat(),
-                    "history_id": row.id,
-                    "from_state": row.from_state,
-                    "to_state": row.to_state,
-                    "actor": row.actor,
-                },
-                id=uuid.uuid5(EVENT_NAMESPACE, f"{run_id}:{row.id}") if run_id else None,
+                event="dunning.run.transitions",
+                resource={"prefect.resource.id": f"dunning.run.{run_id or 'local'}"},
+                related=related_run,
+                payload={"to_state_counts": by_state, "since_history_id": since_history_id},
+                id=uuid.uuid5(EVENT_NAMESPACE, f"{run_id}:summary") if run_id else None,
             )
-            emitted += 1
+            return 1
+    for row in history_since(database_url, since_history_id):
+        emit_event(
+            event=f"dunning.case.{row.to_state}",
+            resource={
+                "prefect.resource.id": f"dunning.case.{row.case_id}",
+                "prefect.resource.name": f"case {row.case_id}",
+                "dunning.merchant_id": row.merchant_id,
+            },
+            related=[
+                {
+                    "prefect.resource.id": f"dunning.merchant.{row.merchant_id}",
+                    "prefect.resource.role": "merchant",
+                },
+                *related_run,
+            ],
+            # occurred = now: automations react to recent events; `at` is the as_of.
+            payload={
+                "at": row.at.isoformat(),
+                "history_id": row.id,
+                "from_state": row.from_state,
+                "to_state": row.to_state,
+                "actor": row.actor,
+            },
+            id=uuid.uuid5(EVENT_NAMESPACE, f"{run_id}:{row.id}") if run_id else None,
+        )
+        emitted += 1
     return emitted
 
 

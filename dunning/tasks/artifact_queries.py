@@ -1,6 +1,6 @@
 """The queries behind a run's Prefect artifacts and events (`dunning.flows.artifacts`
 renders and publishes them): transitions since a case_history id, blocked cases, partner
-errors, failed actions, and the cases that need a human. Each takes an open connection."""
+errors, failed actions, and the cases that need a human. Each reads on a connection of its own."""
 
 from __future__ import annotations
 
@@ -9,11 +9,17 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Row, func, or_, select
 
+from dunning.db import get_engine
 from dunning.models.enums import TERMINAL_STATES, ActionStatus, CaseState
 from dunning.models.schema import Action, Buyer, Case, CaseHistory
 
 
-def newest_history_id(conn: Connection) -> int:
+def newest_history_id(database_url: str) -> int:
+    with get_engine(database_url).connect() as conn:
+        return _newest_history_id(conn)
+
+
+def _newest_history_id(conn: Connection) -> int:
     """The newest case_history id (0 when empty)."""
     return int(conn.scalar(select(func.coalesce(func.max(CaseHistory.id), 0))) or 0)
 
@@ -28,7 +34,12 @@ class RunCounts:
     failed_actions: list[Row]  # (step, actions), all time
 
 
-def run_counts(conn: Connection, since_history_id: int, limit: int) -> RunCounts:
+def run_counts(database_url: str, since_history_id: int, limit: int) -> RunCounts:
+    with get_engine(database_url).connect() as conn:
+        return _run_counts(conn, since_history_id, limit)
+
+
+def _run_counts(conn: Connection, since_history_id: int, limit: int) -> RunCounts:
     """What happened in the run that wrote the case_history rows after `since_history_id`;
     at most `limit` rows of blocked reasons and partner errors."""
     h = CaseHistory
@@ -77,7 +88,12 @@ def run_counts(conn: Connection, since_history_id: int, limit: int) -> RunCounts
     return RunCounts(steps, new_cases, blocked, blocked_total, partner_errors, failed_actions)
 
 
-def needs_human_cases(conn: Connection, limit: int) -> tuple[list[Row], int]:
+def needs_human_cases(database_url: str, limit: int) -> tuple[list[Row], int]:
+    with get_engine(database_url).connect() as conn:
+        return _needs_human_cases(conn, limit)
+
+
+def _needs_human_cases(conn: Connection, limit: int) -> tuple[list[Row], int]:
     """Awaiting approval, blocked, an order to cancel at the platform by hand, or refused by
     the partner (422), oldest first (at most `limit`), and how many there are in all."""
     condition = or_(
@@ -114,7 +130,12 @@ def needs_human_cases(conn: Connection, limit: int) -> tuple[list[Row], int]:
     return rows, total
 
 
-def transitions_by_state(conn: Connection, since_history_id: int) -> dict[str, int]:
+def transitions_by_state(database_url: str, since_history_id: int) -> dict[str, int]:
+    with get_engine(database_url).connect() as conn:
+        return _transitions_by_state(conn, since_history_id)
+
+
+def _transitions_by_state(conn: Connection, since_history_id: int) -> dict[str, int]:
     """case_history rows after `since_history_id` per to_state."""
     h = CaseHistory
     return dict(
@@ -124,7 +145,7 @@ def transitions_by_state(conn: Connection, since_history_id: int) -> dict[str, i
     )
 
 
-def history_since(conn: Connection, since_history_id: int) -> Iterator[Row]:
+def history_since(database_url: str, since_history_id: int) -> Iterator[Row]:
     """The case_history rows after `since_history_id` with the case's merchant, by id,
     streamed (5,000 rows a fetch)."""
     h = CaseHistory
@@ -134,4 +155,5 @@ def history_since(conn: Connection, since_history_id: int) -> Iterator[Row]:
         .where(h.id > since_history_id)
         .order_by(h.id)
     )
-    return iter(conn.execute(stmt).yield_per(5000))
+    with get_engine(database_url).connect() as conn:
+        yield from conn.execute(stmt).yield_per(5000)

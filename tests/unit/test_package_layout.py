@@ -2,7 +2,8 @@
 
 - every SQLite/PostgreSQL difference is spelled in the database layer (`dunning/db/`);
 - no module grows past 600 lines (a module that long holds more than one job);
-- no two modules import each other, directly or around a circle.
+- no two modules import each other, directly or around a circle;
+- flows order work and hold no SQL, no database session and no HTTP client; tasks do the work.
 """
 
 from __future__ import annotations
@@ -51,6 +52,23 @@ def test_no_module_is_longer_than_600_lines():
         if (lines := len(path.read_text(encoding="utf-8").splitlines())) > MAX_LINES
     }
     assert long == {}
+
+
+# What does I/O itself: SQLAlchemy, a database session or engine, an HTTP client, SMTP.
+FLOW_IO = re.compile(
+    r"\bsqlalchemy\b|\bsession_scope\b|\bget_engine\b|\.execute\(|\bhttpx\b"
+    r"|\bhttp_client\b|\bsmtplib\b|\bselect\(",
+)
+
+
+def test_flows_hold_no_sql_and_no_http_client():
+    found = [
+        f"{path.relative_to(PACKAGE.parent)}:{number}: {line.strip()}"
+        for path in sorted((PACKAGE / "flows").glob("*.py"))
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if FLOW_IO.search(line)
+    ]
+    assert found == [], "move this into a task module (dunning/tasks) or the database layer"
 
 
 def imports_of(path: Path, known: set[str]) -> set[str]:
