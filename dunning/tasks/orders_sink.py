@@ -30,17 +30,15 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from dunning.crashpoints import crashpoint
-from dunning.models.records import (
+from dunning.models.record_fast_path import to_rows
+from dunning.models.record_rows import (
     BUYER_COLUMNS,
-    EARLIEST,
     INSTALLMENT_COLUMNS,
     ORDER_COLUMNS,
     TRANSACTION_COLUMNS,
     OrderRows,
-    RecordError,
-    latest_moment,
-    to_rows,
 )
+from dunning.models.records import EARLIEST, RecordError, latest_moment
 from dunning.models.schema import (
     Buyer,
     Installment,
