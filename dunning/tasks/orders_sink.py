@@ -1,43 +1,35 @@
-"""Validated batches of order snapshots into the tables: merchants, orders, buyers,
-installments, transactions; broken records into the quarantine.
-
-One batch is one transaction. Newest `updated_at` wins: the order row is upserted with
-`WHERE orders.updated_at < new.updated_at`, and only the orders that upsert actually
-wrote get their children (buyer, installments, transactions) replaced, so an older
-snapshot never overwrites a newer one, even with two syncs running at once.
-
-PostgreSQL: orders are COPYed into a temporary staging table and upserted from there in
-one statement (RETURNING tells inserted from updated); children are COPYed straight into
-their tables. SQLite: the same decisions with executemany.
+"""One batch of order snapshots, from what the source delivered to the tables: validated
+and de-duplicated (`prepare_batch`, pure CPU), then written in the caller's transaction
+(`write_batch`): orders with their children, broken records into the quarantine, the
+watermark and the run's count of writes.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import queue
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, date, datetime
-from decimal import Decimal
+from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Connection, func, select
 
 from dunning.crashpoints import crashpoint
-from dunning.models.record_fast_path import to_rows
-from dunning.models.record_rows import (
-    BUYER_COLUMNS,
-    INSTALLMENT_COLUMNS,
-    ORDER_COLUMNS,
-    TRANSACTION_COLUMNS,
-    OrderRows,
+from dunning.db.order_writes import write_orders
+from dunning.db.quarantine import BadRecord, quarantine, resolve_quarantine
+from dunning.db.sync_state import (
+    count_stamp,
+    read_watermark,
+    set_watermark,
+    state_key,
+    upsert_last_data_update,
 )
+from dunning.models.record_fast_path import to_rows
+from dunning.models.record_rows import OrderRows
 from dunning.models.records import EARLIEST, RecordError, latest_moment
 from dunning.models.schema import (
     Buyer,
@@ -45,8 +37,6 @@ from dunning.models.schema import (
     Merchant,
     Order,
     QuarantinedRecord,
-    SyncStamp,
-    SyncWatermark,
     Transaction,
 )
 from dunning.models.sharding import shard_key
@@ -70,16 +60,6 @@ class SyncCounts:
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
-
-
-@dataclass(slots=True)
-class BadRecord:
-    position: str
-    raw: bytes
-    order_id: str | None
-    record_updated_at: datetime | None
-    field: str
-    reason: str
 
 
 @dataclass
@@ -192,61 +172,6 @@ def prepare_batch(
     return out
 
 
-# --- writing -----------------------------------------------------------------------------
-
-
-def _raw_text(raw: bytes) -> str:
-    return raw.decode("utf-8", errors="backslashreplace").replace("\x00", "\\u0000")
-
-
-def _clean(text_value: str) -> str:
-    """PostgreSQL text cannot hold NUL; a reason may quote the offending value."""
-    return text_value.replace("\x00", "\\u0000")
-
-
-def _quarantine_rows(source: str, bad: list[BadRecord], as_of: datetime) -> list[dict]:
-    seen: set[str] = set()
-    rows = []
-    for b in bad:
-        digest = hashlib.sha256(b.raw).hexdigest()
-        if digest in seen:
-            continue
-        seen.add(digest)
-        rows.append(
-            {
-                "source": source,
-                "position": _clean(b.position)[:64],
-                "order_id": b.order_id,
-                "raw": _raw_text(b.raw),
-                "field": _clean(b.field)[:200],
-                "reason": _clean(b.reason),
-                "received_at": as_of,
-                "resolved_at": None,
-                "record_updated_at": b.record_updated_at,
-                "digest": digest,
-            }
-        )
-    return rows
-
-
-def _forget_purged(conn: Connection, qrows: list[dict]) -> None:
-    """A broken snapshot of a purged order keeps its entry, not its payload: the purge
-    removed that buyer's data and a later file must not bring it back (dunning purge)."""
-    ids = list({r["order_id"] for r in qrows if r["order_id"]})
-    purged: set[str] = set()
-    for start in range(0, len(ids), 900):
-        purged.update(
-            conn.scalars(
-                select(Buyer.order_id).where(
-                    Buyer.order_id.in_(ids[start : start + 900]), Buyer.anonymised_at.is_not(None)
-                )
-            )
-        )
-    for r in qrows:
-        if r["order_id"] in purged:
-            r["raw"] = "{}"
-
-
 def write_batch(
     conn: Connection,
     source: str,
@@ -268,424 +193,17 @@ def write_batch(
         unchanged=batch.superseded,
     )
     if batch.orders:
-        if conn.dialect.name == "postgresql":
-            inserted, updated = _write_orders_pg(conn, source, batch.orders, as_of)
-        else:
-            inserted, updated = _write_orders_sqlite(conn, source, batch.orders, as_of)
+        inserted, updated = write_orders(conn, source, batch.orders, as_of)
         counts.inserted = inserted
         counts.updated = updated
         counts.unchanged += len(batch.orders) - inserted - updated
-    qrows = _quarantine_rows(source, batch.bad, as_of)
-    if qrows:
-        _forget_purged(conn, qrows)
-        ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(QuarantinedRecord)
-        conn.execute(ins.on_conflict_do_nothing(index_elements=["source", "digest"]), qrows)
-    counts.resolved = _resolve_quarantine(conn, batch, as_of)
+    quarantine(conn, source, batch.bad, as_of)
+    counts.resolved = resolve_quarantine(conn, batch.orders, batch.bad, as_of)
     if advance_watermark and batch.max_updated_at is not None:
         set_watermark(conn, key or source, batch.max_updated_at, as_of)
     if counts.inserted or counts.updated:  # last: its row lock is held only to the commit
         count_stamp(conn, as_of, counts.inserted + counts.updated)
     return counts
-
-
-def count_stamp(conn: Connection, as_of: datetime, writes: int) -> None:
-    """Add this batch's order writes to its stamp's count (dunning.tasks.synced_since)."""
-    ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(SyncStamp)
-    ins = ins.values(stamp=as_of, writes=writes)
-    conn.execute(
-        ins.on_conflict_do_update(
-            index_elements=[SyncStamp.stamp], set_={"writes": SyncStamp.writes + writes}
-        )
-    )
-
-
-def state_key(source: str, shard: int | None, shards: int) -> str:
-    """The watermark row of a source, or of one shard of it."""
-    if shard is None or shards <= 1:
-        return source
-    return f"{source}#shard{shard}of{shards}"
-
-
-def set_watermark(conn: Connection, source: str, moment: datetime, as_of: datetime) -> None:
-    """Raise the source's watermark to `moment` (never lower it, never past `as_of`: a
-    snapshot stamped in the future is read again until its time has come, instead of
-    hiding the changes stamped before it)."""
-    moment = min(moment, as_of)
-    current = conn.scalar(
-        select(SyncWatermark.watermark).where(SyncWatermark.source == source).with_for_update()
-        if conn.dialect.name == "postgresql"
-        else select(SyncWatermark.watermark).where(SyncWatermark.source == source)
-    )
-    if current is not None and current >= moment:
-        return
-    ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(SyncWatermark)
-    conn.execute(
-        ins.values(
-            source=source, watermark=moment, cursor=None, updated_at=as_of
-        ).on_conflict_do_update(
-            index_elements=["source"],
-            set_={"watermark": moment, "updated_at": as_of},
-        )
-    )
-
-
-def read_watermark(conn: Connection, source: str) -> datetime | None:
-    return conn.scalar(select(SyncWatermark.watermark).where(SyncWatermark.source == source))
-
-
-def _resolve_quarantine(conn: Connection, batch: PreparedBatch, as_of: datetime) -> int:
-    """Mark entries resolved whose order now holds a valid snapshot at least as new."""
-    ids = [o.order[0] for o in batch.orders] + [b.order_id for b in batch.bad if b.order_id]
-    if not ids:
-        return 0
-    if not batch.bad and not conn.scalar(
-        select(QuarantinedRecord.id)
-        .where(QuarantinedRecord.resolved_at.is_(None), QuarantinedRecord.order_id.is_not(None))
-        .limit(1)
-    ):
-        return 0
-    q = QuarantinedRecord
-    newest = select(Order.updated_at).where(Order.order_id == q.order_id).scalar_subquery()
-    total = 0
-    for start in range(0, len(ids), 5000):
-        chunk = ids[start : start + 5000]
-        result = conn.execute(
-            update(q)
-            .where(
-                q.resolved_at.is_(None),
-                q.order_id.in_(chunk),
-                newest.is_not(None),
-                (q.record_updated_at.is_(None)) | (q.record_updated_at <= newest),
-            )
-            .values(resolved_at=as_of)
-            .execution_options(synchronize_session=False)
-        )
-        total += result.rowcount or 0
-    return total
-
-
-# --- PostgreSQL: COPY and one upsert -----------------------------------------------------
-
-_STAGE_DDL = """
-CREATE TEMP TABLE IF NOT EXISTS sync_stage_orders (
-    order_id text, merchant_id text, merchant_name text, order_date timestamptz,
-    updated_at timestamptz, status text, currency text, total_amount numeric(14,2),
-    product_id text, product_name text, payment_plan text, payment_method text
-) ON COMMIT DELETE ROWS
-"""
-
-_MERCHANTS_PG = """
-INSERT INTO merchants AS m (merchant_id, name, shard_key, created_at, updated_at)
-SELECT id, name, key, %(now)s, %(now)s
-FROM unnest(%(ids)s::text[], %(names)s::text[], %(keys)s::int[]) AS u(id, name, key)
-ORDER BY id
-ON CONFLICT (merchant_id) DO UPDATE SET name = EXCLUDED.name, updated_at = EXCLUDED.updated_at
-WHERE EXCLUDED.name IS NOT NULL AND m.name IS DISTINCT FROM EXCLUDED.name
-"""
-
-_ORDER_SET = ", ".join(f"{c} = EXCLUDED.{c}" for c in ORDER_COLUMNS[1:] if c != "merchant_name")
-_ORDER_COLS = ", ".join(c for c in ORDER_COLUMNS if c != "merchant_name")
-
-_CHILD_STAGE_DDL = """
-CREATE TEMP TABLE IF NOT EXISTS sync_stage_buyers (LIKE buyers) ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS sync_stage_installments (LIKE installments)
-    ON COMMIT DELETE ROWS;
-CREATE TEMP TABLE IF NOT EXISTS sync_stage_transactions (LIKE transactions)
-    ON COMMIT DELETE ROWS
-"""
-
-
-def _merge_sql(table: str, columns: tuple[str, ...], key: tuple[str, ...], guard: str) -> str:
-    """Insert the staged rows of `table`; a row that exists is updated only if it differs."""
-    values = [c for c in columns if c not in key]
-    cols = ", ".join(columns)
-    mine = ", ".join(f"t.{c}" for c in values)
-    theirs = ", ".join(f"EXCLUDED.{c}" for c in values)
-    return (
-        f"INSERT INTO {table} AS t ({cols}) SELECT {cols} FROM sync_stage_{table} "
-        f"ORDER BY {', '.join(key)} "
-        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET ({', '.join(values)}) = ROW({theirs}) "
-        f"WHERE {guard}ROW({mine}) IS DISTINCT FROM ROW({theirs})"
-    )
-
-
-def _gone_sql(table: str, key: tuple[str, ...]) -> str:
-    """Delete the rows of the updated orders that their newer snapshot no longer has."""
-    match = " AND ".join(f"s.{c} = t.{c}" for c in key)
-    return (
-        f"DELETE FROM {table} t WHERE t.order_id = ANY(%(ids)s) AND NOT EXISTS "
-        f"(SELECT 1 FROM sync_stage_{table} s WHERE {match})"
-    )
-
-
-_MERGE_CHILDREN_PG = (
-    _gone_sql("installments", ("order_id", "number")),
-    _merge_sql("installments", INSTALLMENT_COLUMNS, ("order_id", "number"), ""),
-    _gone_sql("transactions", ("order_id", "transaction_id")),
-    _merge_sql("transactions", TRANSACTION_COLUMNS, ("order_id", "transaction_id"), ""),
-    # A purged buyer stays purged: a newer snapshot does not bring the data back.
-    _merge_sql("buyers", BUYER_COLUMNS, ("order_id",), "t.anonymised_at IS NULL AND "),
-)
-_ORDERS_PG = f"""
-INSERT INTO orders AS o ({_ORDER_COLS}, source, synced_at)
-SELECT {_ORDER_COLS}, %(source)s, %(now)s FROM sync_stage_orders ORDER BY order_id
-ON CONFLICT (order_id) DO UPDATE SET {_ORDER_SET}, source = EXCLUDED.source,
-    synced_at = EXCLUDED.synced_at
-WHERE o.updated_at < EXCLUDED.updated_at
-RETURNING o.order_id, (o.xmax = 0) AS inserted
-"""
-
-
-def _write_orders_pg(
-    conn: Connection, source: str, orders: list[OrderRows], as_of: datetime
-) -> tuple[int, int]:
-    """Fresh orders are COPYed straight into `orders`; newer snapshots of known orders go
-    through the staging table and one guarded upsert. Existing rows of the batch are
-    locked first (FOR UPDATE), so the decision holds until commit; should another sync
-    insert one of the fresh ids meanwhile, the COPY fails inside a savepoint and the
-    whole batch takes the guarded upsert instead."""
-    dbapi = conn.connection.driver_connection
-    cur = dbapi.cursor()
-    try:
-        # A crash of the server may lose the newest batches, but never half of one: the
-        # watermark commits with its data. Not waiting for the WAL flush saves a fsync.
-        cur.execute("SET LOCAL synchronous_commit = off")
-        ids = [o.order[0] for o in orders]
-        cur.execute(
-            "SELECT order_id, updated_at FROM orders WHERE order_id = ANY(%s) "
-            "ORDER BY order_id FOR UPDATE",
-            (ids,),
-        )
-        existing = dict(cur.fetchall())
-        fresh = [o for o in orders if o.order[0] not in existing]
-        newer = [
-            o for o in orders if o.order[0] in existing and existing[o.order[0]] < o.updated_at
-        ]
-        if not fresh and not newer:
-            return 0, 0
-        _upsert_merchants_pg(cur, fresh + newer, as_of)
-        inserted: list[OrderRows] = []
-        if fresh:
-            stamp = as_of.isoformat()  # formatted once, not per row
-            cur.execute("SAVEPOINT sync_fresh")
-            try:
-                _copy(
-                    cur,
-                    "orders",
-                    (*(c for c in ORDER_COLUMNS if c != "merchant_name"), "source", "synced_at"),
-                    (_order_row(o.order, source, stamp) for o in fresh),
-                )
-                cur.execute("RELEASE SAVEPOINT sync_fresh")
-                inserted = fresh
-            except Exception as exc:  # a concurrent sync inserted one of them
-                import psycopg
-
-                if not isinstance(exc, psycopg.errors.UniqueViolation):
-                    raise
-                cur.execute("ROLLBACK TO SAVEPOINT sync_fresh")
-                newer = fresh + newer
-        updated_ids: list[str] = []
-        if newer:
-            cur.execute(_STAGE_DDL)
-            _copy(cur, "sync_stage_orders", ORDER_COLUMNS, (o.order for o in newer))
-            cur.execute(_ORDERS_PG, {"source": source, "now": as_of})
-            applied = cur.fetchall()
-            cur.execute("TRUNCATE sync_stage_orders")
-            taken = {oid for oid, was_inserted in applied if was_inserted}
-            updated_ids = [oid for oid, was_inserted in applied if not was_inserted]
-            inserted += [o for o in newer if o.order[0] in taken]
-            if updated_ids:
-                kept = set(updated_ids)
-                _merge_children_pg(cur, [o for o in newer if o.order[0] in kept], updated_ids)
-        _copy_children(cur, inserted, "")
-        return len(inserted), len(updated_ids)
-    finally:
-        cur.close()
-
-
-def _merge_children_pg(cur, updated: list[OrderRows], ids: list[str]) -> None:
-    """Buyer, installments and transactions of orders that got a newer snapshot: staged,
-    then only what differs is written. A new snapshot mostly adds a payment; rewriting
-    every child row cost twice the time (index entries and WAL for unchanged rows)."""
-    cur.execute(_CHILD_STAGE_DDL)
-    _copy_children(cur, updated, "sync_stage_")
-    for statement in _MERGE_CHILDREN_PG:
-        cur.execute(statement, {"ids": ids} if "%(ids)s" in statement else None)
-
-
-def _copy_children(cur, orders: list[OrderRows], prefix: str) -> None:
-    """COPY the buyers, installments and transactions of `orders` into `prefix` + table."""
-    _copy(cur, f"{prefix}buyers", BUYER_COLUMNS, (o.buyer for o in orders))
-    _copy(
-        cur,
-        f"{prefix}installments",
-        INSTALLMENT_COLUMNS,
-        (row for o in orders for row in o.installments),
-    )
-    _copy(
-        cur,
-        f"{prefix}transactions",
-        TRANSACTION_COLUMNS,
-        (row for o in orders for row in o.transactions),
-    )
-
-
-def _order_row(row: tuple, source: str, as_of: str) -> tuple:
-    # ORDER_COLUMNS without merchant_name (index 2), then source and synced_at
-    return (*row[:2], *row[3:], source, as_of)
-
-
-def _copy(cur, table: str, columns: Iterable[str], rows: Iterable[tuple]) -> None:
-    with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-        write = copy.write_row
-        for row in rows:
-            write(row)
-
-
-def _upsert_merchants_pg(cur, orders: list[OrderRows], as_of: datetime) -> None:
-    names: dict[str, tuple[datetime, str | None]] = {}
-    for o in orders:
-        mid, name = o.order[1], o.order[2]
-        prev = names.get(mid)
-        if prev is None or (name is not None and (prev[1] is None or o.updated_at > prev[0])):
-            names[mid] = (o.updated_at, name)
-    mids = sorted(names)
-    cur.execute(
-        _MERCHANTS_PG,
-        {
-            "ids": mids,
-            "names": [names[m][1] for m in mids],
-            "keys": [shard_key(m) for m in mids],
-            "now": as_of,
-        },
-    )
-
-
-# --- SQLite: the same decisions with executemany -----------------------------------------
-
-_dt = datetime.fromisoformat
-_d = date.fromisoformat
-
-
-def _utc(text_value: str) -> datetime:
-    return _dt(text_value).astimezone(UTC)
-
-
-def _write_orders_sqlite(
-    conn: Connection, source: str, orders: list[OrderRows], as_of: datetime
-) -> tuple[int, int]:
-    # Merchants first: the write takes SQLite's write lock, so what we read next stays true.
-    names: dict[str, tuple[datetime, str | None]] = {}
-    for o in orders:
-        mid, name = o.order[1], o.order[2]
-        prev = names.get(mid)
-        if prev is None or (name is not None and (prev[1] is None or o.updated_at > prev[0])):
-            names[mid] = (o.updated_at, name)
-    m = sqlite_insert(Merchant)
-    conn.execute(
-        m.on_conflict_do_update(
-            index_elements=["merchant_id"],
-            set_={"name": m.excluded.name, "updated_at": m.excluded.updated_at},
-            where=m.excluded.name.is_not(None) & (Merchant.name.is_distinct_from(m.excluded.name)),
-        ),
-        [
-            {
-                "merchant_id": mid,
-                "name": name,
-                "shard_key": shard_key(mid),
-                "created_at": as_of,
-                "updated_at": as_of,
-            }
-            for mid, (_, name) in sorted(names.items())
-        ],
-    )
-    ids = [o.order[0] for o in orders]
-    existing: dict[str, datetime] = {}
-    for start in range(0, len(ids), 900):
-        chunk = ids[start : start + 900]
-        existing.update(
-            conn.execute(
-                select(Order.order_id, Order.updated_at).where(Order.order_id.in_(chunk))
-            ).all()
-        )
-    fresh = [o for o in orders if o.order[0] not in existing]
-    newer = [o for o in orders if o.order[0] in existing and existing[o.order[0]] < o.updated_at]
-    changed = fresh + newer
-    if not changed:
-        return 0, 0
-    newer_ids = [o.order[0] for o in newer]
-    anonymised: set[str] = set()
-    for start in range(0, len(newer_ids), 900):
-        chunk = newer_ids[start : start + 900]
-        anonymised.update(
-            conn.scalars(
-                select(Buyer.order_id).where(
-                    Buyer.order_id.in_(chunk), Buyer.anonymised_at.is_not(None)
-                )
-            )
-        )
-        conn.execute(delete(Buyer).where(Buyer.order_id.in_(chunk), Buyer.anonymised_at.is_(None)))
-        for table in (Installment, Transaction):
-            conn.execute(delete(table).where(table.order_id.in_(chunk)))
-    order_rows = [
-        {
-            "order_id": r[0],
-            "merchant_id": r[1],
-            "order_date": _utc(r[3]),
-            "updated_at": o.updated_at,
-            "status": r[5],
-            "currency": r[6],
-            "total_amount": Decimal(r[7]),
-            "product_id": r[8],
-            "product_name": r[9],
-            "payment_plan": r[10],
-            "payment_method": r[11],
-            "source": source,
-            "synced_at": as_of,
-        }
-        for o in changed
-        for r in (o.order,)
-    ]
-    ins = sqlite_insert(Order)
-    conn.execute(
-        ins.on_conflict_do_update(
-            index_elements=["order_id"],
-            set_={c: ins.excluded[c] for c in order_rows[0] if c != "order_id"},
-        ),
-        order_rows,
-    )
-    buyers = [
-        dict(zip(BUYER_COLUMNS, o.buyer, strict=True))
-        for o in changed
-        if o.order[0] not in anonymised  # a purged buyer stays purged
-    ]
-    if buyers:
-        conn.execute(insert(Buyer), buyers)
-    inst = [
-        {"order_id": r[0], "number": r[1], "due_date": _d(r[2]), "amount": Decimal(r[3])}
-        for o in changed
-        for r in o.installments
-    ]
-    if inst:
-        conn.execute(insert(Installment), inst)
-    txs = [
-        {
-            "order_id": r[0],
-            "transaction_id": r[1],
-            "type": r[2],
-            "amount": Decimal(r[3]),
-            "processed_at": _utc(r[4]),
-            "installment_number": r[5],
-            "reverses_transaction_id": r[6],
-            "fee": None if r[7] is None else Decimal(r[7]),
-            "reason_code": r[8],
-        }
-        for o in changed
-        for r in o.transactions
-    ]
-    if txs:
-        conn.execute(insert(Transaction), txs)
-    return len(fresh), len(newer)
 
 
 # --- one chunk: read, validate and write a few batches -----------------------------------
@@ -853,28 +371,6 @@ def _sync_chunk(
     return ChunkResult(total, last.next_position, last.done, top, last.bytes_read, last.bytes_total)
 
 
-def count_rows(conn: Connection) -> dict[str, int]:
-    """Rows per synced table (tests and the CLI summary)."""
-    return {
-        t.__tablename__: conn.scalar(select(func.count()).select_from(t)) or 0
-        for t in (Merchant, Order, Buyer, Installment, Transaction, QuarantinedRecord)
-    }
-
-
-__all__ = [
-    "BadRecord",
-    "ChunkResult",
-    "PreparedBatch",
-    "SyncCounts",
-    "count_rows",
-    "prepare_batch",
-    "read_watermark",
-    "set_watermark",
-    "sync_chunk",
-    "write_batch",
-]
-
-
 # --- a whole sync, without Prefect (the CLI and tests call this; the flow wraps it) ------
 
 
@@ -963,7 +459,6 @@ def finish_sync(
     """After the last batch: a file's watermark moves now (a file may be unordered, so it
     moves only once every record of the run is committed); record the last data update."""
     from dunning.db import get_engine, refresh_statistics
-    from dunning.models.schema import LastDataUpdate
 
     engine = get_engine(database_url)
     with engine.begin() as conn:
@@ -976,13 +471,7 @@ def finish_sync(
             "seconds": round(seconds, 3),
             "full": full,
         }
-        name = f"sync:{plan.key}"
-        ins = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(LastDataUpdate)
-        conn.execute(
-            ins.values(name=name, updated_at=as_of, details=details).on_conflict_do_update(
-                index_elements=["name"], set_={"updated_at": as_of, "details": details}
-            )
-        )
+        upsert_last_data_update(conn, f"sync:{plan.key}", as_of, details)
         refresh_statistics(conn, SYNCED_TABLES, counts.inserted)
     return after
 
@@ -1067,3 +556,11 @@ def run_sync(
     return SyncResult(
         plan.source, total, plan.watermark_before, after, seconds, batches, chunks, full
     )
+
+
+def count_rows(conn: Connection) -> dict[str, int]:
+    """Rows per synced table (tests and the CLI summary)."""
+    return {
+        t.__tablename__: conn.scalar(select(func.count()).select_from(t)) or 0
+        for t in (Merchant, Order, Buyer, Installment, Transaction, QuarantinedRecord)
+    }
