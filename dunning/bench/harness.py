@@ -259,8 +259,9 @@ def write_sample(cfg: BenchConfig, folder: Path) -> tuple[Path, Path, int, int, 
 
 def parse_validate(path: Path, batch_size: int) -> int:
     """What the sync's reader does per batch, without the database: read, parse, validate."""
-    from dunning.tasks.orders_sink import gc_paused, prepare_batch
+    from dunning.tasks.orders_sink import prepare_batch
     from dunning.tasks.source import open_source
+    from dunning.tasks.sync_chunks import gc_paused
 
     src = open_source(str(path))
     valid = 0
@@ -288,8 +289,8 @@ def pipeline_phases(
     """sync (load), detect, handover, report: the cores of the flows of `dunning_run`."""
     from dunning.tasks.detect import detect_cases_core
     from dunning.tasks.handover import apply_handover_core
-    from dunning.tasks.orders_sink import run_sync
     from dunning.tasks.report import refresh_report
+    from dunning.tasks.sync_run import run_sync
 
     phases = []
     p, res = timed(
@@ -541,7 +542,7 @@ def _shard_worker(url: str, source: str, as_of: datetime, shard: int, shards: in
 
     try:
         settings = get_settings()
-        from dunning.tasks import detect, handover, orders_sink, report  # noqa: F401
+        from dunning.tasks import detect, handover, report, sync_run  # noqa: F401
 
         q.put(("ready", shard))
         go.wait()

@@ -44,8 +44,9 @@ def sync(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from dunning.tasks.http_client import TransientHTTPError
-    from dunning.tasks.orders_sink import SyncCounts, run_sync
+    from dunning.tasks.orders_sink import SyncCounts
     from dunning.tasks.source import SourceError
+    from dunning.tasks.sync_run import run_sync
 
     moment = as_of_option(as_of)
     url = database_url(database_url_opt)

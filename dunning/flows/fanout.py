@@ -83,8 +83,8 @@ def _local_shard(kwargs: dict[str, Any]) -> dict[str, Any]:
     from dunning.config import get_settings
     from dunning.tasks.detect import detect_cases_core
     from dunning.tasks.handover import apply_handover_core
-    from dunning.tasks.orders_sink import run_sync
     from dunning.tasks.report import refresh_reporting_core
+    from dunning.tasks.sync_run import run_sync
 
     settings = get_settings()
     url, as_of, source = kwargs["database_url"], kwargs["as_of"], kwargs["source"]

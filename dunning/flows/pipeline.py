@@ -80,8 +80,8 @@ def pipeline_core(
     from dunning.flows.escalate import run_escalation
     from dunning.tasks.detect import detect_cases_core
     from dunning.tasks.handover import apply_handover_core
-    from dunning.tasks.orders_sink import run_sync
     from dunning.tasks.report import refresh_reporting_core
+    from dunning.tasks.sync_run import run_sync
 
     settings = get_settings()
     scope = {"shard": shard, "shards": shards}

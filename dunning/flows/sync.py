@@ -1,6 +1,6 @@
 """`sync_orders`: order snapshots from the source into the database, incrementally.
 
-The plain-Python core is `sync_core` (= `dunning.tasks.orders_sink.run_sync`; the CLI
+The plain-Python core is `sync_core` (= `dunning.tasks.sync_run.run_sync`; the CLI
 and tests call it); this flow runs the same steps as Prefect tasks: one `sync-batches`
 task per chunk of `batches_per_task` batches (default 10 x 5,000 records), so a million
 orders take ~20 task runs, never one per order.
@@ -33,14 +33,9 @@ from prefect.cache_policies import NO_CACHE
 
 from dunning.config import get_settings
 from dunning.db import normalise_url
-from dunning.tasks.orders_sink import (
-    SyncCounts,
-    SyncPlan,
-    finish_sync,
-    plan_sync,
-    run_sync,
-    sync_chunk,
-)
+from dunning.tasks.orders_sink import SyncCounts
+from dunning.tasks.sync_chunks import sync_chunk
+from dunning.tasks.sync_run import SyncPlan, finish_sync, plan_sync, run_sync
 
 sync_core = run_sync
 

@@ -14,7 +14,7 @@ from sqlalchemy import text
 
 from dunning.db import ANALYZE_MIN_ROWS, get_engine, upgrade
 from dunning.sample import generate_orders, write_jsonl
-from dunning.tasks.orders_sink import run_sync
+from dunning.tasks.sync_run import run_sync
 
 pytestmark = pytest.mark.postgres
 AS_OF = datetime(2026, 11, 26, 6, tzinfo=UTC)

@@ -14,8 +14,8 @@ from dunning.models.schema import Order, SyncWatermark
 from dunning.sample import generate_orders, mutate_orders
 from dunning.servers.http import Faults
 from dunning.servers.orders_api import start
-from dunning.tasks.orders_sink import count_rows, run_sync
 from dunning.tasks.source import SourceAuthError
+from dunning.tasks.sync_run import count_rows, run_sync
 from tests.factories import order_record
 
 AS_OF = datetime(2026, 11, 26, 6, tzinfo=UTC)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 from dunning.db import get_engine
 from dunning.models.schema import LastDataUpdate, Order, QuarantinedRecord
 from dunning.servers.orders_api import start
-from dunning.tasks.orders_sink import run_sync
+from dunning.tasks.sync_run import run_sync
 from tests.factories import T0, chargeback, order_record, refund, sale, schedule
 
 AS_OF = datetime(2026, 11, 26, 6, tzinfo=UTC)

@@ -23,7 +23,7 @@ from dunning.models.schema import (
 )
 from dunning.models.sharding import shard_key
 from dunning.sample import generate_orders, mutate_orders, write_jsonl
-from dunning.tasks.orders_sink import count_rows, run_sync
+from dunning.tasks.sync_run import count_rows, run_sync
 from tests.factories import address, order_record, sale, schedule
 
 AS_OF = datetime(2026, 11, 26, 6, tzinfo=UTC)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from dunning.db import get_engine
 from dunning.models.schema import LastDataUpdate, SyncWatermark
 from dunning.sample import generate_orders, write_jsonl
-from dunning.tasks.orders_sink import count_rows
+from dunning.tasks.sync_run import count_rows
 
 AS_OF = datetime(2026, 11, 26, 6, tzinfo=UTC)
 

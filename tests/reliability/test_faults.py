@@ -63,8 +63,8 @@ def core_run(url: str, as_of) -> dict[str, str]:
     from dunning.tasks.detect import detect_cases_core
     from dunning.tasks.escalate import escalate
     from dunning.tasks.handover import apply_handover_core
-    from dunning.tasks.orders_sink import run_sync
     from dunning.tasks.report import refresh_reporting_core
+    from dunning.tasks.sync_run import run_sync
 
     settings = get_settings()
     try:

@@ -66,8 +66,8 @@ def write_jsonl(path: Path, records: list[dict]) -> Path:
 def pipeline(url: str, source: str) -> None:
     from dunning.tasks.detect import detect_cases_core
     from dunning.tasks.handover import apply_handover_core
-    from dunning.tasks.orders_sink import run_sync
     from dunning.tasks.report import refresh_reporting_core
+    from dunning.tasks.sync_run import run_sync
 
     cfg = Settings(database_url=url)
     run_sync(url, source, as_of=AS_OF)
@@ -438,7 +438,7 @@ BAD_ADDRESSES = [
 
 @pytest.mark.parametrize("address_", [*BAD_ADDRESSES, "victim@example.org;" + ATTACKER, "victim"])
 def test_an_address_that_is_not_exactly_one_is_quarantined(migrated_db, tmp_path, address_):
-    from dunning.tasks.orders_sink import run_sync
+    from dunning.tasks.sync_run import run_sync
 
     records = [order_record("ok"), order_record("bad", buyer=address(email=address_))]
     result = run_sync(migrated_db, str(write_jsonl(tmp_path / "o.jsonl", records)), as_of=AS_OF)
@@ -506,7 +506,7 @@ def test_render_reminder_refuses_what_it_cannot_build():
 
 
 def test_poison_timestamps_are_quarantined_and_a_real_later_snapshot_wins(migrated_db, tmp_path):
-    from dunning.tasks.orders_sink import run_sync
+    from dunning.tasks.sync_run import run_sync
     from tests.factories import sale, schedule
 
     def later(order_id: str, **kw) -> dict:
@@ -654,8 +654,8 @@ def test_purge_covers_quarantine_operator_texts_and_later_broken_snapshots(migra
     from decimal import Decimal
 
     from dunning.models.schema import Case, CaseHistory
-    from dunning.tasks.orders_sink import run_sync
     from dunning.tasks.purge import PURGED_TEXT, purge_closed, purge_quarantine
+    from dunning.tasks.sync_run import run_sync
 
     old = datetime(2026, 1, 5, tzinfo=UTC)
     pii = "Zyxwvuta"  # a last name to look for everywhere afterwards

@@ -132,8 +132,8 @@ def watermarks(url: str) -> dict[str, datetime | None]:
 def test_an_orders_api_read_ends_with_one_error_and_the_watermark_stays(
     migrated_db, monkeypatch, mode, words, at_least
 ):
-    from dunning.tasks.orders_sink import run_sync
     from dunning.tasks.source import SourceError
+    from dunning.tasks.sync_run import run_sync
 
     configure(monkeypatch, read_deadline_seconds=str(DEADLINE))
     stamp = "2026-11-20T10:00:00+00:00"
@@ -259,8 +259,8 @@ def test_a_partner_refusing_updates_does_not_stop_reminders(migrated_db, smtp, m
 
 
 def test_the_source_token_goes_only_to_the_configured_host(sqlite_url, monkeypatch):
-    from dunning.tasks.orders_sink import run_sync
     from dunning.tasks.source import SourceAuthError
+    from dunning.tasks.sync_run import run_sync
 
     configured, other = peer(), peer()
     try:
@@ -293,8 +293,8 @@ def outside(tmp_path: Path) -> dict[str, str]:
 
 
 def test_file_sources_outside_the_root_are_refused(sqlite_url, outside, cli, tmp_path):
-    from dunning.tasks.orders_sink import run_sync
     from dunning.tasks.source import SourceError
+    from dunning.tasks.sync_run import run_sync
 
     for name, source in outside.items():
         with pytest.raises(SourceError, match="outside the folder sources may be read from"):
@@ -319,7 +319,7 @@ def test_file_sources_outside_the_root_are_refused(sqlite_url, outside, cli, tmp
 
 
 def test_an_unparseable_line_is_kept_as_a_short_redacted_excerpt(sqlite_url, tmp_path):
-    from dunning.tasks.orders_sink import run_sync
+    from dunning.tasks.sync_run import run_sync
 
     environ = (
         f"PATH=/usr/bin\0DUNNING_SOURCE_TOKEN={SOURCE_SECRET}\0"

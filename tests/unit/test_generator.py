@@ -9,7 +9,8 @@ from datetime import UTC, date, datetime, timedelta
 import orjson
 import pytest
 
-from dunning.models.records import OrderRecord, check_record, fast_check
+from dunning.models.record_fast_path import fast_check
+from dunning.models.records import OrderRecord, check_record
 from dunning.sample import generate_orders, mutate_orders, write_jsonl
 from dunning.sample.generator import CARD_CODES, SEPA_CODES
 

@@ -11,16 +11,9 @@ from datetime import date
 import orjson
 import pytest
 
-from dunning.models.records import (
-    BUYER_COLUMNS,
-    OrderRecord,
-    RecordError,
-    check_record,
-    fast_check,
-    fast_rows,
-    rows_from_model,
-    to_rows,
-)
+from dunning.models.record_fast_path import fast_check, fast_rows, to_rows
+from dunning.models.record_rows import BUYER_COLUMNS, rows_from_model
+from dunning.models.records import OrderRecord, RecordError, check_record
 from tests.factories import T0, chargeback, order_record, refund, sale, schedule
 
 

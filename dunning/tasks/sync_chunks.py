@@ -1,0 +1,181 @@
+"""One chunk of a sync: up to a few batches read, validated and written.
+
+A reader thread reads and validates the next batch while this one is written (the
+database works on the other core); each batch commits on its own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import queue
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from dunning.crashpoints import crashpoint
+from dunning.db.sync_state import state_key
+from dunning.tasks.orders_sink import SyncCounts, prepare_batch, write_batch
+
+
+@dataclass
+class ChunkResult:
+    counts: SyncCounts
+    next_position: str
+    done: bool
+    max_updated_at: datetime | None
+    bytes_read: int | None = None
+    bytes_total: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "counts": self.counts.as_dict(),
+            "next_position": self.next_position,
+            "done": self.done,
+            "max_updated_at": self.max_updated_at.isoformat() if self.max_updated_at else None,
+            "bytes_read": self.bytes_read,
+            "bytes_total": self.bytes_total,
+        }
+
+
+_STOP = object()
+
+
+@contextlib.contextmanager
+def gc_paused():
+    """Batches are trees of dicts and tuples without cycles: reference counting frees them.
+    The cyclic collector, triggered by every few hundred new containers, would scan the
+    whole live batch again and again (measured: parsing 3x slower)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def sync_chunk(
+    database_url: str,
+    source_url: str,
+    *,
+    position: str,
+    since: datetime | None,
+    as_of: datetime,
+    token: Any = None,
+    timeout: float = 10.0,
+    batch_size: int = 5000,
+    max_batches: int = 10,
+    shard: int | None = None,
+    shards: int = 1,
+    on_batch: Any = None,
+    deadline: float | None = None,
+) -> ChunkResult:
+    """Read up to `max_batches` batches from `position`, validate and write each.
+    `deadline`: the `time.time()` by which the whole read (every chunk) must end.
+
+    A reader thread reads and validates the next batch while this one is written (the
+    database works on the other core). Each batch commits on its own; for a source that
+    delivers oldest change first the watermark moves in the same transaction.
+    """
+    with gc_paused():
+        return _sync_chunk(
+            database_url,
+            source_url,
+            position=position,
+            since=since,
+            as_of=as_of,
+            token=token,
+            timeout=timeout,
+            batch_size=batch_size,
+            max_batches=max_batches,
+            shard=shard,
+            shards=shards,
+            on_batch=on_batch,
+            deadline=deadline,
+        )
+
+
+def _sync_chunk(
+    database_url: str,
+    source_url: str,
+    *,
+    position: str,
+    since: datetime | None,
+    as_of: datetime,
+    token: Any,
+    timeout: float,
+    batch_size: int,
+    max_batches: int,
+    shard: int | None,
+    shards: int,
+    on_batch: Any,
+    deadline: float | None,
+) -> ChunkResult:
+    from dunning.db import get_engine
+    from dunning.tasks.source import open_source
+
+    engine = get_engine(database_url)
+    src = open_source(source_url, token, timeout, deadline)
+    name = state_key(src.name, shard, shards)
+    total = SyncCounts()
+    top: datetime | None = None
+    handoff: queue.Queue = queue.Queue(maxsize=2)
+    stop = threading.Event()
+
+    def produce() -> None:
+        gen = src.batches(position, since, batch_size)
+        try:
+            for n, b in enumerate(gen, start=1):
+                if stop.is_set():
+                    break
+                handoff.put((b, prepare_batch(b.items, since, shard, shards, as_of)))
+                if b.done or n >= max_batches:
+                    break
+        except BaseException as exc:  # handed to the writer, raised there
+            handoff.put(exc)
+            return
+        finally:
+            gen.close()
+        handoff.put(_STOP)
+
+    reader = threading.Thread(target=produce, name="sync-reader", daemon=True)
+    reader.start()
+    last = None
+    ok = False
+    try:
+        while True:
+            got = handoff.get()
+            if got is _STOP:
+                break
+            if isinstance(got, BaseException):
+                raise got
+            b, prepared = got
+            with engine.begin() as conn:
+                counts = write_batch(
+                    conn, src.name, prepared, as_of, advance_watermark=src.ordered, key=name
+                )
+            crashpoint("sync.batch")  # issue 9: crash tests kill here (off unless set)
+            total.add(counts)
+            if prepared.max_updated_at is not None and (
+                top is None or prepared.max_updated_at > top
+            ):
+                top = prepared.max_updated_at
+            last = b
+            if on_batch is not None:
+                on_batch(counts, b)
+        ok = True
+    finally:
+        stop.set()
+        while reader.is_alive():
+            with contextlib.suppress(queue.Empty):
+                handoff.get(timeout=0.1)
+        reader.join()
+        if ok and last is not None and not last.done and not src.ordered:
+            pass  # a file reader stays open for the next chunk (see source.py)
+        else:
+            src.close()
+    if last is None:
+        return ChunkResult(total, position, True, top)
+    return ChunkResult(total, last.next_position, last.done, top, last.bytes_read, last.bytes_total)
