@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session
 
 from dunning.config import Settings
 from dunning.crashpoints import crashpoint
-from dunning.db import insert_for, is_postgres, session_scope
+from dunning.db import insert_for, session_scope
+from dunning.db.case_locks import begin_claim, skip_locked
 from dunning.models import claim_payloads as cp
 from dunning.models.base_rates import BaseRateUnknown, base_rates
 from dunning.models.claim_payloads import key_for
@@ -283,12 +284,6 @@ def _insert_actions(session: Session, rows: list[dict[str, Any]]) -> list[int]:
     return list(session.connection().execute(stmt, rows).scalars())
 
 
-def _begin_claim(session: Session) -> None:
-    if not is_postgres(session.get_bind()):
-        # Take SQLite's writer lock before reading: no other run can claim in between.
-        session.connection().exec_driver_sql("BEGIN IMMEDIATE")
-
-
 def claim_due(
     url: str,
     as_of: datetime,
@@ -401,7 +396,7 @@ def _claim_notifications(url, as_of, now, lease_until, shard, shards) -> list[in
     """Tell the partner what it must know: a recall for a closed case it holds, and
     payments received at the source for a case it holds."""
     with session_scope(url) as s:
-        _begin_claim(s)
+        begin_claim(s)
         done_recall = select(Action.case_id).where(
             Action.step == ActionStep.RECALL.value,
         )
@@ -549,15 +544,13 @@ def _action_row(case_id, step, key, payload, as_of, lease_until) -> dict[str, An
 def _claim_batch(url, as_of, settings, shard, shards, lease_until, batch, last_id, now):
     zone = settings.zone
     with session_scope(url) as s:
-        _begin_claim(s)
+        begin_claim(s)
         q = (
             _shard_filter(_facts_query(as_of), shard, shards)
             .where(Case.case_id > last_id)
             .limit(batch)
         )
-        if is_postgres(s.get_bind()):
-            q = q.with_for_update(of=Case, skip_locked=True)
-        rows = s.execute(q).all()
+        rows = s.execute(skip_locked(q, s, of=Case)).all()
         if not rows:
             return [], None
         next_last = rows[-1].Case.case_id
