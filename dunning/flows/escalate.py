@@ -19,6 +19,7 @@ from dunning.db import ensure_schema
 from dunning.flows.artifacts import flow_run_namer
 from dunning.models.sharding import check_shard
 from dunning.tasks import escalate as core
+from dunning.tasks.settle import settle_payments
 
 
 def run_escalation(
@@ -68,7 +69,7 @@ def sync_partner_task(url: str, as_of: datetime) -> dict[str, Any]:
 
 @task(name="settle-payments", cache_policy=NO_CACHE)
 def settle_task(url: str, as_of: datetime, shard: int | None, shards: int) -> dict[str, int]:
-    return core.settle_payments(url, as_of, shard, shards)
+    return settle_payments(url, as_of, shard, shards)
 
 
 @task(

@@ -11,8 +11,9 @@ from sqlalchemy import func, select, update
 
 from dunning.db import session_scope
 from dunning.models.schema import Action, Case
-from dunning.tasks import escalate as core
-from dunning.tasks.escalate import escalate
+from dunning.tasks.call_partner import call_partner_and_source
+from dunning.tasks.claim_steps import LEASE, claim_due
+from dunning.tasks.escalate import escalate, load_actions, perform
 from tests.escalation_fixtures import (
     actions,
     at,
@@ -85,16 +86,16 @@ def test_crash_after_sending_resends_with_the_same_key(migrated_db, smtp, partne
     cfg = settings_for(migrated_db, smtp_url, partner.url)
     ids = to_reminder_2(migrated_db, cfg, 2)
     as_of = at(D0 + timedelta(days=30))
-    owned = core.claim_due(migrated_db, as_of, cfg)
+    owned = claim_due(migrated_db, as_of, cfg)
     # The run sends, then dies before recording anything.
-    core.call_partner_and_source(core.load_actions(migrated_db, owned), cfg)
+    call_partner_and_source(load_actions(migrated_db, owned), cfg)
     assert len(partner.claims) == 2
     # A run while the dead run's lease holds does not touch its actions.
-    assert core.claim_due(migrated_db, as_of, cfg) == []
-    later = datetime.now(UTC) + core.LEASE + timedelta(seconds=1)
-    again = core.claim_due(migrated_db, as_of, cfg, now=later)
+    assert claim_due(migrated_db, as_of, cfg) == []
+    later = datetime.now(UTC) + LEASE + timedelta(seconds=1)
+    again = claim_due(migrated_db, as_of, cfg, now=later)
     assert sorted(again) == sorted(owned)
-    core.perform(migrated_db, again, as_of, cfg)
+    perform(migrated_db, again, as_of, cfg)
     assert {case(migrated_db, i).state for i in ids} == {"with_partner"}
     assert dict(partner.claim_posts) == {f"DUN-{i}": 2 for i in ids}  # resent ...
     assert len(partner.claims) == 2  # ... and deduplicated by the partner: one claim each
