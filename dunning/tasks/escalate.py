@@ -5,7 +5,6 @@ while the next is claimed, record the outcomes (SPEC §3, §4). Claiming is in
 
 from __future__ import annotations
 
-import logging
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -24,10 +23,7 @@ from dunning.tasks.call_partner import call_partner_and_source
 from dunning.tasks.claim_steps import claim_batches
 from dunning.tasks.escalation_rows import ACTIONS
 from dunning.tasks.send_mail import send_reminders
-from dunning.tasks.settle import settle_payments
 from dunning.tasks.step_outcomes import record_outcomes
-
-log = logging.getLogger(__name__)
 
 # Actions sent per round before their outcomes are recorded.
 SEND_CHUNK = 2000
@@ -105,34 +101,6 @@ def release_leases(url: str, action_ids: Sequence[int]) -> None:
             )
 
 
-def escalate(
-    url: str,
-    as_of: datetime,
-    settings: Settings,
-    shard: int | None = None,
-    shards: int = 1,
-    workers: int = 8,
-    attempts: int = 4,
-    base_delay: float = 0.2,
-    sync_partner: bool = True,
-) -> dict[str, Any]:
-    """The core of `escalate_cases` without Prefect: partner updates, payments, claim,
-    send, record. Returns counters."""
-    stats: dict[str, Any] = {}
-    if sync_partner:
-        from dunning.tasks.http_client import TransientHTTPError
-        from dunning.tasks.partner_sync import sync_partner_updates
-
-        try:
-            stats["partner_sync"] = sync_partner_updates(url, as_of, settings)
-        except TransientHTTPError as exc:  # the partner is down: steps go on, updates wait
-            log.warning("partner updates not fetched: %s", exc)
-            stats["partner_sync"] = {"error": str(exc)}
-    stats["settle"] = settle_payments(url, as_of, shard, shards)
-    stats.update(advance(url, as_of, settings, shard, shards, workers, attempts, base_delay))
-    return stats
-
-
 def advance(
     url: str,
     as_of: datetime,
@@ -172,4 +140,4 @@ def advance(
     return stats
 
 
-__all__ = ["advance", "escalate", "perform"]
+__all__ = ["advance", "perform"]
