@@ -1,13 +1,15 @@
 """Flow `escalate_cases`: partner updates, payments, then one ladder step per due case.
 
-The work lives in dunning/tasks/escalate.py (plain Python, `run_escalation` here wraps it
-without Prefect); this flow adds retries where it calls outside, logging and an artifact.
+The work lives in dunning/tasks/ (plain Python: `settle`, `claim_steps`, `escalate`);
+`run_escalation` here assembles it without Prefect, the flow adds retries where it calls
+outside, logging and an artifact.
 Retrying a task is safe: what was sent is marked done in the database, what was not is
 sent again under the same idempotency key.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,7 +20,10 @@ from dunning.config import Settings, get_settings
 from dunning.db import ensure_schema
 from dunning.flows.artifacts import flow_run_namer
 from dunning.models.sharding import check_shard
-from dunning.tasks import escalate as core
+from dunning.tasks.escalate import advance
+from dunning.tasks.settle import settle_payments
+
+log = logging.getLogger(__name__)
 
 
 def run_escalation(
@@ -27,14 +32,31 @@ def run_escalation(
     shard: int | None = None,
     shards: int = 1,
     settings: Settings | None = None,
+    *,
+    sync_partner: bool = True,
+    workers: int = 8,
+    attempts: int = 4,
+    base_delay: float = 0.2,
 ) -> dict[str, Any]:
-    """The core function: what the flow does, without Prefect (tests and the CLI)."""
+    """What the flow does, without Prefect (tests, the CLI, the benchmark): partner updates,
+    payments, then claim, send and record the due steps. Returns counters."""
     check_shard(shard, shards)
     settings = settings or get_settings()
     url = database_url or settings.database_url
     as_of = as_of or datetime.now(UTC)
     ensure_schema(url)
-    return core.escalate(url, as_of, settings, shard, shards)
+    stats: dict[str, Any] = {}
+    if sync_partner:
+        from dunning.tasks.http_client import TransientHTTPError
+
+        try:
+            stats["partner_sync"] = core_sync(url, as_of, settings)
+        except TransientHTTPError as exc:  # the partner is down: steps go on, updates wait
+            log.warning("partner updates not fetched: %s", exc)
+            stats["partner_sync"] = {"error": str(exc)}
+    stats["settle"] = settle_payments(url, as_of, shard, shards)
+    stats.update(advance(url, as_of, settings, shard, shards, workers, attempts, base_delay))
+    return stats
 
 
 def core_sync(url: str, as_of: datetime, settings: Settings) -> dict[str, int]:
@@ -68,7 +90,7 @@ def sync_partner_task(url: str, as_of: datetime) -> dict[str, Any]:
 
 @task(name="settle-payments", cache_policy=NO_CACHE)
 def settle_task(url: str, as_of: datetime, shard: int | None, shards: int) -> dict[str, int]:
-    return core.settle_payments(url, as_of, shard, shards)
+    return settle_payments(url, as_of, shard, shards)
 
 
 @task(
@@ -82,7 +104,7 @@ def settle_task(url: str, as_of: datetime, shard: int | None, shards: int) -> di
 def advance_task(url: str, as_of: datetime, shard: int | None, shards: int) -> dict[str, Any]:
     """Claim due steps and send them, batch by batch. A retry is safe: what was sent is
     done in the database; what was not is sent again under the same idempotency key."""
-    return core.advance(url, as_of, get_settings(), shard, shards)
+    return advance(url, as_of, get_settings(), shard, shards)
 
 
 def _warn_stale_base_rates(claims: int, as_of: datetime, settings: Settings) -> None:

@@ -9,8 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from dunning.config import Settings
 from dunning.crashpoints import crashpoint
+from dunning.db.case_locks import unflushed_commits
 from dunning.models.schema import Action
-from dunning.tasks.step_gate import Result, gate, gate_connection, left_state, mark_accepted
+from dunning.tasks.step_gate import Result, gate, left_state, mark_accepted
 
 # Issue 9: a timeout while the SMTP server answers the end of DATA leaves it unknown whether
 # the mail was accepted, and the next run sends it again; RFC 5321 gives that reply up to
@@ -47,8 +48,9 @@ def _send_batch(
     sent: list[Result] = []
     engine = get_engine(url or settings.database_url)
     try:
+        # One commit per gated step and per mark: they need not wait for the WAL flush.
         with (
-            gate_connection(engine) as conn,
+            unflushed_commits(engine) as conn,
             open_sink(
                 settings.smtp_url, timeout=max(settings.http_timeout_seconds, SMTP_TIMEOUT)
             ) as sink,

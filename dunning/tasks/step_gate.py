@@ -6,15 +6,13 @@ not sent - or waits until the step is out and recorded as sent."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, text
 
-from dunning.db import is_postgres
+from dunning.db.case_locks import locked_case_state
 from dunning.db.types import UTCDateTime
 from dunning.models.enums import ActionStatus, ActionStep
 from dunning.models.ladder import FROM_STATES
@@ -32,34 +30,9 @@ class Result:
     payload: dict[str, Any]
 
 
-_CASE_STATE = text("SELECT state FROM cases WHERE case_id = :case_id")
-
-
-_CASE_STATE_LOCKED = text("SELECT state FROM cases WHERE case_id = :case_id FOR UPDATE")
-
-
 _MARK_SENT = text(
     "UPDATE actions SET sent_at = :now WHERE id = :id AND status = :pending"
 ).bindparams(bindparam("now", type_=UTCDateTime()))
-
-
-@contextmanager
-def gate_connection(engine: Any) -> Iterator[Any]:
-    """A connection for gating steps and marking them sent, one commit per step. Those
-    commits need not wait for the WAL flush (PostgreSQL): only a crash of the database
-    server itself within that flush delay could lose a mark."""
-    with engine.connect() as conn:
-        if not is_postgres(engine):
-            yield conn
-            return
-        conn.exec_driver_sql("SET synchronous_commit = off")
-        conn.commit()
-        try:
-            yield conn
-        finally:  # the connection goes back to the pool as it came
-            conn.rollback()
-            conn.exec_driver_sql("RESET synchronous_commit")
-            conn.commit()
 
 
 def gate(conn: Any, a: Action) -> bool:
@@ -70,8 +43,7 @@ def gate(conn: Any, a: Action) -> bool:
     want = FROM_STATES.get(ActionStep(a.step))
     if want is None:
         return True
-    query = _CASE_STATE_LOCKED if is_postgres(conn.engine) else _CASE_STATE
-    return conn.execute(query, {"case_id": a.case_id}).scalar() in {st.value for st in want}
+    return locked_case_state(conn, a.case_id) in {st.value for st in want}
 
 
 def left_state(a: Action) -> Result:

@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import select
 
 from dunning.db import session_scope
+from dunning.flows.escalate import run_escalation
 from dunning.models.merchant_settings import SettingsChangeRefused
 from dunning.models.schema import CaseCharge, CaseHistory
 from dunning.tasks import merchant_settings as store
-from dunning.tasks.escalate import escalate
 from tests.escalation_fixtures import (
     at,
     case,
@@ -37,7 +37,7 @@ def configure(url, cfg, merchant, **changes):
 
 def ladder(url, cfg, days=(10, 20, 30)):
     for day in days:
-        escalate(url, at(D0 + timedelta(days=day)), cfg)
+        run_escalation(at(D0 + timedelta(days=day)), url, settings=cfg)
 
 
 def charges(url, case_id):
@@ -108,7 +108,8 @@ def test_base_rates_past_their_known_end_are_reported(migrated_db, smtp, partner
     configure(migrated_db, cfg, "m1", interest_enabled=True)
     due = date(2026, 6, 20)
     case_id = make_case(migrated_db, one_time("late", due=due))
-    stats = escalate(migrated_db, at(date(2026, 7, 10)), cfg)  # table known until 06-30
+    # The base-rate table is known until 06-30.
+    stats = run_escalation(at(date(2026, 7, 10)), migrated_db, settings=cfg)
     assert stats["settle"]["interest_past_known_base_rates"] == 1
     assert stats["settle"]["base_rates_known_until"] == "2026-06-30"
     assert case(migrated_db, case_id).interest_amount > 0  # the last rate goes on
@@ -118,7 +119,7 @@ def test_a_claim_before_the_base_rate_table_is_set_aside(migrated_db, smtp, part
     cfg = settings_for(migrated_db, smtp[0], partner.url)
     configure(migrated_db, cfg, "m1", interest_enabled=True)
     case_id = make_case(migrated_db, one_time("old", due=date(2019, 6, 1)))
-    stats = escalate(migrated_db, at(date(2019, 6, 20)), cfg)
+    stats = run_escalation(at(date(2019, 6, 20)), migrated_db, settings=cfg)
     assert stats["settle"]["claims_refused"] == 1
     c = case(migrated_db, case_id)
     assert "no base rate for 2019-06-02" in c.partner_error

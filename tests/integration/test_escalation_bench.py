@@ -24,8 +24,8 @@ from sqlalchemy import func, insert, select
 
 from dunning.config import Settings
 from dunning.db import session_scope, upgrade
+from dunning.flows.escalate import run_escalation
 from dunning.models.schema import Action, Buyer, Case, CaseItem, Installment, Merchant, Order
-from dunning.tasks.escalate import escalate
 
 Z = ZoneInfo("Europe/Berlin")
 N = int(os.environ.get("ESCALATION_BENCH_STEPS", "1000"))
@@ -180,7 +180,7 @@ def test_escalation_throughput(postgres_url):
         )
         as_of = datetime(2026, 2, 20, 6, tzinfo=UTC)
         started = time.perf_counter()
-        stats = escalate(postgres_url, as_of, cfg)
+        stats = run_escalation(as_of, postgres_url, settings=cfg)
         elapsed = time.perf_counter() - started
         rate = N / elapsed
         print(
@@ -188,7 +188,7 @@ def test_escalation_throughput(postgres_url):
             f"(10,000 steps ~ {10000 / rate:.0f} s)"
         )
         assert stats["performed"] == {"reminder_1:done": N - N // 2, "handover:done": N // 2}
-        again = escalate(postgres_url, as_of, cfg)
+        again = run_escalation(as_of, postgres_url, settings=cfg)
         assert again["claimed"] == 0
         with session_scope(postgres_url) as s:
             assert s.scalar(select(func.count()).select_from(Action)) == N

@@ -10,9 +10,11 @@ import pytest
 from sqlalchemy import func, select, update
 
 from dunning.db import session_scope
+from dunning.flows.escalate import run_escalation
 from dunning.models.schema import Action, Case
-from dunning.tasks import escalate as core
-from dunning.tasks.escalate import escalate
+from dunning.tasks.call_partner import call_partner_and_source
+from dunning.tasks.claim_steps import LEASE, claim_due
+from dunning.tasks.escalate import load_actions, perform
 from tests.escalation_fixtures import (
     actions,
     at,
@@ -29,8 +31,8 @@ D0 = date(2026, 1, 16)
 
 def to_reminder_2(url, cfg, n):
     ids = [make_case(url, one_time(f"o{i}")) for i in range(n)]
-    escalate(url, at(D0 + timedelta(days=10)), cfg)
-    escalate(url, at(D0 + timedelta(days=20)), cfg)
+    run_escalation(at(D0 + timedelta(days=10)), url, settings=cfg)
+    run_escalation(at(D0 + timedelta(days=20)), url, settings=cfg)
     assert {case(url, i).state for i in ids} == {"reminder_2"}
     return ids
 
@@ -41,13 +43,15 @@ def test_partner_outage_then_ok_lands_each_handover_once(migrated_db, smtp, part
     ids = to_reminder_2(migrated_db, cfg, 5)
     partner.outage = True
     for day in (30, 31):  # two runs while the partner answers 500
-        escalate(migrated_db, at(D0 + timedelta(days=day)), cfg, attempts=2, base_delay=0.01)
+        run_escalation(
+            at(D0 + timedelta(days=day)), migrated_db, settings=cfg, attempts=2, base_delay=0.01
+        )
         assert {case(migrated_db, i).state for i in ids} == {"reminder_2"}
     pending = [a for a in actions(migrated_db) if a.step == "handover"]
     assert len(pending) == 5 and {a.status for a in pending} == {"pending"}
     assert all(a.attempts == 2 and "500" in a.last_error for a in pending)
     partner.outage = False
-    escalate(migrated_db, at(D0 + timedelta(days=32)), cfg)
+    run_escalation(at(D0 + timedelta(days=32)), migrated_db, settings=cfg)
     assert {case(migrated_db, i).state for i in ids} == {"with_partner"}
     assert dict(partner.claim_posts) == {f"DUN-{i}": 1 for i in ids}
     assert len(partner.claims) == 5
@@ -63,7 +67,7 @@ def test_refused_claim_is_shown_and_others_proceed(migrated_db, smtp, partner):
     ids = to_reminder_2(migrated_db, cfg, 3)
     partner.reject(f"DUN-{ids[1]}", "house number not deliverable")
     for day in (30, 40):  # the second run does not retry the refusal
-        escalate(migrated_db, at(D0 + timedelta(days=day)), cfg)
+        run_escalation(at(D0 + timedelta(days=day)), migrated_db, settings=cfg)
     bad = case(migrated_db, ids[1])
     assert bad.state == "reminder_2"
     assert "house number not deliverable" in bad.partner_error
@@ -75,7 +79,7 @@ def test_refused_claim_is_shown_and_others_proceed(migrated_db, smtp, partner):
     partner.rejected.clear()
     with session_scope(migrated_db) as s:
         s.execute(update(Case).where(Case.case_id == ids[1]).values(partner_error=None))
-    escalate(migrated_db, at(D0 + timedelta(days=41)), cfg)
+    run_escalation(at(D0 + timedelta(days=41)), migrated_db, settings=cfg)
     assert case(migrated_db, ids[1]).state == "with_partner"
     assert partner.claim_posts[f"DUN-{ids[1]}"] == 2 and len(partner.claims) == 3
 
@@ -85,16 +89,16 @@ def test_crash_after_sending_resends_with_the_same_key(migrated_db, smtp, partne
     cfg = settings_for(migrated_db, smtp_url, partner.url)
     ids = to_reminder_2(migrated_db, cfg, 2)
     as_of = at(D0 + timedelta(days=30))
-    owned = core.claim_due(migrated_db, as_of, cfg)
+    owned = claim_due(migrated_db, as_of, cfg)
     # The run sends, then dies before recording anything.
-    core.call_partner_and_source(core.load_actions(migrated_db, owned), cfg)
+    call_partner_and_source(load_actions(migrated_db, owned), cfg)
     assert len(partner.claims) == 2
     # A run while the dead run's lease holds does not touch its actions.
-    assert core.claim_due(migrated_db, as_of, cfg) == []
-    later = datetime.now(UTC) + core.LEASE + timedelta(seconds=1)
-    again = core.claim_due(migrated_db, as_of, cfg, now=later)
+    assert claim_due(migrated_db, as_of, cfg) == []
+    later = datetime.now(UTC) + LEASE + timedelta(seconds=1)
+    again = claim_due(migrated_db, as_of, cfg, now=later)
     assert sorted(again) == sorted(owned)
-    core.perform(migrated_db, again, as_of, cfg)
+    perform(migrated_db, again, as_of, cfg)
     assert {case(migrated_db, i).state for i in ids} == {"with_partner"}
     assert dict(partner.claim_posts) == {f"DUN-{i}": 2 for i in ids}  # resent ...
     assert len(partner.claims) == 2  # ... and deduplicated by the partner: one claim each
@@ -105,11 +109,11 @@ def test_operator_cancel_with_partner_recalls(migrated_db, smtp, partner):
     smtp_url, _ = smtp
     cfg = settings_for(migrated_db, smtp_url, partner.url)
     ids = to_reminder_2(migrated_db, cfg, 2)
-    escalate(migrated_db, at(D0 + timedelta(days=30)), cfg)
+    run_escalation(at(D0 + timedelta(days=30)), migrated_db, settings=cfg)
     with session_scope(migrated_db) as s:  # what the operator flow does
         s.execute(update(Case).where(Case.case_id == ids[0]).values(state="cancelled"))
     for day in (31, 32):
-        escalate(migrated_db, at(D0 + timedelta(days=day)), cfg)
+        run_escalation(at(D0 + timedelta(days=day)), migrated_db, settings=cfg)
     assert partner.recall_posts == {f"DUN-{ids[0]}": 1}
     assert partner.claim(f"DUN-{ids[0]}")["status_reason"] == "cancelled_by_creditor"
     assert case(migrated_db, ids[0]).partner_status == "recalled"
@@ -131,7 +135,7 @@ def test_two_runs_at_once_never_step_a_case_twice(postgres_url, smtp, partner):
         def run(as_of=as_of, barrier=barrier, errors=errors):
             try:
                 barrier.wait()
-                escalate(postgres_url, as_of, cfg, sync_partner=False)
+                run_escalation(as_of, postgres_url, settings=cfg, sync_partner=False)
             except BaseException as exc:  # pragma: no cover - shown by the assert
                 errors.append(exc)
 
@@ -153,7 +157,7 @@ def test_pending_step_waits_while_the_case_is_on_hold(migrated_db, smtp, partner
     cfg = settings_for(migrated_db, smtp_url, partner.url)
     ids = to_reminder_2(migrated_db, cfg, 1)
     partner.outage = True
-    escalate(migrated_db, at(D0 + timedelta(days=30)), cfg, attempts=1)
+    run_escalation(at(D0 + timedelta(days=30)), migrated_db, settings=cfg, attempts=1)
     partner.outage = False
     with session_scope(migrated_db) as s:  # the operator pauses it
         s.execute(
@@ -161,10 +165,10 @@ def test_pending_step_waits_while_the_case_is_on_hold(migrated_db, smtp, partner
             .where(Case.case_id == ids[0])
             .values(state="on_hold", held_from_state="reminder_2")
         )
-    escalate(migrated_db, at(D0 + timedelta(days=31)), cfg)
+    run_escalation(at(D0 + timedelta(days=31)), migrated_db, settings=cfg)
     assert not partner.claim_posts and case(migrated_db, ids[0]).state == "on_hold"
     with session_scope(migrated_db) as s:  # ... and resumes it
         s.execute(update(Case).where(Case.case_id == ids[0]).values(state="reminder_2"))
-    escalate(migrated_db, at(D0 + timedelta(days=32)), cfg)
+    run_escalation(at(D0 + timedelta(days=32)), migrated_db, settings=cfg)
     assert partner.claim_posts == {f"DUN-{ids[0]}": 1}
     assert case(migrated_db, ids[0]).state == "with_partner"

@@ -7,8 +7,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from dunning.db import session_scope
+from dunning.flows.escalate import run_escalation
 from dunning.models.schema import SyncWatermark
-from dunning.tasks.escalate import escalate
 from dunning.tasks.partner_sync import sync_partner_updates, watermark_name
 from tests.escalation_fixtures import (
     at,
@@ -29,7 +29,7 @@ def test_partner_status_and_payments_reach_the_cases(migrated_db, smtp, partner)
     cfg = settings_for(migrated_db, smtp_url, partner.url)
     ids = [make_case(migrated_db, one_time(f"o{i}")) for i in range(5)]
     for day in (10, 20, 30):
-        escalate(migrated_db, at(D0 + timedelta(days=day)), cfg)
+        run_escalation(at(D0 + timedelta(days=day)), migrated_db, settings=cfg)
     paid, partial, closed, court, told = ids
     partner.set_status(f"DUN-{paid}", "paid")
     partner.set_status(f"DUN-{partial}", "payment_plan", paid_amount="30.00")
@@ -38,7 +38,7 @@ def test_partner_status_and_payments_reach_the_cases(migrated_db, smtp, partner)
     paid_at = at(D0 + timedelta(days=30)) + timedelta(hours=6)
     pay(migrated_db, told, "20.00", paid_at)  # paid at the source while the partner holds it
     as_of = at(D0 + timedelta(days=31))
-    escalate(migrated_db, as_of, cfg)
+    run_escalation(as_of, migrated_db, settings=cfg)
 
     assert case(migrated_db, paid).state == "paid"
     p = case(migrated_db, partial)
@@ -65,10 +65,10 @@ def test_partner_status_and_payments_reach_the_cases(migrated_db, smtp, partner)
     assert sync_partner_updates(migrated_db, as_of, cfg) == {"updates": 0}
     assert case(migrated_db, court).partner_status == "court_requested"
     before = sum(partner.payment_posts.values()) + sum(partner.court_posts.values())
-    escalate(migrated_db, as_of, cfg)
+    run_escalation(as_of, migrated_db, settings=cfg)
     assert sum(partner.payment_posts.values()) + sum(partner.court_posts.values()) == before
 
     # The court procedure fails later: nothing left to do.
     partner.set_status(f"DUN-{court}", "unsuccessful")
-    escalate(migrated_db, at(D0 + timedelta(days=40)), cfg)
+    run_escalation(at(D0 + timedelta(days=40)), migrated_db, settings=cfg)
     assert case(migrated_db, court).state == "uncollectible"

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import select
 
 from dunning.db import session_scope
+from dunning.flows.escalate import run_escalation
 from dunning.models.schema import Action, Case
 from dunning.tasks import merchant_settings as store
-from dunning.tasks.escalate import escalate
 from tests.escalation_fixtures import at, partner, settings_for, smtp
 from tests.factories import load_orders, order_record, sale, schedule
 
@@ -30,7 +30,7 @@ def run_day(url, cfg, day):
     as_of = at(D0 + timedelta(days=day))
     detect_mod.detect_cases_core(url, as_of, cfg)
     handover_mod.apply_handover_core(url, as_of, cfg)
-    escalate(url, as_of, cfg)
+    run_escalation(as_of, url, settings=cfg)
 
 
 def cases_by_order(url):

@@ -12,9 +12,9 @@ from decimal import Decimal
 from sqlalchemy import select, update
 
 from dunning.db import session_scope
+from dunning.flows.escalate import run_escalation
 from dunning.models.schema import CaseHistory, CaseItem
 from dunning.tasks import merchant_settings as store
-from dunning.tasks.escalate import escalate
 from dunning.tasks.report import refresh_report
 from tests.escalation_fixtures import (
     actions,
@@ -69,7 +69,7 @@ def test_court_option_timeline(migrated_db, smtp, partner):
             partner.set_status(f"DUN-{never}", "unsuccessful")
         if day == 50:
             pay(migrated_db, late, "500.00")  # pays everything while with the partner
-        escalate(migrated_db, as_of, cfg)
+        run_escalation(as_of, migrated_db, settings=cfg)
         if day == 0:
             assert {case(migrated_db, c).state for c in (never, pays, partial, late)} == {
                 "scheduled"
@@ -157,7 +157,7 @@ def _run_plan(migrated_db, cfg, plan_case, on_day=None):
             join_installment(migrated_db, plan_case, 3, date(2026, 3, 16), "50.00", as_of)
         if on_day:
             on_day(day)
-        escalate(migrated_db, as_of, cfg)
+        run_escalation(as_of, migrated_db, settings=cfg)
         states[day] = case(migrated_db, plan_case).state
     return states
 
@@ -246,7 +246,7 @@ def test_cancellation_option_timeline(migrated_db, smtp, partner, orders_api):
     configure(migrated_db, cfg, "m2", dunning_option="cancellation", cancellation_costs="30.00")
     single = make_case(migrated_db, one_time("single", "m2"), option="cancellation")
     for day in DAYS:
-        escalate(migrated_db, at(D0 + timedelta(days=day)), cfg)
+        run_escalation(at(D0 + timedelta(days=day)), migrated_db, settings=cfg)
     assert history(migrated_db, single) == [
         "reminder_1",
         "reminder_2",

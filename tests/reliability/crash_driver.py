@@ -177,7 +177,7 @@ def outcome(url: str) -> tuple[set, set]:
 
 
 def expire_leases(url: str) -> int:
-    """What 15 minutes of waiting does: a dead run's leases run out (LEASE in escalate.py)."""
+    """What 15 minutes of waiting does: a dead run's leases run out (LEASE in claim_steps.py)."""
     with session_scope(url) as s:
         return s.execute(
             text(

@@ -60,8 +60,8 @@ MAX_RUNS = 8  # per run date: the reruns must converge well before this
 
 def core_run(url: str, as_of) -> dict[str, str]:
     """One pipeline run without Prefect, stopping where the flow would fail."""
+    from dunning.flows.escalate import run_escalation
     from dunning.tasks.detect import detect_cases_core
-    from dunning.tasks.escalate import escalate
     from dunning.tasks.handover import apply_handover_core
     from dunning.tasks.report import refresh_reporting_core
     from dunning.tasks.sync_run import run_sync
@@ -73,7 +73,7 @@ def core_run(url: str, as_of) -> dict[str, str]:
         return {"sync": f"failed: {type(exc).__name__}"}
     detect_cases_core(url, as_of, settings)
     apply_handover_core(url, as_of, settings)
-    stats = escalate(url, as_of, settings, attempts=4, base_delay=0.05)
+    stats = run_escalation(as_of, url, settings=settings, attempts=4, base_delay=0.05)
     refresh_reporting_core(as_of, url)
     return {k: v for k, v in stats["performed"].items()}
 

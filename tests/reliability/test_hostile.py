@@ -454,7 +454,7 @@ def test_injected_names_and_addresses_never_reach_the_headers(migrated_db, smtp,
     contract checked it (written straight into the table): the others get their mail, the
     injected address receives nothing, the broken ones are set aside with the reason."""
     from dunning.flows.artifacts import needs_human_rows
-    from dunning.tasks.escalate import escalate
+    from dunning.flows.escalate import run_escalation
     from tests.escalation_fixtures import at, case, make_case, one_time, settings_for
 
     smtp_url, box = smtp
@@ -470,7 +470,7 @@ def test_injected_names_and_addresses_never_reach_the_headers(migrated_db, smtp,
             s.execute(
                 text("UPDATE buyers SET email = :e WHERE order_id = :o"), {"e": bad, "o": f"l{i}"}
             )
-    stats = escalate(migrated_db, at(REMINDER_DAY), cfg)
+    stats = run_escalation(at(REMINDER_DAY), migrated_db, settings=cfg)
     assert stats["performed"] == {"reminder_1:done": 6, "reminder_1:failed": 3}, stats
     assert ATTACKER not in box.recipients and len(box.recipients) == 6
     for msg in box.messages:
@@ -487,7 +487,7 @@ def test_injected_names_and_addresses_never_reach_the_headers(migrated_db, smtp,
         assert "victim" not in c.partner_error and "evil" not in c.partner_error
         assert rows[case_id]["why"].startswith("Mail: reminder_1: mail:")
     # a second run does not retry them (failed, shown to operators) and sends nothing twice
-    escalate(migrated_db, at(REMINDER_DAY), cfg)
+    run_escalation(at(REMINDER_DAY), migrated_db, settings=cfg)
     assert len(box.recipients) == 6
 
 

@@ -228,7 +228,7 @@ def test_partner_answers_nested_deep_to_a_post_are_no_recursion_error():
 
 @pytest.mark.parametrize("mode", ["401", "403", "cycle", "deep"])
 def test_a_partner_refusing_updates_does_not_stop_reminders(migrated_db, smtp, mode):
-    from dunning.tasks.escalate import escalate
+    from dunning.flows.escalate import run_escalation
 
     smtp_url, _ = smtp
     server = peer(mode)
@@ -243,7 +243,7 @@ def test_a_partner_refusing_updates_does_not_stop_reminders(migrated_db, smtp, m
         update={"partner_token": SecretStr(PARTNER_SECRET), "read_deadline_seconds": DEADLINE}
     )
     try:
-        stats = escalate(migrated_db, at(d0 + timedelta(days=10)), cfg)
+        stats = run_escalation(at(d0 + timedelta(days=10)), migrated_db, settings=cfg)
     finally:
         stop(server)
     assert stats["performed"].get("reminder_1:done") == 1, stats  # reminders go on

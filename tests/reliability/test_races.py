@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import text
 
 from dunning.db import session_scope, upgrade
+from dunning.flows.escalate import run_escalation
 from dunning.models.operator import ActionRefused
 from dunning.tasks.case_ops import case_action_core
-from dunning.tasks.escalate import escalate
 from tests.escalation_fixtures import at, make_case, one_time, settings_for
 from tests.reliability import crash_driver as drv
 
@@ -56,7 +56,7 @@ def _cases_in_reminder_2(url, cfg, n):
 
     d0 = date(2026, 1, 16)
     ids = [make_case(url, one_time(f"o{i}")) for i in range(n)]
-    escalate(url, at(d0 + timedelta(days=10)), cfg, sync_partner=False)
+    run_escalation(at(d0 + timedelta(days=10)), url, settings=cfg, sync_partner=False)
     return ids, d0
 
 
@@ -69,7 +69,7 @@ def test_operator_cancel_racing_escalation(step, postgres_url, smtp, partner):
     ids, d0 = _cases_in_reminder_2(postgres_url, cfg, 60)
     day = 20 if step == "reminder_2" else 30
     if step == "handover":
-        escalate(postgres_url, at(d0 + timedelta(days=20)), cfg, sync_partner=False)
+        run_escalation(at(d0 + timedelta(days=20)), postgres_url, settings=cfg, sync_partner=False)
     as_of = at(d0 + timedelta(days=day))
     victims = sorted(random.Random(day).sample(ids, 30))
     cancelled_at: dict[int, float] = {}
@@ -96,11 +96,11 @@ def test_operator_cancel_racing_escalation(step, postgres_url, smtp, partner):
     box.messages = Stamped(box.messages)
     op = threading.Thread(target=operator)
     op.start()
-    escalate(postgres_url, as_of, cfg, sync_partner=False)
+    run_escalation(as_of, postgres_url, settings=cfg, sync_partner=False)
     op.join()
     assert not refused, refused
     # The next run tells the partner about the cancelled cases it holds.
-    escalate(postgres_url, as_of + timedelta(hours=1), cfg, sync_partner=False)
+    run_escalation(as_of + timedelta(hours=1), postgres_url, settings=cfg, sync_partner=False)
     with session_scope(postgres_url) as s:
         history = s.execute(
             text("SELECT case_id, to_state, actor FROM case_history ORDER BY id")
