@@ -19,7 +19,6 @@ from dunning.models.schema import (
     Case,
     CaseReport,
     CaseReportDaily,
-    LastDataUpdate,
     Merchant,
     Order,
     ReportMark,
@@ -214,11 +213,3 @@ def save_report_mark(conn: Connection, scope: str, day: date, as_of: datetime) -
     """Insert or replace the scope's report_mark row (the day of its last rebuild)."""
     values = {"scope": scope, "rebuilt_day": day, "as_of": as_of}
     conn.execute(upsert(conn, ReportMark, values, key=["scope"]))
-
-
-def upsert_last_data_update(
-    conn: Connection, name: str, updated_at: datetime, details: dict[str, Any] | None
-) -> None:
-    """Insert or replace one `last_data_update` row (syncs call this with `sync:<source>`)."""
-    values = {"name": name, "updated_at": updated_at, "details": details}
-    conn.execute(upsert(conn, LastDataUpdate, values, key=["name"]))

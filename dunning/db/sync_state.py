@@ -59,6 +59,7 @@ def count_stamp(conn: Connection, as_of: datetime, writes: int) -> None:
 def upsert_last_data_update(
     conn: Connection, name: str, updated_at: datetime, details: dict[str, Any] | None
 ) -> None:
-    """Insert or replace one `last_data_update` row (a sync writes `sync:<source>`)."""
+    """Insert or replace one `last_data_update` row: a sync writes `sync:<source>`, the board
+    refresh its own name. The one writer of that table."""
     values = {"name": name, "updated_at": updated_at, "details": details}
     conn.execute(upsert(conn, LastDataUpdate, values, ["name"]))

@@ -1,8 +1,8 @@
 """`sync_orders`: order snapshots from the source into the database, incrementally.
 
-The plain-Python core is `sync_core` (= `dunning.tasks.sync_run.run_sync`; the CLI
-and tests call it); this flow runs the same steps as Prefect tasks: one `sync-batches`
-task per chunk of `batches_per_task` batches (default 10 x 5,000 records), so a million
+The flow runs the steps of `dunning.tasks.sync_run` (which the CLI and tests call as
+`run_sync`) as Prefect tasks, through the same loop: one `sync-batches` task per chunk of
+`batches_per_task` batches (default 10 x 5,000 records), so a million
 orders take ~20 task runs, never one per order.
 
 Watermark (per source; per shard when sharded) and why it is safe across a crash:
@@ -28,93 +28,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect import flow, get_run_logger, task
-from prefect.cache_policies import NO_CACHE
+from prefect import flow, get_run_logger
 
 from dunning.config import get_settings
 from dunning.db import normalise_url
-from dunning.tasks.orders_sink import SyncCounts
-from dunning.tasks.sync_chunks import sync_chunk
-from dunning.tasks.sync_run import SyncPlan, finish_sync, plan_sync, run_sync
-
-sync_core = run_sync
-
-__all__ = ["sync_core", "sync_orders"]
-
-
-@task(name="plan-sync", cache_policy=NO_CACHE)
-def plan_task(
-    database_url: str, source_url: str, full: bool, shard: int | None, shards: int
-) -> SyncPlan:
-    return plan_sync(database_url, source_url, full=full, shard=shard, shards=shards)
-
-
-def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
-    """A source that cannot be read (refused file, refused token, cursor cycle, deadline
-    passed) fails the same way again; a peer still failing after its own retries may not."""
-    from dunning.tasks.source import SourceError
-
-    return not isinstance(state.data, SourceError)
-
-
-@task(
-    name="sync-batches",
-    retries=2,
-    retry_delay_seconds=[2, 10],
-    retry_condition_fn=_worth_retrying,
-    cache_policy=NO_CACHE,
-    persist_result=False,  # it holds the source token: nothing of it goes to storage
-    tags=["outside"],
-)
-def sync_batches(
-    database_url: str,
-    source_url: str,
-    position: str,
-    since: datetime | None,
-    as_of: datetime,
-    batch_size: int,
-    max_batches: int,
-    shard: int | None,
-    shards: int,
-    deadline: float,
-) -> dict[str, Any]:
-    """Read, validate and write up to `max_batches` batches from `position`.
-
-    A retry starts again at `position`: batches it already committed are found unchanged.
-    The token comes from the settings, never through a parameter (it would be stored).
-    `deadline`: the `time.time()` by which the whole read must end.
-    """
-    from dunning.tasks.source import token_for
-
-    settings = get_settings()
-    result = sync_chunk(
-        database_url,
-        source_url,
-        position=position,
-        since=since,
-        as_of=as_of,
-        token=token_for(source_url, settings),
-        timeout=settings.http_timeout_seconds,
-        batch_size=batch_size,
-        max_batches=max_batches,
-        shard=shard,
-        shards=shards,
-        deadline=deadline,
-    )
-    return result.as_dict()
-
-
-@task(name="finish-sync", cache_policy=NO_CACHE)
-def finish_task(
-    database_url: str,
-    plan: SyncPlan,
-    run_max: datetime | None,
-    counts: dict[str, int],
-    as_of: datetime,
-    seconds: float,
-    full: bool,
-) -> datetime | None:
-    return finish_sync(database_url, plan, run_max, SyncCounts(**counts), as_of, seconds, full)
+from dunning.tasks.sync_chunks import ChunkResult, sync_batches
+from dunning.tasks.sync_run import finish_task, plan_task, read_to_the_end
 
 
 def _run_name() -> str:
@@ -171,34 +90,29 @@ def sync_orders(
         plan.watermark_before,
     )
     progress_id = create_progress_artifact(0.0, description=f"Sync of {plan.source}")
-    total = SyncCounts()
-    run_max: datetime | None = None
-    position = ""
-    while True:
-        chunk = sync_batches(
-            url,
-            source_url,
-            position,
-            plan.since,
-            as_of,
-            size,
-            batches_per_task,
-            shard,
-            shards,
-            deadline,
-        )
-        total.add(SyncCounts(**chunk["counts"]))
-        if chunk["max_updated_at"]:
-            top = datetime.fromisoformat(chunk["max_updated_at"])
-            run_max = top if run_max is None or top > run_max else run_max
-        position = chunk["next_position"]
-        if chunk["bytes_total"]:
-            update_progress_artifact(
-                progress_id, min(100.0, 100.0 * chunk["bytes_read"] / chunk["bytes_total"])
+
+    def read_chunk(position: str) -> ChunkResult:
+        chunk = ChunkResult.from_dict(
+            sync_batches(
+                url,
+                source_url,
+                position,
+                plan.since,
+                as_of,
+                size,
+                batches_per_task,
+                shard,
+                shards,
+                deadline,
             )
-        logger.info("synced so far: %s", total.as_dict())
-        if chunk["done"]:
-            break
+        )
+        if chunk.bytes_total:
+            done = min(100.0, 100.0 * (chunk.bytes_read or 0) / chunk.bytes_total)
+            update_progress_artifact(progress_id, done)
+        logger.info("synced a chunk: %s", chunk.counts.as_dict())
+        return chunk
+
+    total, run_max, _ = read_to_the_end(read_chunk)
     update_progress_artifact(progress_id, 100.0)
     seconds = time.perf_counter() - started
     after = finish_task(url, plan, run_max, total.as_dict(), as_of, seconds, full)

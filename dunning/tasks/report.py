@@ -62,8 +62,8 @@ from dunning.db.report_sql import (
     report_select,
     save_report_mark,
     take_pending,
-    upsert_last_data_update,
 )
+from dunning.db.sync_state import upsert_last_data_update
 from dunning.db.types import UTCDateTime
 from dunning.models.clock import local_date
 from dunning.models.schema import Case, CaseReport, CaseReportDaily, LastDataUpdate, ReportMark

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
 from dunning.crashpoints import crashpoint
 from dunning.db.sync_state import state_key
 from dunning.tasks.orders_sink import SyncCounts, prepare_batch, write_batch
@@ -37,6 +40,19 @@ class ChunkResult:
             "bytes_read": self.bytes_read,
             "bytes_total": self.bytes_total,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ChunkResult:
+        """Back from `as_dict` (what the task run returns)."""
+        top = data["max_updated_at"]
+        return cls(
+            SyncCounts(**data["counts"]),
+            data["next_position"],
+            data["done"],
+            datetime.fromisoformat(top) if top else None,
+            data["bytes_read"],
+            data["bytes_total"],
+        )
 
 
 _STOP = object()
@@ -179,3 +195,59 @@ def _sync_chunk(
     if last is None:
         return ChunkResult(total, position, True, top)
     return ChunkResult(total, last.next_position, last.done, top, last.bytes_read, last.bytes_total)
+
+
+def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
+    """A source that cannot be read (refused file, refused token, cursor cycle, deadline
+    passed) fails the same way again; a peer still failing after its own retries may not."""
+    from dunning.tasks.source import SourceError
+
+    return not isinstance(state.data, SourceError)
+
+
+@task(
+    name="sync-batches",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=_worth_retrying,
+    cache_policy=NO_CACHE,
+    persist_result=False,  # it holds the source token: nothing of it goes to storage
+    tags=["outside"],
+)
+def sync_batches(
+    database_url: str,
+    source_url: str,
+    position: str,
+    since: datetime | None,
+    as_of: datetime,
+    batch_size: int,
+    max_batches: int,
+    shard: int | None,
+    shards: int,
+    deadline: float,
+) -> dict[str, Any]:
+    """Read, validate and write up to `max_batches` batches from `position`.
+
+    A retry starts again at `position`: batches it already committed are found unchanged.
+    The token comes from the settings, never through a parameter (it would be stored).
+    `deadline`: the `time.time()` by which the whole read must end.
+    """
+    from dunning.config import get_settings
+    from dunning.tasks.source import token_for
+
+    settings = get_settings()
+    result = sync_chunk(
+        database_url,
+        source_url,
+        position=position,
+        since=since,
+        as_of=as_of,
+        token=token_for(source_url, settings),
+        timeout=settings.http_timeout_seconds,
+        batch_size=batch_size,
+        max_batches=max_batches,
+        shard=shard,
+        shards=shards,
+        deadline=deadline,
+    )
+    return result.as_dict()

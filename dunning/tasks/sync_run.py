@@ -1,15 +1,18 @@
-"""A whole sync, without Prefect: where it starts (the watermark), its chunks to the end
-of the source, and what it records when done. The CLI and tests call `run_sync`; the flow
-(`dunning.flows.sync`) runs the same steps as tasks.
+"""A whole sync: where it starts (the watermark), its chunks to the end of the source, and
+what it records when done. `read_to_the_end` is the one loop over the chunks: `run_sync`
+(CLI, tests) drives it with plain calls, the flow (`dunning.flows.sync`) with task runs.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection, func, select
 
 from dunning.db.sync_state import (
@@ -28,7 +31,7 @@ from dunning.models.schema import (
 )
 from dunning.tasks.orders_sink import SyncCounts
 from dunning.tasks.source import Batch
-from dunning.tasks.sync_chunks import sync_chunk
+from dunning.tasks.sync_chunks import ChunkResult, sync_chunk
 
 
 @dataclass
@@ -136,6 +139,25 @@ def finish_sync(
 SYNCED_TABLES = ("orders", "buyers", "installments", "transactions")  # orders first
 
 
+def read_to_the_end(
+    read_chunk: Callable[[str], ChunkResult],
+) -> tuple[SyncCounts, datetime | None, int]:
+    """Read chunk after chunk from the source's start until it says done: the counts, the
+    newest `updated_at` seen, and how many chunks it took."""
+    total = SyncCounts()
+    run_max: datetime | None = None
+    position, chunks = "", 0
+    while True:
+        chunk = read_chunk(position)
+        chunks += 1
+        total.add(chunk.counts)
+        if chunk.max_updated_at is not None and (run_max is None or chunk.max_updated_at > run_max):
+            run_max = chunk.max_updated_at
+        position = chunk.next_position
+        if chunk.done:
+            return total, run_max, chunks
+
+
 def run_sync(
     database_url: str | None = None,
     source_url: str | None = None,
@@ -166,25 +188,18 @@ def run_sync(
     started = time.perf_counter()
     plan = plan_sync(url, source_url, full=full, shard=shard, shards=shards)
     deadline = time.time() + settings.read_deadline_seconds  # the read starts now
-    total = SyncCounts()
-    run_max: datetime | None = None
-    position = ""
-    batches = chunks = 0
+    batches = 0
+    running = SyncCounts()
 
     def progress(counts: SyncCounts, b: Batch) -> None:
         nonlocal batches
         batches += 1
-        if on_progress is not None:
-            on_progress(total_so_far(counts), b.bytes_read, b.bytes_total)
-
-    running = SyncCounts()
-
-    def total_so_far(counts: SyncCounts) -> SyncCounts:
         running.add(counts)
-        return running
+        if on_progress is not None:
+            on_progress(running, b.bytes_read, b.bytes_total)
 
-    while True:
-        result = sync_chunk(
+    def read_chunk(position: str) -> ChunkResult:
+        return sync_chunk(
             url,
             source_url,
             position=position,
@@ -199,20 +214,35 @@ def run_sync(
             on_batch=progress,
             deadline=deadline,
         )
-        chunks += 1
-        total.add(result.counts)
-        if result.max_updated_at is not None and (
-            run_max is None or result.max_updated_at > run_max
-        ):
-            run_max = result.max_updated_at
-        position = result.next_position
-        if result.done:
-            break
+
+    total, run_max, chunks = read_to_the_end(read_chunk)
     seconds = time.perf_counter() - started
     after = finish_sync(url, plan, run_max, total, as_of, seconds, full)
     return SyncResult(
         plan.source, total, plan.watermark_before, after, seconds, batches, chunks, full
     )
+
+
+@task(name="plan-sync", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def plan_task(
+    database_url: str, source_url: str, full: bool, shard: int | None, shards: int
+) -> SyncPlan:
+    """Reads the watermark; a retry reads it again."""
+    return plan_sync(database_url, source_url, full=full, shard=shard, shards=shards)
+
+
+@task(name="finish-sync", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def finish_task(
+    database_url: str,
+    plan: SyncPlan,
+    run_max: datetime | None,
+    counts: dict[str, int],
+    as_of: datetime,
+    seconds: float,
+    full: bool,
+) -> datetime | None:
+    """Moves the watermark to `run_max` and records the update: the same again on a retry."""
+    return finish_sync(database_url, plan, run_max, SyncCounts(**counts), as_of, seconds, full)
 
 
 def count_rows(conn: Connection) -> dict[str, int]:
