@@ -428,7 +428,7 @@ def escalation_rounds(
     """Rounds `reminder_2_days`+1 days apart on one shard of k with ~`target_steps` due.
     With `processes` > 1, round 1 again on other cases as that many shard processes at
     once (see parallel_round)."""
-    from dunning.flows.escalate import run_escalation
+    from dunning.tasks.escalate import run_escalation
 
     with LocalServers() as servers:
         cfg = settings.model_copy(
@@ -493,7 +493,7 @@ def at_once(target: Callable[..., None], argsets: list[tuple]) -> tuple[float, l
 
 def _escalation_worker(url: str, as_of: datetime, shard: int, shards: int, cfg, q, go) -> None:
     try:
-        from dunning.flows.escalate import run_escalation
+        from dunning.tasks.escalate import run_escalation
 
         q.put(("ready", shard))
         go.wait()

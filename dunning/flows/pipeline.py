@@ -77,8 +77,8 @@ def pipeline_core(
 
     For simulations and benchmarks that run the pipeline many times in one process.
     """
-    from dunning.flows.escalate import run_escalation
     from dunning.tasks.detect import detect_cases_core
+    from dunning.tasks.escalate import run_escalation
     from dunning.tasks.handover import apply_handover_core
     from dunning.tasks.report import refresh_reporting_core
     from dunning.tasks.sync_run import run_sync

@@ -1,29 +1,38 @@
 """Escalation: claim the due steps batch by batch, perform the outside effects of each batch
 while the next is claimed, record the outcomes (SPEC §3, §4). Claiming is in
-`claim_steps`, the payments settled before it in `settle`, the assembled run in the flow
-`dunning/flows/escalate.py`."""
+`claim_steps`, the payments settled before it in `settle`. `run_escalation` is the run
+without Prefect (tests, CLI, benchmark); the flow `dunning/flows/escalate.py` runs the same
+three steps as task runs: partner updates, payments, advance."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select, update
 
-from dunning.config import Settings
+from dunning.config import Settings, get_settings
 from dunning.crashpoints import crashpoint
-from dunning.db import session_scope
+from dunning.db import ensure_schema, session_scope
 from dunning.models.enums import ActionStatus
 from dunning.models.ladder import MAIL_STEPS
 from dunning.models.schema import Action
+from dunning.models.sharding import check_shard
 from dunning.tasks.call_partner import call_partner_and_source
 from dunning.tasks.claim_steps import claim_batches
 from dunning.tasks.escalation_rows import ACTIONS
+from dunning.tasks.partner_sync import sync_partner_updates
 from dunning.tasks.send_mail import send_reminders
+from dunning.tasks.settle import settle_payments
 from dunning.tasks.step_outcomes import record_outcomes
+
+log = logging.getLogger(__name__)
 
 # Actions sent per round before their outcomes are recorded.
 SEND_CHUNK = 2000
@@ -141,3 +150,50 @@ def advance(
 
 
 __all__ = ["advance", "perform"]
+
+
+@task(
+    name="advance-due-cases",
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    tags=["outside"],
+)
+def advance_task(url: str, as_of: datetime, shard: int | None, shards: int) -> dict[str, Any]:
+    """Claim due steps and send them, batch by batch. A retry is safe: what was sent is
+    done in the database; what was not is sent again under the same idempotency key."""
+    return advance(url, as_of, get_settings(), shard, shards)
+
+
+def run_escalation(
+    as_of: datetime | None = None,
+    database_url: str | None = None,
+    shard: int | None = None,
+    shards: int = 1,
+    settings: Settings | None = None,
+    *,
+    sync_partner: bool = True,
+    workers: int = 8,
+    attempts: int = 4,
+    base_delay: float = 0.2,
+) -> dict[str, Any]:
+    """What the flow does, without Prefect (tests, the CLI, the benchmark): partner updates,
+    payments, then claim, send and record the due steps. Returns counters."""
+    check_shard(shard, shards)
+    settings = settings or get_settings()
+    url = database_url or settings.database_url
+    as_of = as_of or datetime.now(UTC)
+    ensure_schema(url)
+    stats: dict[str, Any] = {}
+    if sync_partner:
+        from dunning.tasks.http_client import TransientHTTPError
+
+        try:
+            stats["partner_sync"] = sync_partner_updates(url, as_of, settings)
+        except TransientHTTPError as exc:  # the partner is down: steps go on, updates wait
+            log.warning("partner updates not fetched: %s", exc)
+            stats["partner_sync"] = {"error": str(exc)}
+    stats["settle"] = settle_payments(url, as_of, shard, shards)
+    stats.update(advance(url, as_of, settings, shard, shards, workers, attempts, base_delay))
+    return stats

@@ -18,9 +18,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from sqlalchemy import bindparam, select, update
 
-from dunning.config import Settings
+from dunning.config import Settings, get_settings
 from dunning.db import session_scope
 from dunning.models.enums import CaseState
 from dunning.models.schema import Case, SyncWatermark
@@ -147,3 +149,26 @@ def apply_updates(
             row.watermark = newest
             row.updated_at = as_of
     return stats
+
+
+# Tasks that hold a token (partner, source, mail): no result is written to Prefect's
+# storage (issue 19); their errors carry method, URL and status only (http_client.py).
+@task(
+    name="sync-partner-updates",
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    cache_policy=NO_CACHE,
+    persist_result=False,
+    tags=["outside"],
+)
+def sync_partner_task(url: str, as_of: datetime) -> dict[str, Any]:
+    """Partner updates. An unreachable partner (already retried with backoff by the HTTP
+    client), one that refuses the token or pages without end is a warning, not a failure:
+    the steps go on, the updates come next run."""
+    from dunning.tasks.http_client import TransientHTTPError
+
+    try:
+        return sync_partner_updates(url, as_of, get_settings())
+    except TransientHTTPError as exc:
+        get_run_logger().warning("partner updates not fetched this run (%s); steps go on", exc)
+        return {"error": str(exc)}

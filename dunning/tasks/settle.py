@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -119,3 +121,9 @@ def refresh_claims(
     if refused:
         out["claims_refused"] = len(refused)
     return out
+
+
+@task(name="settle-payments", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def settle_task(url: str, as_of: datetime, shard: int | None, shards: int) -> dict[str, int]:
+    """One transaction; a retry settles what is still unsettled."""
+    return settle_payments(url, as_of, shard, shards)

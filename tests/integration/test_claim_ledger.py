@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import select
 
 from dunning.db import session_scope
-from dunning.flows.escalate import run_escalation
 from dunning.models.merchant_settings import SettingsChangeRefused
 from dunning.models.schema import CaseCharge, CaseHistory
 from dunning.tasks import merchant_settings as store
+from dunning.tasks.escalate import run_escalation
 from tests.escalation_fixtures import (
     at,
     case,

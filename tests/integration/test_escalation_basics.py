@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from dunning.flows.escalate import run_escalation
+from dunning.tasks.escalate import run_escalation
 from tests.escalation_fixtures import (
     actions,
     at,

@@ -24,8 +24,8 @@ from sqlalchemy import func, insert, select
 
 from dunning.config import Settings
 from dunning.db import session_scope, upgrade
-from dunning.flows.escalate import run_escalation
 from dunning.models.schema import Action, Buyer, Case, CaseItem, Installment, Merchant, Order
+from dunning.tasks.escalate import run_escalation
 
 Z = ZoneInfo("Europe/Berlin")
 N = int(os.environ.get("ESCALATION_BENCH_STEPS", "1000"))

@@ -10,11 +10,10 @@ import pytest
 from sqlalchemy import func, select, update
 
 from dunning.db import session_scope
-from dunning.flows.escalate import run_escalation
 from dunning.models.schema import Action, Case
 from dunning.tasks.call_partner import call_partner_and_source
 from dunning.tasks.claim_steps import LEASE, claim_due
-from dunning.tasks.escalate import load_actions, perform
+from dunning.tasks.escalate import load_actions, perform, run_escalation
 from tests.escalation_fixtures import (
     actions,
     at,

@@ -7,8 +7,8 @@ from datetime import date, timedelta
 from decimal import Decimal
 
 from dunning.db import session_scope
-from dunning.flows.escalate import run_escalation
 from dunning.models.schema import SyncWatermark
+from dunning.tasks.escalate import run_escalation
 from dunning.tasks.partner_sync import sync_partner_updates, watermark_name
 from tests.escalation_fixtures import (
     at,

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import select
 
 from dunning.db import session_scope
-from dunning.flows.escalate import run_escalation
 from dunning.models.schema import Action, Case
 from dunning.tasks import merchant_settings as store
+from dunning.tasks.escalate import run_escalation
 from tests.escalation_fixtures import at, partner, settings_for, smtp
 from tests.factories import load_orders, order_record, sale, schedule
 

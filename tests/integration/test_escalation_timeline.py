@@ -12,9 +12,9 @@ from decimal import Decimal
 from sqlalchemy import select, update
 
 from dunning.db import session_scope
-from dunning.flows.escalate import run_escalation
 from dunning.models.schema import CaseHistory, CaseItem
 from dunning.tasks import merchant_settings as store
+from dunning.tasks.escalate import run_escalation
 from dunning.tasks.report import refresh_report
 from tests.escalation_fixtures import (
     actions,

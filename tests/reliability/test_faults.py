@@ -60,8 +60,8 @@ MAX_RUNS = 8  # per run date: the reruns must converge well before this
 
 def core_run(url: str, as_of) -> dict[str, str]:
     """One pipeline run without Prefect, stopping where the flow would fail."""
-    from dunning.flows.escalate import run_escalation
     from dunning.tasks.detect import detect_cases_core
+    from dunning.tasks.escalate import run_escalation
     from dunning.tasks.handover import apply_handover_core
     from dunning.tasks.report import refresh_reporting_core
     from dunning.tasks.sync_run import run_sync

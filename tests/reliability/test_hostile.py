@@ -454,7 +454,7 @@ def test_injected_names_and_addresses_never_reach_the_headers(migrated_db, smtp,
     contract checked it (written straight into the table): the others get their mail, the
     injected address receives nothing, the broken ones are set aside with the reason."""
     from dunning.flows.artifacts import needs_human_rows
-    from dunning.flows.escalate import run_escalation
+    from dunning.tasks.escalate import run_escalation
     from tests.escalation_fixtures import at, case, make_case, one_time, settings_for
 
     smtp_url, box = smtp

@@ -228,7 +228,7 @@ def test_partner_answers_nested_deep_to_a_post_are_no_recursion_error():
 
 @pytest.mark.parametrize("mode", ["401", "403", "cycle", "deep"])
 def test_a_partner_refusing_updates_does_not_stop_reminders(migrated_db, smtp, mode):
-    from dunning.flows.escalate import run_escalation
+    from dunning.tasks.escalate import run_escalation
 
     smtp_url, _ = smtp
     server = peer(mode)

@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import text
 
 from dunning.db import session_scope, upgrade
-from dunning.flows.escalate import run_escalation
 from dunning.models.operator import ActionRefused
 from dunning.tasks.case_ops import case_action_core
+from dunning.tasks.escalate import run_escalation
 from tests.escalation_fixtures import at, make_case, one_time, settings_for
 from tests.reliability import crash_driver as drv
 
