@@ -86,3 +86,31 @@ def test_deployment_parameters_name_no_source_and_no_database(spec):
     for schema in (parsed, loaded):
         assert not FORBIDDEN & set(schema.properties), (spec.name, sorted(schema.properties))
     assert not FORBIDDEN & set(spec.parameters), spec.parameters
+
+
+# Tasks that must not retry, and why.
+NO_RETRIES = {"case-action": "an operator's refused action is final, not a transient error"}
+
+
+def test_every_task_retries_unless_a_retry_would_be_wrong():
+    """Every Prefect task is in dunning/tasks (flows only order them), and every one of them
+    does I/O (database, source, partner, mail): each retries, but for the listed few."""
+    import pkgutil
+
+    import dunning.flows
+    import dunning.tasks
+
+    def tasks_in(package) -> dict[str, Task]:
+        found = {}
+        for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+            module = importlib.import_module(info.name)
+            for _, obj in inspect.getmembers(module, lambda o: isinstance(o, Task)):
+                if obj.fn.__module__ == info.name:
+                    found[obj.name] = obj
+        return found
+
+    assert tasks_in(dunning.flows) == {}, "a @task in a flow module: move it to dunning/tasks"
+    tasks = tasks_in(dunning.tasks)
+    assert len(tasks) >= 8, sorted(tasks)
+    without = {name for name, t in tasks.items() if not t.retries}
+    assert without == set(NO_RETRIES), without
