@@ -28,6 +28,9 @@ import pytest  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
+# The loopback servers and SMTP as fixtures of every test folder.
+from tests.escalation_fixtures import orders_api, partner, smtp  # noqa: E402, F401
+
 REPO = Path(__file__).resolve().parents[1]
 NO_POSTGRES = (
     "NO POSTGRESQL: set TEST_DATABASE_URL=postgresql+psycopg://USER@HOST:PORT/DB "

@@ -1,4 +1,3 @@
-# ruff: noqa: F401, F811  (pytest fixtures imported from tests.escalation_fixtures)
 """The claim ledger behind escalation on both engines, with a real partner and SMTP server:
 business debtors (+ 9 points, the § 288 (5) flat fee), invoice orders (the first reminder
 creates default and is free), the fee cap, the minimum claim, base rates past their end."""
@@ -16,15 +15,7 @@ from dunning.models.merchant_settings import SettingsChangeRefused
 from dunning.models.schema import CaseCharge, CaseHistory
 from dunning.tasks import merchant_settings as store
 from dunning.tasks.escalate import run_escalation
-from tests.escalation_fixtures import (
-    at,
-    case,
-    make_case,
-    one_time,
-    partner,
-    settings_for,
-    smtp,
-)
+from tests.escalation_fixtures import at, case, make_case, one_time, settings_for
 from tests.factories import address
 
 D0 = date(2026, 1, 16)  # the day after the due date (2026-01-15)

@@ -1,4 +1,3 @@
-# ruff: noqa: F401, F811  (pytest fixtures imported from tests.escalation_fixtures)
 """Escalation end to end on one engine pair: reminders by real SMTP, handover to the local
 partner, reruns that change nothing, a skipped run that takes one step only."""
 
@@ -7,16 +6,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 from dunning.tasks.escalate import run_escalation
-from tests.escalation_fixtures import (
-    actions,
-    at,
-    case,
-    make_case,
-    one_time,
-    partner,
-    settings_for,
-    smtp,
-)
+from tests.escalation_fixtures import actions, at, case, make_case, one_time, settings_for
 
 D0 = date(2026, 1, 16)
 

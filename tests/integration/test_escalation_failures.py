@@ -1,4 +1,3 @@
-# ruff: noqa: F401, F811  (pytest fixtures imported from tests.escalation_fixtures)
 """Partner outages, refusals, crashes and concurrent runs: nothing lost, nothing twice."""
 
 from __future__ import annotations
@@ -14,16 +13,7 @@ from dunning.models.schema import Action, Case
 from dunning.tasks.call_partner import call_partner_and_source
 from dunning.tasks.claim_steps import LEASE, claim_due
 from dunning.tasks.escalate import load_actions, perform, run_escalation
-from tests.escalation_fixtures import (
-    actions,
-    at,
-    case,
-    make_case,
-    one_time,
-    partner,
-    settings_for,
-    smtp,
-)
+from tests.escalation_fixtures import actions, at, case, make_case, one_time, settings_for
 
 D0 = date(2026, 1, 16)
 

@@ -1,4 +1,3 @@
-# ruff: noqa: F401, F811  (pytest fixtures imported from tests.escalation_fixtures)
 """The Prefect flow `escalate_cases` with the embedded defaults: .eml files in a folder."""
 
 from __future__ import annotations
@@ -8,7 +7,7 @@ from email import message_from_bytes
 from email.policy import default as default_policy
 
 from dunning.config import get_settings
-from tests.escalation_fixtures import at, case, make_case, one_time, partner
+from tests.escalation_fixtures import at, case, make_case, one_time
 
 D0 = date(2026, 1, 16)
 

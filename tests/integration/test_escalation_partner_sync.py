@@ -1,4 +1,3 @@
-# ruff: noqa: F401, F811  (pytest fixtures imported from tests.escalation_fixtures)
 """Partner updates (GET /v1/claims?updated_since=) applied to cases, with a watermark."""
 
 from __future__ import annotations
@@ -10,16 +9,7 @@ from dunning.db import session_scope
 from dunning.models.schema import SyncWatermark
 from dunning.tasks.escalate import run_escalation
 from dunning.tasks.partner_sync import sync_partner_updates, watermark_name
-from tests.escalation_fixtures import (
-    at,
-    case,
-    make_case,
-    one_time,
-    partner,
-    pay,
-    settings_for,
-    smtp,
-)
+from tests.escalation_fixtures import at, case, make_case, one_time, pay, settings_for
 
 D0 = date(2026, 1, 16)
 

@@ -1,4 +1,3 @@
-# ruff: noqa: F401, F811  (pytest fixtures imported from tests.escalation_fixtures)
 """The parts on their own: the local partner's contract behaviour, the mail rendering."""
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ import httpx
 import pytest
 
 from dunning.tasks.mailer import MailConfigError, language, open_sink, render_reminder
-from tests.escalation_fixtures import partner
 from tests.factories import debtor
 
 CLAIM = {

@@ -1,4 +1,3 @@
-# ruff: noqa: F401, F811  (pytest fixtures imported from tests.escalation_fixtures)
 """The full timeline with the real detection and handover cores and the real orders API:
 orders are loaded, detection opens and updates the cases, handover routes them, and
 escalation takes them through the ladder, a run every 10 days for 90 days."""
@@ -16,7 +15,7 @@ from dunning.db import session_scope
 from dunning.models.schema import Action, Case
 from dunning.tasks import merchant_settings as store
 from dunning.tasks.escalate import run_escalation
-from tests.escalation_fixtures import at, partner, settings_for, smtp
+from tests.escalation_fixtures import at, settings_for
 from tests.factories import load_orders, order_record, sale, schedule
 
 D0 = date(2026, 1, 16)

@@ -1,4 +1,3 @@
-# ruff: noqa: F401, F811  (pytest fixtures imported from tests.escalation_fixtures)
 """~90 simulated days, a run every 10 days, per dunning option: each case gets one reminder
 1, one reminder 2 and one handover; the court and cancellation branches are reached;
 payments stop or lower the claim; the § 498 BGB guard holds cancellation back."""
@@ -23,11 +22,8 @@ from tests.escalation_fixtures import (
     join_installment,
     make_case,
     one_time,
-    orders_api,
-    partner,
     pay,
     settings_for,
-    smtp,
 )
 from tests.factories import order_record, schedule
 

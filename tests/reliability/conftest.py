@@ -1,11 +1,9 @@
-# ruff: noqa: F401  (fixtures re-exported for tests/reliability)
-"""Fixtures of the reliability tests: real SMTP (aiosmtpd), the partner, the Prefect API."""
+"""Fixtures of the reliability tests: the Prefect API for `dunning` subprocesses (SMTP and
+the partner come from tests/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
-
-from tests.escalation_fixtures import partner, smtp
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,3 @@
-# ruff: noqa: F401, F811  (pytest fixtures imported from tests.escalation_fixtures)
 """Hostile HTTP peers and sources, round two (issue 19), against real loopback servers.
 
 A cursor cycle, endless cursors and a body dripping a byte every two seconds each end by
@@ -28,7 +27,7 @@ from sqlalchemy import select, text
 from dunning.config import get_settings
 from dunning.db import get_engine, session_scope
 from dunning.models.schema import Order, SyncWatermark
-from tests.escalation_fixtures import at, make_case, one_time, settings_for, smtp
+from tests.escalation_fixtures import at, make_case, one_time, settings_for
 from tests.factories import order_record
 from tests.reliability.test_hostile import (
     DB_SECRET,
