@@ -17,6 +17,7 @@ from dunning.cli import (
     serve_cmd,
     settings_cmd,
     sync_cmd,  # issue 3
+    web_cmd,  # issue 17
 )
 from dunning.cli.common import UserError, fail
 
@@ -37,6 +38,7 @@ app.add_typer(db.app, name="db")
 app.add_typer(settings_cmd.app, name="settings")
 app.command("demo")(demo.demo)
 app.add_typer(case_cmd.app, name="case")  # issue 4
+app.add_typer(web_cmd.app, name="web")  # issue 17
 app.command("run")(run_cmd.run)  # issue 4
 app.command("cases")(cases_cmd.cases)
 app.command("serve")(serve_cmd.serve)

@@ -532,6 +532,21 @@ class LastDataUpdate(Base):
     details: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
 
 
+class WebToken(Base):
+    """Issue 17: a login of the web area, created by an administrator for one merchant or
+    one operator; only the SHA-256 of the secret is kept, the secret is shown once."""
+
+    __tablename__ = "web_tokens"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    merchant_id: Mapped[str | None] = mapped_column(String(64))  # a merchant's login, or
+    operator: Mapped[str | None] = mapped_column(String(100))  # an operator's (sees all)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by: Mapped[str] = mapped_column(String(100))
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 __all__ = [
     "REPORT_COLUMNS",
     "Action",
@@ -556,4 +571,5 @@ __all__ = [
     "SyncStamp",
     "SyncWatermark",
     "Transaction",
+    "WebToken",
 ]
