@@ -1,11 +1,10 @@
 """The embedded default: a sample shop pursued over ~90 simulated days, on one machine.
 
 Fresh SQLite database, the local orders API and collection partner on loopback, mail to a
-folder, and the pipeline once every ten simulated days. Between runs the
-outside world moves: the partner reports payments and failures, some buyers pay at the
-source, and an operator approves, holds and cancels cases, so every state appears.
-The first nine runs call the pipeline's functions directly, for speed; the last one runs
-as the Prefect flow, so the Prefect UI has a complete run with its artifacts and events.
+folder, and the pipeline (the `dunning-run` flow) once every ten simulated days. Between
+runs the outside world moves: the partner reports payments and failures, some buyers pay at
+the source, and an operator approves, holds and cancels cases, so every state appears.
+Every run is a Prefect flow run: the Prefect UI has all ten, with their artifacts and events.
 """
 
 from __future__ import annotations
@@ -98,7 +97,7 @@ def run_demo(home: Path, orders: int = 1200, merchants: int = 4, seed: int = 42)
     prepare_environment(home)
     from dunning.config import get_settings
     from dunning.db import dispose_engine, session_scope, upgrade
-    from dunning.flows.pipeline import dunning_run, pipeline_core
+    from dunning.flows.pipeline import dunning_run
     from dunning.sample.generator import generate_orders, merchant_ids, mutate_orders, write_jsonl
     from dunning.servers import orders_api, partner_api
     from dunning.tasks import merchant_settings as store
@@ -162,10 +161,7 @@ def run_demo(home: Path, orders: int = 1200, merchants: int = 4, seed: int = 42)
                 for changed in mutate_orders(records, 0.08, seed, as_of):
                     source.upsert(changed)
             operator_moves(url, as_of, round_no)
-            if round_no < 9:
-                pipeline_core(as_of, url)
-            else:  # the last run through Prefect: its runs, artifacts and events in the UI
-                dunning_run(as_of=as_of)
+            dunning_run(as_of=as_of)
             result.runs += 1
     finally:
         source.stop()
