@@ -15,14 +15,9 @@ import os
 
 import pytest
 
-from dunning.bench.harness import (
-    BENCH_ENV,
-    BenchConfig,
-    case_rows,
-    create_database,
-    drop_database,
-    write_sample,
-)
+from dunning.bench.config import BenchConfig
+from dunning.bench.environment import BENCH_ENV, case_rows, create_database, drop_database
+from dunning.bench.sample import write_sample
 from dunning.config import get_settings
 from dunning.db import upgrade
 from dunning.flows.fanout import run_local_shard, run_shards_local
