@@ -10,7 +10,8 @@ parent waits for all of them and fails if any shard failed, naming it.
 
 `run_shards_local` does the same on this machine without a deployment: one OS process per
 shard, each running `dunning_run` without escalation (`run_local_shard`), all reporting to
-one Prefect API. The benchmark and the CI smoke test use it.
+one Prefect API. The CI smoke test uses it; the benchmark runs `run_local_shard` in
+processes of its own, to start them on one clock.
 """
 
 from __future__ import annotations
