@@ -5,6 +5,9 @@ Secrets are `SecretStr`: they print as `**********` and never reach logs or `--h
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -95,3 +98,23 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+@contextmanager
+def configured(**values: str) -> Iterator[Settings]:
+    """This process's settings with `values` (`database_url=...` is DUNNING_DATABASE_URL)
+    for the block, put back afterwards: how a run in this process is pointed at a database
+    and a source (flows take them from the settings only, never as parameters)."""
+    names = {f"DUNNING_{key.upper()}": value for key, value in values.items()}
+    before = {name: os.environ.get(name) for name in names}
+    os.environ.update(names)
+    get_settings.cache_clear()
+    try:
+        yield get_settings()
+    finally:
+        for name, value in before.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        get_settings.cache_clear()

@@ -1,4 +1,4 @@
-"""`dunning bench`: the benchmark harness (dunning/bench/harness.py) from the command line."""
+"""`dunning bench`: the benchmark (dunning/bench/runner.py) from the command line."""
 
 from __future__ import annotations
 
@@ -47,7 +47,14 @@ def bench(
     ),
 ) -> None:
     """Benchmark the pipeline on a generated shop against a bare baseline, on PostgreSQL."""
-    from dunning.bench.harness import BenchConfig, render, run_bench
+    # The flows run here: Prefect's INFO lines would bury the table; a temporary server on a
+    # busy machine needs longer than its default 20 s, and its telemetry prints a traceback.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    from dunning.bench.config import BenchConfig
+    from dunning.bench.results import render
+    from dunning.bench.runner import run_bench
 
     server = database_url or os.environ.get("TEST_DATABASE_URL")
     if not server:

@@ -8,8 +8,10 @@ up, on this machine or another; they share one PostgreSQL without conflicts beca
 flow only touches the merchants of its shard (`merchants.shard_key % shards = shard`). The
 parent waits for all of them and fails if any shard failed, naming it.
 
-`run_shards_local` does the same without Prefect (one OS process per shard): the benchmark
-and the CI smoke test use it.
+`run_shards_local` does the same on this machine without a deployment: one OS process per
+shard, each running `dunning_run` without escalation (`run_local_shard`), all reporting to
+one Prefect API. The CI smoke test uses it; the benchmark runs `run_local_shard` in
+processes of its own, to start them on one clock.
 """
 
 from __future__ import annotations
@@ -79,48 +81,46 @@ def dunning_run_sharded(
     return {"as_of": as_of.isoformat(), "shards": shards, "states": states}
 
 
-def _local_shard(kwargs: dict[str, Any]) -> dict[str, Any]:
-    from dunning.config import get_settings
-    from dunning.tasks.detect import detect_cases_core
-    from dunning.tasks.handover import apply_handover_core
-    from dunning.tasks.report import refresh_reporting_core
-    from dunning.tasks.sync_run import run_sync
+def run_local_shard(
+    database_url: str,
+    source: str,
+    as_of: datetime,
+    shard: int | None = None,
+    shards: int = 1,
+) -> dict[str, Any]:
+    """One shard's pipeline run in this process: `dunning_run` without escalation, on the
+    database and source given (this process's settings for the run's duration)."""
+    from dunning.config import configured
+    from dunning.flows.pipeline import dunning_run
 
-    settings = get_settings()
-    url, as_of, source = kwargs["database_url"], kwargs["as_of"], kwargs["source"]
-    shard, shards = kwargs["shard"], kwargs["shards"]
-    sync = run_sync(url, source, as_of=as_of, shard=shard, shards=shards)
-    detect = detect_cases_core(url, as_of, settings, shard=shard, shards=shards)
-    handover = apply_handover_core(url, as_of, settings, shard=shard, shards=shards)
-    report = refresh_reporting_core(as_of, url, shard, shards)
-    return {
-        "sync": sync.counts.as_dict(),
-        "detect": detect,
-        "handover": dict(handover),
-        "report": report.cases,
-    }
+    with configured(database_url=database_url, source_url=source):
+        return dunning_run(as_of=as_of, shard=shard, shards=shards, escalate=False)
+
+
+def _shard_process(prefect_api: str, *args: Any) -> dict[str, Any]:
+    from dunning.flows.prefect_api import using_prefect_api
+
+    with using_prefect_api(prefect_api):
+        return run_local_shard(*args)
 
 
 def run_shards_local(
     database_url: str, source: str, as_of: datetime, shards: int
 ) -> list[dict[str, Any]]:
-    """sync -> detect -> handover -> report for every shard at once, one process each
-    (what n process workers do with the shard runs; no Prefect, no escalation)."""
+    """`run_local_shard` for every shard at once, one process each (what n process workers
+    do with the shard runs); their summaries in shard order."""
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
-    with ProcessPoolExecutor(max_workers=shards, mp_context=get_context("spawn")) as pool:
+    from dunning.flows.prefect_api import shared_prefect_api
+
+    context = get_context("spawn")
+    with (
+        shared_prefect_api() as api,
+        ProcessPoolExecutor(max_workers=shards, mp_context=context) as pool,
+    ):
         jobs = [
-            pool.submit(
-                _local_shard,
-                {
-                    "database_url": database_url,
-                    "source": source,
-                    "as_of": as_of,
-                    "shard": shard,
-                    "shards": shards,
-                },
-            )
+            pool.submit(_shard_process, api, database_url, source, as_of, shard, shards)
             for shard in range(shards)
         ]
         return [job.result() for job in jobs]

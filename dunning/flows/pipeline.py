@@ -1,15 +1,21 @@
 """The parent flow `dunning run`: sync -> detect -> handover -> escalate -> refresh.
 
-Each step is its own subflow, so the Prefect UI shows them as children of one run; `as_of`
-is resolved once here and passed down, so every step sees the same moment. At the end the
-run leaves what operators look at: a summary, the cases that need a human, and one event
-per case transition for automations.
+The pipeline is composed here once, as `STEPS`: an ordered list of named steps, each a
+subflow, so the Prefect UI shows them as children of one run. `dunning_run` walks it; the
+local shard fan-out, the demo and the benchmark run `dunning_run` too (the benchmark times
+each step through `watching_steps`, never by assembling the steps itself). `as_of` is
+resolved once here and passed down, so every step sees the same moment. At the end the run
+leaves what operators look at: a summary, the cases that need a human, and one event per
+case transition for automations.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from prefect import flow, get_run_logger
 
@@ -27,6 +33,48 @@ from dunning.models.sharding import check_shard
 MAX_CASE_EVENTS = 2000
 
 
+class Step(NamedTuple):
+    """One step of the pipeline: its name in the run's summary and the subflow that does it
+    (called with `as_of`, `shard`, `shards`, and `full` when `takes_full`)."""
+
+    name: str
+    run: Callable[..., dict[str, Any]]
+    takes_full: bool = False
+
+
+STEPS: tuple[Step, ...] = (
+    Step("sync", sync_orders, takes_full=True),
+    Step("detect", detect_cases, takes_full=True),
+    Step("handover", apply_handover_rules),
+    Step("escalate", escalate_cases),
+    Step("report", refresh_reporting),
+)
+
+
+def step_named(name: str) -> Step:
+    """The step of `STEPS` called `name` (the benchmark's escalation rounds run one alone)."""
+    for step in STEPS:
+        if step.name == name:
+            return step
+    raise KeyError(f"no pipeline step {name!r}; the steps: {[s.name for s in STEPS]}")
+
+
+# Who watches the steps of runs in this context: called with a step's name, it gives the
+# context the step runs in (the benchmark's clock). Not a flow parameter: it is no input.
+StepWatch = Callable[[str], AbstractContextManager[Any]]
+_watch: ContextVar[StepWatch | None] = ContextVar("dunning_step_watch", default=None)
+
+
+@contextmanager
+def watching_steps(watch: StepWatch) -> Iterator[None]:
+    """Run every step of the `dunning_run`s inside this block in `watch(step.name)`."""
+    token = _watch.set(watch)
+    try:
+        yield
+    finally:
+        _watch.reset(token)
+
+
 @flow(
     name="dunning-run",
     flow_run_name=artifacts.flow_run_namer("dunning-run"),
@@ -40,7 +88,8 @@ def dunning_run(
     shards: int = 1,
     escalate: bool = True,
 ) -> dict[str, Any]:
-    """One run of the whole pipeline as of `as_of` (default: now)."""
+    """One run of the whole pipeline as of `as_of` (default: now): the steps of `STEPS` in
+    order (without escalation when `escalate` is false)."""
     check_shard(shard, shards)
     as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
     # Issues 9 and 19: the database and the source come from the settings, never from run
@@ -51,48 +100,19 @@ def dunning_run(
     since = artifacts.current_history_id(url)
     common: dict[str, Any] = {"as_of": as_of, "shard": shard, "shards": shards}
     summary: dict[str, Any] = {"as_of": as_of.isoformat()}
+    watch = _watch.get() or (lambda name: nullcontext())
 
-    summary["sync"] = sync_orders(full=full, **common)
-    summary["detect"] = detect_cases(full=full, **common)
-    summary["handover"] = apply_handover_rules(**common)
-    if escalate:
-        summary["escalate"] = escalate_cases(**common)
-    summary["report"] = refresh_reporting(**common)
+    for step in STEPS:
+        if step.name == "escalate" and not escalate:
+            continue
+        with watch(step.name):
+            summary[step.name] = step.run(**common, **({"full": full} if step.takes_full else {}))
 
     artifacts.publish_run_summary(url, since, extra_counts=_counts(summary))
     artifacts.publish_needs_human(url)
     summary["events"] = artifacts.emit_case_events(url, since, limit=MAX_CASE_EVENTS)
     get_run_logger().info("dunning run as of %s: %s", as_of.isoformat(), _counts(summary))
     return summary
-
-
-def pipeline_core(
-    as_of: datetime,
-    database_url: str,
-    source: str | None = None,
-    shard: int | None = None,
-    shards: int = 1,
-) -> dict[str, Any]:
-    """The same steps as `dunning_run`, as plain functions: no Prefect, no artifacts.
-
-    For simulations and benchmarks that run the pipeline many times in one process.
-    """
-    from dunning.tasks.detect import detect_cases_core
-    from dunning.tasks.escalate import run_escalation
-    from dunning.tasks.handover import apply_handover_core
-    from dunning.tasks.report import refresh_reporting_core
-    from dunning.tasks.sync_run import run_sync
-
-    settings = get_settings()
-    scope = {"shard": shard, "shards": shards}
-    ensure_schema(database_url)
-    return {
-        "sync": run_sync(database_url, source, as_of=as_of, **scope),
-        "detect": detect_cases_core(database_url, as_of, settings, **scope),
-        "handover": apply_handover_core(database_url, as_of, settings, **scope),
-        "escalate": run_escalation(as_of, database_url, settings=settings, **scope),
-        "report": refresh_reporting_core(as_of, database_url, **scope),
-    }
 
 
 def _counts(summary: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Issue 8 smoke test: a sharded run gives exactly the case rows of an unsharded one.
 
-Correctness only, no timing: 20,000 generated orders through sync -> detect -> handover ->
-report, once unsharded and once as two shard processes at once on a second database; then
+Correctness only, no timing: 20,000 generated orders through the pipeline flow without
+escalation (sync -> detect -> handover -> report), once unsharded and once as two shard
+processes at once (one Prefect API for all) on a second database; then
 the changed snapshots (1 %) an hour later, incrementally, on both. The incremental run looks
 only at what changed: a full detection and a full board rebuild afterwards must find nothing
 different. `dunning bench` itself runs on a tiny shop and must write its phases to JSON.
@@ -14,17 +15,12 @@ import os
 
 import pytest
 
-from dunning.bench.harness import (
-    BENCH_ENV,
-    BenchConfig,
-    case_rows,
-    create_database,
-    drop_database,
-    write_sample,
-)
+from dunning.bench.config import BenchConfig
+from dunning.bench.environment import BENCH_ENV, case_rows, create_database, drop_database
+from dunning.bench.sample import write_sample
 from dunning.config import get_settings
 from dunning.db import upgrade
-from dunning.flows.fanout import _local_shard, run_shards_local
+from dunning.flows.fanout import run_local_shard, run_shards_local
 from dunning.tasks.detect import detect_cases_core
 from dunning.tasks.report import refresh_report
 
@@ -48,7 +44,7 @@ def second_db(postgres_server):
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_two_shards_make_the_same_case_rows_as_one(
-    bench_env, postgres_url, second_db, postgres_server, tmp_path
+    bench_env, postgres_url, second_db, postgres_server, prefect_harness, tmp_path
 ):
     cfg = BenchConfig(orders=ORDERS, merchants=40, changed_fraction=0.01, server_url="")
     cold, delta, n, changed, as_of_2 = write_sample(cfg, tmp_path)
@@ -56,10 +52,7 @@ def test_two_shards_make_the_same_case_rows_as_one(
     upgrade(postgres_url)
     upgrade(second_db)
 
-    one = _local_shard(
-        {"database_url": postgres_url, "source": str(cold), "as_of": cfg.as_of,
-         "shard": None, "shards": 1}
-    )  # fmt: skip
+    one = run_local_shard(postgres_url, str(cold), cfg.as_of)
     two = run_shards_local(second_db, str(cold), cfg.as_of, 2)
     assert one["detect"]["new_cases"] > 0
     assert all(part["detect"]["new_cases"] > 0 for part in two), "a shard had no work"
@@ -70,10 +63,7 @@ def test_two_shards_make_the_same_case_rows_as_one(
     assert case_rows(second_db) == first
 
     # the change an hour later, incrementally, on both
-    _local_shard(
-        {"database_url": postgres_url, "source": str(delta), "as_of": as_of_2,
-         "shard": None, "shards": 1}
-    )  # fmt: skip
+    run_local_shard(postgres_url, str(delta), as_of_2)
     run_shards_local(second_db, str(delta), as_of_2, 2)
     again = case_rows(postgres_url)
     assert again != first, "the change moved no case row"

@@ -1,0 +1,62 @@
+"""The benchmark's shop: the cold file and the delta file, and the sync's reader alone."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from dunning.bench.config import INCREMENTAL_AFTER, BenchConfig
+
+
+def write_sample(cfg: BenchConfig, folder: Path) -> tuple[Path, Path, int, int, datetime]:
+    """The cold file and the delta file (changed snapshots), in one pass of the generator."""
+    from dunning.sample.generator import generate_orders, mutate_orders
+
+    cold, delta = folder / "orders.jsonl", folder / "delta.jsonl"
+    as_of_2 = cfg.as_of + INCREMENTAL_AFTER
+    written = 0
+    with cold.open("wb") as out:
+        buf: list[bytes] = []
+
+        def tee(records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+            nonlocal written
+            for rec in records:
+                buf.append(orjson.dumps(rec))
+                written += 1
+                if len(buf) >= 2000:
+                    out.write(b"\n".join(buf) + b"\n")
+                    buf.clear()
+                yield rec
+
+        records = generate_orders(cfg.orders, cfg.merchants, cfg.seed, cfg.as_of)
+        changed = 0
+        with delta.open("wb") as dout:
+            for rec in mutate_orders(tee(records), cfg.changed_fraction, cfg.seed, as_of_2):
+                dout.write(orjson.dumps(rec) + b"\n")
+                changed += 1
+        if buf:
+            out.write(b"\n".join(buf) + b"\n")
+    return cold, delta, written, changed, as_of_2
+
+
+def parse_validate(path: Path, batch_size: int) -> int:
+    """What the sync's reader does per batch, without the database: read, parse, validate."""
+    from dunning.tasks.orders_sink import prepare_batch
+    from dunning.tasks.source import open_source
+    from dunning.tasks.sync_chunks import gc_paused
+
+    src = open_source(str(path))
+    valid = 0
+    with gc_paused():
+        try:
+            for b in src.batches("", None, batch_size):
+                valid += len(prepare_batch(b.items, None).orders)
+                if b.done:
+                    break
+        finally:
+            src.close()
+    return valid
