@@ -11,8 +11,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -21,6 +19,7 @@ from dunning.models.address import REQUIRED_FIELDS, check_address
 from dunning.models.enums import CaseState
 from dunning.models.operator import ActionRefused, OperatorAction, decide, first_step_at
 from dunning.models.schema import Buyer, Case, MerchantSettings
+from dunning.tasks.prefect_task import task
 from dunning.tasks.transitions import move_cases
 
 
@@ -138,7 +137,7 @@ def case_action_core(
         )
 
 
-@task(name="case-action", cache_policy=NO_CACHE)  # no retries: a refusal is final
+@task(name="case-action")  # no retries: a refusal is final
 def case_action_task(
     action: str, case_or_order_id: str, reason: str, operator: str, as_of: datetime, url: str
 ) -> dict[str, Any]:

@@ -30,8 +30,6 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Date, Numeric, bindparam, column, select, table, text
 from sqlalchemy.orm import Session
 
@@ -48,6 +46,7 @@ from dunning.models.claims import claim_outcome, refresh_outstanding, vanished_r
 from dunning.models.clock import local_date
 from dunning.models.enums import OPEN_STATES, CaseState
 from dunning.models.schema import Case, DetectMark
+from dunning.tasks.prefect_task import task
 from dunning.tasks.synced_since import newest_stamp, since_mark
 from dunning.tasks.transitions import move_cases
 
@@ -505,7 +504,7 @@ def detect_cases_core(
     return result
 
 
-@task(name="detect-cases", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(name="detect-cases", retries=2, retry_delay_seconds=[2, 10])
 def detect_task(
     database_url: str, as_of: datetime, shard: int | None, shards: int, full: bool
 ) -> dict[str, Any]:

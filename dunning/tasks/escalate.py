@@ -13,8 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy import select, update
 
 from dunning.config import Settings, get_settings
@@ -28,6 +26,7 @@ from dunning.tasks.call_partner import call_partner_and_source
 from dunning.tasks.claim_steps import claim_batches
 from dunning.tasks.escalation_rows import ACTIONS
 from dunning.tasks.partner_sync import sync_partner_updates
+from dunning.tasks.prefect_task import task
 from dunning.tasks.send_mail import send_reminders
 from dunning.tasks.settle import settle_payments
 from dunning.tasks.step_outcomes import record_outcomes
@@ -156,7 +155,6 @@ __all__ = ["advance", "perform"]
     name="advance-due-cases",
     retries=2,
     retry_delay_seconds=[5, 30],
-    cache_policy=NO_CACHE,
     persist_result=False,
     tags=["outside"],
 )

@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy import and_, select, true, update
 from sqlalchemy.orm import Session
 
@@ -39,6 +37,7 @@ from dunning.models.enums import CaseKind, CaseState
 from dunning.models.operator import first_step_at
 from dunning.models.schema import Buyer, Case, HandoverMark, Merchant, MerchantSettings, Order
 from dunning.tasks.detect import FULL_EVERY, scope_name
+from dunning.tasks.prefect_task import task
 from dunning.tasks.synced_since import newest_stamp, since_mark
 from dunning.tasks.transitions import CHUNK, move_cases, record_history
 
@@ -298,7 +297,7 @@ def apply_handover_core(
         return counts
 
 
-@task(name="apply-handover-rules", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(name="apply-handover-rules", retries=2, retry_delay_seconds=[2, 10])
 def handover_task(
     database_url: str, as_of: datetime, shard: int | None, shards: int
 ) -> dict[str, int]:

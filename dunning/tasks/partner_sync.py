@@ -18,14 +18,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy import bindparam, select, update
 
 from dunning.config import Settings, get_settings
 from dunning.db import session_scope
 from dunning.models.enums import CaseState
 from dunning.models.schema import Case, SyncWatermark
+from dunning.tasks.prefect_task import task
 from dunning.tasks.transitions import move_cases
 
 ACTOR = "partner-sync"
@@ -157,7 +156,6 @@ def apply_updates(
     name="sync-partner-updates",
     retries=2,
     retry_delay_seconds=[2, 10],
-    cache_policy=NO_CACHE,
     persist_result=False,
     tags=["outside"],
 )
@@ -165,6 +163,8 @@ def sync_partner_task(url: str, as_of: datetime) -> dict[str, Any]:
     """Partner updates. An unreachable partner (already retried with backoff by the HTTP
     client), one that refuses the token or pages without end is a warning, not a failure:
     the steps go on, the updates come next run."""
+    from prefect import get_run_logger
+
     from dunning.tasks.http_client import TransientHTTPError
 
     try:

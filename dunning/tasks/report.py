@@ -33,8 +33,6 @@ from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy import (
     Connection,
     Date,
@@ -68,6 +66,7 @@ from dunning.db.types import UTCDateTime
 from dunning.models.clock import local_date
 from dunning.models.schema import Case, CaseReport, CaseReportDaily, LastDataUpdate, ReportMark
 from dunning.models.sharding import check_shard
+from dunning.tasks.prefect_task import task
 
 REFRESH_NAME = "refresh"
 
@@ -328,7 +327,7 @@ def refresh_reporting_core(
     )
 
 
-@task(name="rebuild-case-report", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(name="rebuild-case-report", retries=2, retry_delay_seconds=[2, 10])
 def rebuild_case_report(
     as_of: datetime, database_url: str, shard: int | None, shards: int
 ) -> RefreshResult:

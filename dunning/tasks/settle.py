@@ -6,8 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy import bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
@@ -22,6 +20,7 @@ from dunning.models.ledger import Statement
 from dunning.models.schema import Action, Case
 from dunning.tasks.claim_events import load_claims, replayed_case_ids, store_amounts
 from dunning.tasks.escalation_rows import ACTOR
+from dunning.tasks.prefect_task import task
 from dunning.tasks.transitions import move_cases
 
 CASES = Case.__table__
@@ -123,7 +122,7 @@ def refresh_claims(
     return out
 
 
-@task(name="settle-payments", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(name="settle-payments", retries=2, retry_delay_seconds=[2, 10])
 def settle_task(url: str, as_of: datetime, shard: int | None, shards: int) -> dict[str, int]:
     """One transaction; a retry settles what is still unsettled."""
     return settle_payments(url, as_of, shard, shards)

@@ -14,12 +14,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
-
 from dunning.crashpoints import crashpoint
 from dunning.db.sync_state import state_key
 from dunning.tasks.orders_sink import SyncCounts, prepare_batch, write_batch
+from dunning.tasks.prefect_task import task
 
 
 @dataclass
@@ -210,7 +208,6 @@ def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_condition_fn=_worth_retrying,
-    cache_policy=NO_CACHE,
     persist_result=False,  # it holds the source token: nothing of it goes to storage
     tags=["outside"],
 )

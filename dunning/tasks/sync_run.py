@@ -11,8 +11,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection, func, select
 
 from dunning.db.sync_state import (
@@ -30,6 +28,7 @@ from dunning.models.schema import (
     Transaction,
 )
 from dunning.tasks.orders_sink import SyncCounts
+from dunning.tasks.prefect_task import task
 from dunning.tasks.source import Batch
 from dunning.tasks.sync_chunks import ChunkResult, sync_chunk
 
@@ -223,7 +222,7 @@ def run_sync(
     )
 
 
-@task(name="plan-sync", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(name="plan-sync", retries=2, retry_delay_seconds=[2, 10])
 def plan_task(
     database_url: str, source_url: str, full: bool, shard: int | None, shards: int
 ) -> SyncPlan:
@@ -231,7 +230,7 @@ def plan_task(
     return plan_sync(database_url, source_url, full=full, shard=shard, shards=shards)
 
 
-@task(name="finish-sync", retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+@task(name="finish-sync", retries=2, retry_delay_seconds=[2, 10])
 def finish_task(
     database_url: str,
     plan: SyncPlan,

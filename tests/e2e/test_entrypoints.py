@@ -14,6 +14,7 @@ from prefect import Flow
 from prefect.tasks import Task
 
 from dunning.deployments.definitions import deployment_specs
+from dunning.tasks.prefect_task import LazyTask
 
 SPECS = deployment_specs()
 # Deployments whose runs talk to the source, the partner or the mail server.
@@ -66,6 +67,7 @@ def _outside_tasks(module) -> list[Task]:
     ]
     for mod in modules:
         for _, obj in inspect.getmembers(mod):
+            obj = prefect_task(obj)
             if isinstance(obj, Task) and "outside" in obj.tags:
                 found[obj.name] = obj
     return list(found.values())
@@ -88,6 +90,11 @@ def test_deployment_parameters_name_no_source_and_no_database(spec):
     assert not FORBIDDEN & set(spec.parameters), spec.parameters
 
 
+def prefect_task(obj):
+    """The Prefect task behind a task module's lazy `@task`, or `obj` itself."""
+    return obj.task if isinstance(obj, LazyTask) else obj
+
+
 # Tasks that must not retry, and why.
 NO_RETRIES = {"case-action": "an operator's refused action is final, not a transient error"}
 
@@ -104,8 +111,9 @@ def test_every_task_retries_unless_a_retry_would_be_wrong():
         found = {}
         for info in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
             module = importlib.import_module(info.name)
-            for _, obj in inspect.getmembers(module, lambda o: isinstance(o, Task)):
-                if obj.fn.__module__ == info.name:
+            for _, obj in inspect.getmembers(module):
+                obj = prefect_task(obj)
+                if isinstance(obj, Task) and obj.fn.__module__ == info.name:
                     found[obj.name] = obj
         return found
 
