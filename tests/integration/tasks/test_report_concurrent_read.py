@@ -67,6 +67,12 @@ def test_board_stays_readable_during_refresh(migrated_db):
             start = time.monotonic()
             refresh_report(url, AS_OF + timedelta(minutes=i))
             windows.append((start, time.monotonic()))
+        # A read after the last refresh sees the grown board (a loaded machine may not have
+        # scheduled the reader since): wait for one, at most 30 s.
+        last = windows[-1][1]
+        deadline = time.monotonic() + 30
+        while not any(t > last for t, _ in reads) and time.monotonic() < deadline:
+            time.sleep(0.01)
     finally:
         stop.set()
         thread.join(30)
