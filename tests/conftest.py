@@ -125,6 +125,19 @@ def prefect_harness() -> Iterator[None]:
         yield
 
 
+@pytest.fixture(scope="session")
+def prefect_api_env(prefect_harness) -> dict[str, str]:
+    """The environment that points a `dunning` subprocess at the session's Prefect server
+    (no ephemeral server start per subprocess)."""
+    from prefect.settings import get_current_settings
+
+    return {
+        "PREFECT_API_URL": str(get_current_settings().api.url),
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+
+
 @pytest.fixture(autouse=True)
 def _fresh_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
     """Each test starts from the defaults in its own folder; no settings leak between tests."""

@@ -48,12 +48,12 @@ def states(url: str) -> dict[str, str]:
         return dict(s.execute(text("SELECT order_id, state FROM cases")).all())
 
 
-def test_dunning_run_cli_twice_with_the_same_as_of(sqlite_url, cli, tmp_path):
+def test_dunning_run_cli_twice_with_the_same_as_of(sqlite_url, cli, tmp_path, prefect_api_env):
     source = write_source(tmp_path / "orders.jsonl")
     env = {
+        **prefect_api_env,  # the session's server; the demo test starts a temporary one
         "DUNNING_DATABASE_URL": sqlite_url,
         "DUNNING_SOURCE_URL": str(source),
-        "PREFECT_HOME": str(tmp_path / "prefect"),
     }
     args = ("run", "--as-of", "2026-01-20T12:00:00Z")
     first = cli(*args, env=env)
