@@ -52,65 +52,34 @@ def _login() -> str:
         return "operator"
 
 
-@app.command()
-def start(
-    case_or_order_id: str = typer.Argument(..., metavar="CASE_OR_ORDER_ID", help=REF_HELP),
-    reason: str = typer.Option(..., "--reason", help=REASON_HELP),
-    operator: str | None = typer.Option(
-        None, "--operator", help=OPERATOR_HELP, callback=operator_option
-    ),
-    as_of: str | None = typer.Option(None, "--as-of", help=AS_OF_HELP),
-) -> None:
-    """Start dunning of a case awaiting approval (or blocked, once its address is complete)."""
-    _act("start", case_or_order_id, reason, operator, as_of)
+# One signature for every action: the same arguments, help and operator check.
+CASE_OR_ORDER_ID = typer.Argument(..., metavar="CASE_OR_ORDER_ID", help=REF_HELP)
+REASON = typer.Option(..., "--reason", help=REASON_HELP)
+OPERATOR = typer.Option(None, "--operator", help=OPERATOR_HELP, callback=operator_option)
+AS_OF = typer.Option(None, "--as-of", help=AS_OF_HELP)
 
 
-@app.command()
-def cancel(
-    case_or_order_id: str = typer.Argument(..., metavar="CASE_OR_ORDER_ID", help=REF_HELP),
-    reason: str = typer.Option(..., "--reason", help=REASON_HELP),
-    operator: str | None = typer.Option(
-        None, "--operator", help=OPERATOR_HELP, callback=operator_option
-    ),
-    as_of: str | None = typer.Option(None, "--as-of", help=AS_OF_HELP),
-) -> None:
-    """Cancel a case in any open state (a claim with the partner is recalled)."""
-    _act("cancel", case_or_order_id, reason, operator, as_of)
+def _action_command(action: str, doc: str) -> None:
+    def command(
+        case_or_order_id: str = CASE_OR_ORDER_ID,
+        reason: str = REASON,
+        operator: str | None = OPERATOR,
+        as_of: str | None = AS_OF,
+    ) -> None:
+        _act(action, case_or_order_id, reason, operator, as_of)
+
+    command.__doc__ = doc
+    app.command(action)(command)
 
 
-@app.command()
-def hold(
-    case_or_order_id: str = typer.Argument(..., metavar="CASE_OR_ORDER_ID", help=REF_HELP),
-    reason: str = typer.Option(..., "--reason", help=REASON_HELP),
-    operator: str | None = typer.Option(
-        None, "--operator", help=OPERATOR_HELP, callback=operator_option
-    ),
-    as_of: str | None = typer.Option(None, "--as-of", help=AS_OF_HELP),
-) -> None:
-    """Pause a case in the ladder: no step runs until it is resumed."""
-    _act("hold", case_or_order_id, reason, operator, as_of)
-
-
-@app.command()
-def resume(
-    case_or_order_id: str = typer.Argument(..., metavar="CASE_OR_ORDER_ID", help=REF_HELP),
-    reason: str = typer.Option(..., "--reason", help=REASON_HELP),
-    operator: str | None = typer.Option(
-        None, "--operator", help=OPERATOR_HELP, callback=operator_option
-    ),
-    as_of: str | None = typer.Option(None, "--as-of", help=AS_OF_HELP),
-) -> None:
-    """Continue a held case from the step where it was paused."""
-    _act("resume", case_or_order_id, reason, operator, as_of)
-
-
-@app.command("confirm-cancellation")
-def confirm_cancellation(
-    case_or_order_id: str = typer.Argument(..., metavar="CASE_OR_ORDER_ID", help=REF_HELP),
-    reason: str = typer.Option(..., "--reason", help=REASON_HELP),
-    operator: str | None = typer.Option(None, "--operator", help=OPERATOR_HELP),
-    as_of: str | None = typer.Option(None, "--as-of", help=AS_OF_HELP),
-) -> None:
-    """Record that the order was cancelled at the platform by hand (state
-    awaiting_cancellation: the pipeline could not cancel it)."""
-    _act("confirm-cancellation", case_or_order_id, reason, operator, as_of)
+_action_command(
+    "start", "Start dunning of a case awaiting approval (or blocked, once its address is complete)."
+)
+_action_command("cancel", "Cancel a case in any open state (a claim with the partner is recalled).")
+_action_command("hold", "Pause a case in the ladder: no step runs until it is resumed.")
+_action_command("resume", "Continue a held case from the step where it was paused.")
+_action_command(
+    "confirm-cancellation",
+    "Record that the order was cancelled at the platform by hand (state awaiting_cancellation:"
+    " the pipeline could not cancel it).",
+)
