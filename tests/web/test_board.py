@@ -90,3 +90,26 @@ def test_an_unknown_sort_is_the_default(site, client_for):
     default = _cases(client.get("/cases").text)
     assert _cases(client.get("/cases?sort=drop+table").text) == default
     assert _cases(client.get("/cases?sort=--state").text) == default
+
+
+def test_german_by_default_english_by_accept_language_or_switch_kept_in_a_cookie(site, client_for):
+    client = client_for(site.m1)
+    board = client.get("/cases").text
+    assert '<html lang="de">' in board and "CSV herunterladen" in board
+    assert "Download CSV" not in board
+    english = client.get("/cases", headers={"accept-language": "en-GB,en;q=0.9,de;q=0.5"}).text
+    assert '<html lang="en">' in english and "Download CSV" in english
+    assert "Outstanding" in english and "In progress" in english
+    assert "Deutsch" in english  # the switch back
+    preferred = client.get("/cases", headers={"accept-language": "fr, de;q=0.8, en;q=0.3"})
+    assert '<html lang="de">' in preferred.text
+
+    switched = client.get("/cases?lang=en&status=in_progress")
+    assert "Download CSV" in switched.text and switched.cookies.get("dunning_lang") == "en"
+    # the cookie keeps English on the next pages, whatever the browser says
+    settings = client.get("/", headers={"accept-language": "de"}).text
+    assert '<html lang="en">' in settings and "Settings of your collection" in settings
+    link = re.search(r'id="lang-switch" href="([^"]*)"', client.get("/cases?search=x").text)
+    assert link and html.unescape(link.group(1)) == "/cases?search=x&lang=de"
+    back = client.get("/cases?lang=de").text
+    assert "CSV herunterladen" in back and client.cookies.get("dunning_lang") == "de"
