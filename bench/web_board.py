@@ -107,7 +107,7 @@ FROM (
          round(((g % 11) * 0.37)::numeric, 2) AS interest,
          CASE WHEN g % 4 = 0 THEN 'cancellation' ELSE 'court' END AS dunning_option,
          timestamptz '2025-01-01 00:00+00' + (g * interval '63 seconds') AS opened_at
-  FROM generate_series(1, {n}) AS g
+  FROM generate_series(1::bigint, {n}) AS g
 ) AS s
 """
 

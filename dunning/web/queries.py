@@ -105,12 +105,20 @@ def make_cursor(row: dict[str, Any]) -> str:
 
 
 def _beyond(cursor: tuple[datetime, int], descending: bool) -> Any:
-    """Rows after `cursor` in the order (opened_at, case_id), descending or ascending."""
+    """Rows after `cursor` in the order (opened_at, case_id), descending or ascending. The
+    redundant bound on opened_at alone is what lets the opened_at index start at the cursor
+    (without it a deep page scans every row before it and filters them out)."""
     opened, case_id = cursor
     r = CaseReport
     if descending:
-        return or_(r.opened_at < opened, and_(r.opened_at == opened, r.case_id < case_id))
-    return or_(r.opened_at > opened, and_(r.opened_at == opened, r.case_id > case_id))
+        return and_(
+            r.opened_at <= opened,
+            or_(r.opened_at < opened, and_(r.opened_at == opened, r.case_id < case_id)),
+        )
+    return and_(
+        r.opened_at >= opened,
+        or_(r.opened_at > opened, and_(r.opened_at == opened, r.case_id > case_id)),
+    )
 
 
 def _keyset_order(descending: bool) -> list[Any]:
