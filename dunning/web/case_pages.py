@@ -105,7 +105,9 @@ async def board_csv(request: Request) -> Response:
     name = f"inkasso-faelle{'-' + merchant if merchant else ''}.csv"
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     return StreamingResponse(
-        queries.csv_chunks(web.url, f, dialect, web.installation.zone),
+        queries.csv_chunks(
+            web.url, f, dialect, web.installation.zone, request.query_params.get("sort")
+        ),
         media_type="text/csv; charset=utf-8",
         headers={"content-disposition": f'attachment; filename="{safe}"'},
     )

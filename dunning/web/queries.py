@@ -210,9 +210,16 @@ def _offset_page(conn: Any, stmt: Any, sort: str, page: int, limit: int) -> Boar
     )
 
 
-def csv_chunks(url: str, f: BoardFilter, dialect: str, zone: Any) -> Iterator[bytes]:
-    """The filtered board as CSV bytes, a chunk of rows at a time (the CLI's dialects,
-    headers and formula safety: `csv_cell` neutralises `=`, `+`, `-`, `@` ...)."""
+def csv_chunks(
+    url: str, f: BoardFilter, dialect: str, zone: Any, sort: str | None = None
+) -> Iterator[bytes]:
+    """The filtered board as CSV bytes, a chunk of rows at a time, in the board's `sort`
+    order (the CLI's dialects, headers and formula safety: `csv_cell` neutralises `=`, `+`,
+    `-`, `@` ...)."""
+    sort = parse_sort(sort)
+    stmt = board_select(f, zone)
+    if sort != DEFAULT_SORT:
+        stmt = stmt.order_by(None).order_by(*_offset_order(sort))
     encoding = csv_encoding(dialect)  # type: ignore[arg-type]
     buffer = io.StringIO()
     writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL, **csv_options(dialect))  # type: ignore[arg-type]
@@ -231,7 +238,7 @@ def csv_chunks(url: str, f: BoardFilter, dialect: str, zone: Any) -> Iterator[by
 
     yield (b"\xef\xbb\xbf" if encoding == "utf-8-sig" else b"") + take()
     with get_engine(url).connect() as conn:
-        result = conn.execution_options(yield_per=CSV_CHUNK).execute(board_select(f, zone))
+        result = conn.execution_options(yield_per=CSV_CHUNK).execute(stmt)
         for part in result.partitions():
             for row in part:
                 m = row._mapping
