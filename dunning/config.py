@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     )
     mail_from: str = "Mahnwesen <mahnwesen@example.com>"
     timezone: str = "Europe/Berlin"
+    # Issue 17: where `dunning web` is served (https://inkasso.example.com); when set, the
+    # CSV export and the needs-human artifact link to its pages instead of a worker's file.
+    web_url: str | None = Field(
+        default=None, description="base URL of `dunning web`, e.g. https://inkasso.example.com"
+    )
 
     # Defaults of a merchant that never configured anything (SPEC §2).
     default_option: Literal["court", "cancellation"] = "court"
@@ -78,6 +83,16 @@ class Settings(BaseSettings):
         description="Wall-clock limit of one paged read (the orders API, partner updates)",
     )
     batch_size: int = Field(default=5000, ge=1)
+
+    @field_validator("web_url")
+    @classmethod
+    def _web_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("DUNNING_WEB_URL must start with http:// or https://")
+        return value
 
     @field_validator("timezone")
     @classmethod

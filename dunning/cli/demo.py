@@ -54,6 +54,23 @@ Where to look:
                      then open http://127.0.0.1:4200 (flow runs of the demo are there)""",
         highlight=False,
     )
+    console.print(web_hint(result.database_url), highlight=False)
+
+
+def web_hint(url: str, port: int = 8080) -> str:
+    """The one command that serves the web area on the demo's database, and an operator
+    token to log in with (made as `dunning web token create --operator demo` makes it)."""
+    import shlex
+
+    from dunning.cli.web_cmd import new_token
+
+    _, secret = new_token(url, None, "demo")
+    command = f"DUNNING_DATABASE_URL={shlex.quote(url)} dunning web --port {port}"
+    return f"""
+The web area (settings, case board, actions), as operator "demo":
+  {command}
+  then open http://127.0.0.1:{port}/ and log in with this token (shown once):
+  {secret}"""
 
 
 def _print_board(url: str) -> None:

@@ -62,20 +62,24 @@ def _login() -> str:
         return "admin"
 
 
+def new_token(url: str, merchant: str | None, operator: str | None) -> tuple[int, str]:
+    """A login token (id, secret) created by whoever runs the command; `token create` and
+    `dunning demo` both make theirs here."""
+    from dunning.web.tokens import TokenError, create_token
+
+    try:
+        return create_token(url, merchant_id=merchant, operator=operator, created_by=_login())
+    except TokenError as exc:
+        raise UserError(str(exc)) from None
+
+
 @token_app.command("create")
 def token_create(
     merchant: str | None = typer.Option(None, "--merchant", help="A merchant's login."),
     operator: str | None = typer.Option(None, "--operator", help="An operator's login."),
 ) -> None:
     """Create a login token; the secret is printed once and only its hash is stored."""
-    from dunning.web.tokens import TokenError, create_token
-
-    try:
-        token_id, secret = create_token(
-            database_url(), merchant_id=merchant, operator=operator, created_by=_login()
-        )
-    except TokenError as exc:
-        raise UserError(str(exc)) from None
+    token_id, secret = new_token(database_url(), merchant, operator)
     who = f"merchant {merchant}" if merchant is not None else f"operator {operator}"
     console.print(f"token {token_id} for {who} (shown once, keep it safe):", highlight=False)
     print(secret)

@@ -18,8 +18,9 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from dunning.models.board import mask_name, mask_text
+from dunning.models.board import BoardFilter, mask_name, mask_text
 from dunning.models.enums import STATE_LABELS, CaseState
+from dunning.models.weblinks import board_url, case_url
 from dunning.tasks.artifact_queries import (
     history_since,
     needs_human_cases,
@@ -190,10 +191,11 @@ def publish_run_summary(
 
 
 def needs_human_rows(
-    database_url: str, *, limit: int = 200, zone: str = DEFAULT_ZONE
+    database_url: str, *, limit: int = 200, zone: str = DEFAULT_ZONE, web_url: str | None = None
 ) -> tuple[list[dict[str, Any]], int]:
     """Awaiting approval, blocked, an order to cancel at the platform by hand, or refused by
-    the partner (422): masked, oldest first."""
+    the partner (422): masked, oldest first; with `web_url` (DUNNING_WEB_URL) each row links
+    to its case page in `dunning web`, where it can be started or cancelled."""
     tz = ZoneInfo(zone)
     result, total = needs_human_cases(database_url, limit)
     rows = []
@@ -221,23 +223,36 @@ def needs_human_rows(
                 "opened": f"{r.opened_at.astimezone(tz):%Y-%m-%d}",
             }
         )
+        if web_url:
+            rows[-1]["link"] = case_url(web_url, r.case_id, r.merchant_id)
     return rows, total
 
 
+def needs_human_description(shown: str, web_url: str | None) -> str:
+    text = (
+        f"Cases that need a human: {shown} (awaiting approval: start or cancel; "
+        "blocked: complete the address; partner refused: fix the claim)."
+    )
+    if web_url:
+        awaiting = board_url(web_url, BoardFilter(status=CaseState.AWAITING_APPROVAL.value))
+        blocked = board_url(web_url, BoardFilter(status=CaseState.BLOCKED.value))
+        text += f" In the web area: awaiting approval {awaiting} · blocked {blocked}"
+    return text
+
+
 def publish_needs_human(
-    database_url: str, *, limit: int = 200, zone: str = DEFAULT_ZONE
+    database_url: str, *, limit: int = 200, zone: str = DEFAULT_ZONE, web_url: str | None = None
 ) -> uuid.UUID:
+    """The table artifact; `web_url` defaults to DUNNING_WEB_URL."""
     from prefect.artifacts import create_table_artifact
 
-    rows, total = needs_human_rows(database_url, limit=limit, zone=zone)
+    from dunning.config import get_settings
+
+    web_url = web_url or get_settings().web_url
+    rows, total = needs_human_rows(database_url, limit=limit, zone=zone, web_url=web_url)
     shown = f"{len(rows)} of {total}" if total > len(rows) else str(total)
     return create_table_artifact(
-        table=rows,
-        key=NEEDS_HUMAN_KEY,
-        description=(
-            f"Cases that need a human: {shown} (awaiting approval: start or cancel; "
-            "blocked: complete the address; partner refused: fix the claim)."
-        ),
+        table=rows, key=NEEDS_HUMAN_KEY, description=needs_human_description(shown, web_url)
     )
 
 

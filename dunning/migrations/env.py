@@ -15,10 +15,16 @@ if url is None:
 
 def include_object(obj, name, type_, reflected, compare_to) -> bool:
     # Objects managed outside the models (views, analyst tables) are not drift.
-    return not (type_ == "table" and reflected and compare_to is None and name.startswith("v_"))
+    if type_ == "table" and reflected and compare_to is None and name.startswith("v_"):
+        return False
+    # An index of one database only (`Index(...).ddl_if(dialect=...)`, the trigram index of
+    # the board search) is not drift on the other.
+    ddl_if = getattr(obj, "_ddl_if", None) if type_ == "index" and not reflected else None
+    return not (ddl_if is not None and ddl_if.dialect not in (None, dialect))
 
 
 with get_engine(url).connect() as connection:
+    dialect = connection.dialect.name
     context.configure(
         connection=connection,
         target_metadata=Base.metadata,

@@ -432,6 +432,14 @@ class CaseReport(Base):
 # Issue 6: the board's period filter and newest-first order (migration 0005). Few indexes
 # on purpose: each one costs ~1/4 of the refresh time at 1M orders.
 Index("ix_case_report_opened_at", CaseReport.opened_at)
+# Issue 17: the board's `search_text LIKE '%term%'` (BoardFilter) served by a trigram index
+# on PostgreSQL (pg_trgm, migration 0011). SQLite has no such index and scans.
+Index(
+    "ix_case_report_search_text_trgm",
+    CaseReport.search_text,
+    postgresql_using="gin",
+    postgresql_ops={"search_text": "gin_trgm_ops"},
+).ddl_if(dialect="postgresql")
 
 REPORT_COLUMNS: tuple[str, ...] = tuple(
     c.name for c in CaseReport.__table__.columns if c.name != "search_text"

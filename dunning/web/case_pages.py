@@ -60,6 +60,8 @@ async def board(request: Request) -> Response:
         "page": None,
         "error": None,
         "after": request.query_params.get("after"),
+        "sort": queries.parse_sort(request.query_params.get("sort")),
+        "default_sort": queries.DEFAULT_SORT,
     }
     try:
         f = _board_filter(values, merchant)
@@ -70,13 +72,21 @@ async def board(request: Request) -> Response:
         limit = min(int(request.query_params.get("limit") or queries.PAGE_SIZE), 200)
     except ValueError:
         limit = queries.PAGE_SIZE
+    try:
+        page = int(request.query_params.get("page") or 1)
+    except ValueError:
+        page = 1
     context["page"] = await run_in_threadpool(
-        queries.board_page,
-        web.url,
-        f,
-        web.installation.timezone,
-        request.query_params.get("after"),
-        max(limit, 1),
+        lambda: queries.board_page(
+            web.url,
+            f,
+            web.installation.timezone,
+            request.query_params.get("after"),
+            max(limit, 1),
+            sort=context["sort"],
+            before=request.query_params.get("before"),
+            page=page,
+        )
     )
     return render(request, "cases.html", context)
 
@@ -95,7 +105,9 @@ async def board_csv(request: Request) -> Response:
     name = f"inkasso-faelle{'-' + merchant if merchant else ''}.csv"
     safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
     return StreamingResponse(
-        queries.csv_chunks(web.url, f, dialect, web.installation.zone),
+        queries.csv_chunks(
+            web.url, f, dialect, web.installation.zone, request.query_params.get("sort")
+        ),
         media_type="text/csv; charset=utf-8",
         headers={"content-disposition": f'attachment; filename="{safe}"'},
     )

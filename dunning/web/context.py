@@ -17,6 +17,7 @@ from starlette.templating import Jinja2Templates
 from dunning.config import Settings
 from dunning.models.enums import STATE_LABELS, CaseState
 from dunning.web import queries
+from dunning.web.i18n import LANG_COOKIE, LANGS, chosen_lang, switch_url, translator
 from dunning.web.security import SESSION_COOKIE, RateLimiter, Signer
 from dunning.web.tokens import Principal, principal_for_id, principal_for_secret
 
@@ -146,7 +147,18 @@ def render(
     request: Request, name: str, context: dict[str, Any], status_code: int = 200
 ) -> Response:
     principal = getattr(request.state, "principal", None)
+    lang = chosen_lang(request)
+    t = translator(lang)
     base = {
+        "lang": lang,
+        "t": t,
+        "other_lang": (other := "de" if lang == "en" else "en"),
+        # an error page links to the start page: a 404 must not echo what was asked for
+        "lang_url": f"/?lang={other}" if name == "error.html" else switch_url(request, other),
+        "state_label": lambda s: t(STATE_LABELS.get(CaseState(s), s)) if s else "",
+        "option_label": lambda o: t(OPTION_LABELS.get(o, o or "")),
+        "plan_label": lambda p: t(PLAN_LABELS.get(p, p or "")),
+        "action_label": lambda a: t(ACTION_LABELS.get(a, a)),
         "principal": principal,
         "csrf": csrf_token(request),
         "with_merchant": with_merchant,
@@ -156,6 +168,16 @@ def render(
             else MERCHANT_ACTIONS
         ),
     }
-    return web_of(request).templates.TemplateResponse(
+    response = web_of(request).templates.TemplateResponse(
         request, name, {**base, **context}, status_code=status_code
     )
+    if request.query_params.get("lang") in LANGS:  # the switch: kept for the next pages
+        response.set_cookie(
+            LANG_COOKIE,
+            lang,
+            max_age=365 * 24 * 3600,
+            httponly=True,
+            samesite="lax",
+            secure=request.url.scheme == "https",
+        )
+    return response

@@ -48,15 +48,48 @@ MAX_PAGE_SIZE = 200
 CSV_CHUNK = 2000
 
 
+# `sort=` of the URL: a board column, `-` first for descending. The default (newest opened
+# first) and `opened_at` page by keyset on (opened_at, case_id); every other order pages by
+# OFFSET (`page=`), with case_id as tie-breaker so the order is total.
+DEFAULT_SORT = "-opened_at"
+SORT_COLUMNS: dict[str, tuple[str, ...]] = {
+    "name": ("last_name", "first_name"),
+    "order_id": ("order_id",),
+    "payment_plan": ("payment_plan",),
+    "state": ("state",),
+    "overdue_days": ("overdue_days",),
+    "outstanding_amount": ("outstanding_amount",),
+    "order_amount": ("order_amount",),
+    "paid_amount": ("paid_amount",),
+    "cancellation_costs": ("cancellation_costs",),
+    "dunning_option": ("dunning_option",),
+    "opened_at": ("opened_at",),
+}
+KEYSET_SORTS = frozenset({"opened_at", "-opened_at"})
+MAX_OFFSET_PAGE = 10_000
+
+
+def parse_sort(text: str | None) -> str:
+    """A known `sort=` value, else the default."""
+    text = (text or "").strip()
+    return text if text.lstrip("-") in SORT_COLUMNS and text.count("-") <= 1 else DEFAULT_SORT
+
+
 @dataclass
 class BoardPage:
     rows: list[dict[str, Any]]
     total: int
     next_cursor: str | None
+    sort: str = DEFAULT_SORT
+    # URL parameters of the neighbouring pages (None: there is none); the first page is
+    # the URL without them.
+    next_params: dict[str, str] | None = None
+    prev_params: dict[str, str] | None = None
+    first_page: bool = True
 
 
 def parse_cursor(text: str | None) -> tuple[datetime, int] | None:
-    """`after` of the URL: `<opened_at ISO>~<case_id>` of the last row of the previous page."""
+    """`after`/`before` of the URL: `<opened_at ISO>~<case_id>` of a row of the page."""
     if not text or "~" not in text or len(text) > 80:
         return None
     when, _, case_id = text.rpartition("~")
@@ -71,33 +104,122 @@ def make_cursor(row: dict[str, Any]) -> str:
     return f"{row['opened_at'].astimezone(UTC).isoformat()}~{row['case_id']}"
 
 
-def board_page(
-    url: str, f: BoardFilter, zone: str, after: str | None, limit: int = PAGE_SIZE
-) -> BoardPage:
-    """One page, newest opened first; keyset on (opened_at, case_id) so a deep page costs
-    what the first does."""
-    stmt = board_select(f, zone)
-    cursor = parse_cursor(after)
-    if cursor is not None:
-        opened, case_id = cursor
-        stmt = stmt.where(
-            or_(
-                CaseReport.opened_at < opened,
-                and_(CaseReport.opened_at == opened, CaseReport.case_id < case_id),
-            )
+def _beyond(cursor: tuple[datetime, int], descending: bool) -> Any:
+    """Rows after `cursor` in the order (opened_at, case_id), descending or ascending. The
+    redundant bound on opened_at alone is what lets the opened_at index start at the cursor
+    (without it a deep page scans every row before it and filters them out)."""
+    opened, case_id = cursor
+    r = CaseReport
+    if descending:
+        return and_(
+            r.opened_at <= opened,
+            or_(r.opened_at < opened, and_(r.opened_at == opened, r.case_id < case_id)),
         )
-    stmt = stmt.limit(limit + 1)
+    return and_(
+        r.opened_at >= opened,
+        or_(r.opened_at > opened, and_(r.opened_at == opened, r.case_id > case_id)),
+    )
+
+
+def _keyset_order(descending: bool) -> list[Any]:
+    r = CaseReport
+    if descending:
+        return [r.opened_at.desc(), r.case_id.desc()]
+    return [r.opened_at.asc(), r.case_id.asc()]
+
+
+def _offset_order(sort: str) -> list[Any]:
+    descending = sort.startswith("-")
+    columns = [getattr(CaseReport, c) for c in SORT_COLUMNS[sort.lstrip("-")]]
+    order = [c.desc() if descending else c.asc() for c in columns]
+    tie = CaseReport.case_id.desc() if descending else CaseReport.case_id.asc()
+    return [*order, tie]
+
+
+def board_page(
+    url: str,
+    f: BoardFilter,
+    zone: str,
+    after: str | None,
+    limit: int = PAGE_SIZE,
+    *,
+    sort: str | None = None,
+    before: str | None = None,
+    page: int = 1,
+) -> BoardPage:
+    """One page of the board in `sort` order. Keyset for the opened_at orders, so a deep
+    page costs what the first does; OFFSET (`page`) for the others."""
+    sort = parse_sort(sort)
+    stmt = board_select(f, zone).order_by(None)
     with get_engine(url).connect() as conn:
-        rows = [dict(r._mapping) for r in conn.execute(stmt)]
         total = int(conn.scalar(board_count(f, zone)) or 0)
+        if sort in KEYSET_SORTS:
+            result = _keyset_page(conn, stmt, sort, after, before, limit)
+        else:
+            result = _offset_page(conn, stmt, sort, page, limit)
+    result.total = total
+    result.sort = sort
+    return result
+
+
+def _keyset_page(
+    conn: Any, stmt: Any, sort: str, after: str | None, before: str | None, limit: int
+) -> BoardPage:
+    descending = sort.startswith("-")
+    back = parse_cursor(before)
+    ahead = None if back is not None else parse_cursor(after)
+    if back is not None:  # the page before `before`: read backwards, then turn around
+        query = stmt.where(_beyond(back, not descending)).order_by(*_keyset_order(not descending))
+        rows = [dict(r._mapping) for r in conn.execute(query.limit(limit + 1))]
+        more_before = len(rows) > limit
+        rows = list(reversed(rows[:limit]))
+        more_after = True
+    else:
+        if ahead is not None:
+            stmt = stmt.where(_beyond(ahead, descending))
+        rows = [
+            dict(r._mapping)
+            for r in conn.execute(stmt.order_by(*_keyset_order(descending)).limit(limit + 1))
+        ]
+        more_after = len(rows) > limit
+        rows = rows[:limit]
+        more_before = ahead is not None
+    next_cursor = make_cursor(rows[-1]) if more_after and rows else None
+    return BoardPage(
+        rows,
+        0,
+        next_cursor,
+        next_params={"after": next_cursor} if next_cursor else None,
+        prev_params={"before": make_cursor(rows[0])} if more_before and rows else None,
+        first_page=not more_before,
+    )
+
+
+def _offset_page(conn: Any, stmt: Any, sort: str, page: int, limit: int) -> BoardPage:
+    page = min(max(page, 1), MAX_OFFSET_PAGE)
+    query = stmt.order_by(*_offset_order(sort)).offset((page - 1) * limit).limit(limit + 1)
+    rows = [dict(r._mapping) for r in conn.execute(query)]
     more = len(rows) > limit
-    rows = rows[:limit]
-    return BoardPage(rows, total, make_cursor(rows[-1]) if more and rows else None)
+    return BoardPage(
+        rows[:limit],
+        0,
+        None,
+        next_params={"page": str(page + 1)} if more else None,
+        prev_params=({"page": str(page - 1)} if page > 2 else {}) if page > 1 else None,
+        first_page=page == 1,
+    )
 
 
-def csv_chunks(url: str, f: BoardFilter, dialect: str, zone: Any) -> Iterator[bytes]:
-    """The filtered board as CSV bytes, a chunk of rows at a time (the CLI's dialects,
-    headers and formula safety: `csv_cell` neutralises `=`, `+`, `-`, `@` ...)."""
+def csv_chunks(
+    url: str, f: BoardFilter, dialect: str, zone: Any, sort: str | None = None
+) -> Iterator[bytes]:
+    """The filtered board as CSV bytes, a chunk of rows at a time, in the board's `sort`
+    order (the CLI's dialects, headers and formula safety: `csv_cell` neutralises `=`, `+`,
+    `-`, `@` ...)."""
+    sort = parse_sort(sort)
+    stmt = board_select(f, zone)
+    if sort != DEFAULT_SORT:
+        stmt = stmt.order_by(None).order_by(*_offset_order(sort))
     encoding = csv_encoding(dialect)  # type: ignore[arg-type]
     buffer = io.StringIO()
     writer = csv.writer(buffer, quoting=csv.QUOTE_MINIMAL, **csv_options(dialect))  # type: ignore[arg-type]
@@ -116,7 +238,7 @@ def csv_chunks(url: str, f: BoardFilter, dialect: str, zone: Any) -> Iterator[by
 
     yield (b"\xef\xbb\xbf" if encoding == "utf-8-sig" else b"") + take()
     with get_engine(url).connect() as conn:
-        result = conn.execution_options(yield_per=CSV_CHUNK).execute(board_select(f, zone))
+        result = conn.execution_options(yield_per=CSV_CHUNK).execute(stmt)
         for part in result.partitions():
             for row in part:
                 m = row._mapping

@@ -97,3 +97,25 @@ def test_operator_holds_and_resumes_a_case(page, live_server, site):
         assert s.get(Case, 1).state == "reminder_1"
         actors = s.scalars(select(CaseHistory.actor).where(CaseHistory.case_id == 1)).all()
     assert actors == [f"alice (web, token {site.m1_id + 2})"] * 2
+
+
+def test_sorting_by_a_header_and_switching_to_english(page, live_server, site):
+    base = live_server
+    _login(page, base, site.m1)
+    page.goto(f"{base}/cases?min_amount=0")
+    page.locator("a.sort[data-sort='order_id']").click()
+    page.wait_for_url("**sort=order_id**")
+    assert "min_amount=0" in page.url  # the filters stay
+    ascending = _board_orders(page)
+    assert ascending == sorted(ascending) and len(ascending) == 3
+    page.locator("a.sort[data-sort='order_id']").click()
+    page.wait_for_url("**sort=-order_id**")
+    assert _board_orders(page) == list(reversed(ascending))
+
+    page.locator("#lang-switch").click()
+    page.wait_for_url("**lang=en**")
+    assert page.locator("html").get_attribute("lang") == "en"
+    assert page.get_by_role("link", name="Download CSV").is_visible()
+    assert _board_orders(page) == list(reversed(ascending))  # same view, other language
+    page.get_by_role("link", name="Settings").first.click()
+    assert page.locator("h1").inner_text() == "Settings of your collection"

@@ -27,3 +27,17 @@ def test_token_create_shows_the_secret_once_stores_its_hash_and_revokes(cli, sql
     assert revoked.returncode == 0 and "token 1 revoked" in revoked.stdout
     assert principal_for_secret(sqlite_url, secret) is None
     assert not revoke_token(sqlite_url, 1)  # revoked once is enough
+
+
+def test_the_demo_ends_with_the_command_and_an_operator_token_for_the_web_area(client_for, site):
+    from dunning.cli.demo import web_hint
+
+    text = web_hint(site.url)
+    command = next(line.strip() for line in text.splitlines() if "dunning web" in line)
+    assert command.endswith("dunning web --port 8080")
+    assert command.startswith("DUNNING_DATABASE_URL=") and site.url in command
+    secret = text.strip().splitlines()[-1].strip()
+    principal = principal_for_secret(site.url, secret)
+    assert principal is not None and principal.operator == "demo"
+    client = client_for(secret)  # the token logs in: an operator sees every merchant
+    assert client.get("/cases?merchant=m2").status_code == 200

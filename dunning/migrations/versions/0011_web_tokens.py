@@ -1,4 +1,5 @@
-"""web_tokens: logins of the merchant's web area (issue 17), kept as SHA-256 of the secret"""
+"""web_tokens: logins of the merchant's web area (issue 17), kept as SHA-256 of the secret;
+on PostgreSQL a pg_trgm index serving the board's `search_text LIKE '%term%'`"""
 
 import sqlalchemy as sa
 from alembic import op
@@ -23,7 +24,18 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_web_tokens")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_web_tokens_token_hash")),
     )
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm")
+        op.create_index(
+            "ix_case_report_search_text_trgm",
+            "case_report",
+            ["search_text"],
+            postgresql_using="gin",
+            postgresql_ops={"search_text": "gin_trgm_ops"},
+        )
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == "postgresql":
+        op.drop_index("ix_case_report_search_text_trgm", table_name="case_report")
     op.drop_table("web_tokens")

@@ -168,6 +168,31 @@ def test_refresh_and_export_flows(migrated_db, tmp_path, monkeypatch):
     assert run.name == "export-cases 2026-02-01T08:00 merchant=m2"
     md = arts[EXPORT_KEY].data
     assert "rows: 2" in md and out.resolve().as_uri() in md
+    assert "web area" not in md
+
+    # DUNNING_WEB_URL: no file on the worker, the artifact links to the web area's view
+    monkeypatch.setenv("DUNNING_WEB_URL", "https://inkasso.example.com/")
+    get_settings.cache_clear()
+    monkeypatch.setattr("dunning.flows.export.DEFAULT_HOME", tmp_path / "home")
+    state = export_cases_csv(
+        filters=BoardFilter(merchant_id="m2", status="blocked"),
+        dialect="rfc4180",
+        as_of=AS_OF + timedelta(hours=2),
+        return_state=True,
+    )
+    assert state.is_completed()
+    assert state.result() == (
+        "https://inkasso.example.com/cases.csv?merchant=m2&status=blocked&dialect=rfc4180"
+    )
+    assert not (tmp_path / "home").exists()
+    md = _artifacts(state.state_details.flow_run_id)[0][EXPORT_KEY].data
+    assert "(https://inkasso.example.com/cases?merchant=m2&status=blocked)" in md
+    assert "rows: 1" in md and "file:" not in md
+    # a file asked for is still written, and linked beside the web area
+    out2 = tmp_path / "asked.csv"
+    export_cases_csv(filters=BoardFilter(merchant_id="m2"), output=str(out2), as_of=AS_OF)
+    assert out2.exists()
+    get_settings.cache_clear()
 
 
 def test_sync_progress_artifact():
