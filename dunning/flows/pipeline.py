@@ -75,6 +75,17 @@ def watching_steps(watch: StepWatch) -> Iterator[None]:
         _watch.reset(token)
 
 
+@contextmanager
+def _beating_for_the_steps() -> Iterator[None]:
+    """The steps run as subflows in this process: this run's heartbeat speaks for them.
+    Their own would cost each about a second at its end (Prefect joins a heartbeat thread
+    that sleeps in whole seconds); a step deployed alone keeps its own."""
+    from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
 @flow(
     name="dunning-run",
     flow_run_name=artifacts.flow_run_namer("dunning-run"),
@@ -105,7 +116,7 @@ def dunning_run(
     for step in STEPS:
         if step.name == "escalate" and not escalate:
             continue
-        with watch(step.name):
+        with watch(step.name), _beating_for_the_steps():
             summary[step.name] = step.run(**common, **({"full": full} if step.takes_full else {}))
 
     artifacts.publish_run_summary(url, since, extra_counts=_counts(summary))
