@@ -216,3 +216,48 @@ def test_case_action_flow_refusal_fails_the_run(db, prefect_harness, monkeypatch
     assert result["to_state"] == "scheduled"
     with pytest.raises(ActionRefused, match="already started"):
         case_action(action="start", case_or_order_id="o1", reason="ok")
+
+
+def _board_row(url: str, case_id: int) -> dict:
+    from dunning.db import get_engine
+    from dunning.models.schema import CaseReport
+
+    with get_engine(url).connect() as conn:
+        row = conn.execute(select(CaseReport).where(CaseReport.case_id == case_id)).first()
+    return dict(row._mapping) if row else {}
+
+
+def _snapshot(url: str) -> list[tuple]:
+    from dunning.db import get_engine
+    from dunning.models.schema import CaseReportDaily as d
+
+    cols = [d.snapshot_date, d.merchant_id, d.state, d.currency, d.case_count]
+    cols += [d.outstanding_amount, d.order_amount, d.paid_amount]
+    with get_engine(url).connect() as conn:
+        return sorted(tuple(r) for r in conn.execute(select(*cols)))
+
+
+def test_the_board_row_is_current_when_the_action_returns(db):
+    from dunning.tasks.report import refresh_report
+
+    board_time = DAY + timedelta(hours=1)
+    refresh_report(db, board_time)
+    c = case(db, "o1")
+    result = act(db, "start", "o1", as_of=DAY + timedelta(hours=2))
+    assert result["board_as_of"] == board_time
+    row = _board_row(db, c.case_id)
+    assert row["state"] == "scheduled" and row["state_label"] == "Mahnlauf geplant"
+    assert row["next_step_at"] == case(db, "o1").next_step_at
+    # the row shows the board's time, as the others do
+    assert row["refreshed_at"] == board_time
+    act(db, "hold", "o1", reason="dispute", as_of=DAY + timedelta(hours=3))
+    assert _board_row(db, c.case_id)["state"] == "on_hold"
+    # the row and today's snapshot equal what a full rebuild at the board's time gives
+    rows, snapshot = _board_row(db, c.case_id), _snapshot(db)
+    refresh_report(db, board_time, full=True)
+    assert _board_row(db, c.case_id) == rows and _snapshot(db) == snapshot
+
+
+def test_an_action_before_any_refresh_leaves_the_board_to_it(db):
+    result = act(db, "start", "o1")
+    assert result["board_as_of"] is None and _board_row(db, result["case_id"]) == {}
