@@ -114,6 +114,7 @@ def perform_action(
     return {
         "case_id": case.case_id,
         "order_id": case.order_id,
+        "merchant_id": case.merchant_id,
         "action": str(action),
         "from_state": state.value,
         "to_state": target.value,
@@ -158,4 +159,9 @@ def case_action_core(
 def case_action_task(
     action: str, case_or_order_id: str, reason: str, operator: str, as_of: datetime, url: str
 ) -> dict[str, Any]:
-    return case_action_core(action, case_or_order_id, reason, operator, as_of, url)
+    """The action's result, or {"refused": why}: a refusal is an answer, so the task run
+    completes (no traceback); the flow turns it into its "Refused" state."""
+    try:
+        return case_action_core(action, case_or_order_id, reason, operator, as_of, url)
+    except ActionRefused as exc:
+        return {"refused": str(exc)}
