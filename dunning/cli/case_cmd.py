@@ -14,9 +14,11 @@ from dunning.cli.common import (
     database_url,
     operator_option,
 )
+from dunning.cli.merchants_cmd import FORMAT_HELP, Format, show_case
 
 app = typer.Typer(
-    help="Act on one case as an operator: start, cancel, hold or resume it (with a reason).",
+    help="Show one case, or act on it as an operator: start, cancel, hold or resume it "
+    "(with a reason).",
     no_args_is_help=True,
 )
 
@@ -83,3 +85,12 @@ _action_command(
     "Record that the order was cancelled at the platform by hand (state awaiting_cancellation:"
     " the pipeline could not cancel it).",
 )
+
+
+@app.command("show")
+def show(
+    case_or_order_id: str = CASE_OR_ORDER_ID,
+    fmt: Format = typer.Option(Format.table, "--format", help=FORMAT_HELP),
+) -> None:
+    """The case, its amounts, its history and its actions with their outcomes."""
+    show_case(case_or_order_id, fmt)

@@ -88,7 +88,7 @@ def test_secrets_are_never_printed():
 
 
 def test_upgrade_is_run_by_commands_that_need_the_schema(sqlite_url, cli):
-    result = cli("settings", "show", "m1", env={"DUNNING_DATABASE_URL": sqlite_url})
+    result = cli("merchants", env={"DUNNING_DATABASE_URL": sqlite_url})
     assert result.returncode == 0, result.stderr
     assert upgrade(sqlite_url)[0] is not None
 
