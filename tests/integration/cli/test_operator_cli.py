@@ -118,3 +118,16 @@ def test_merchants_on_an_empty_database(migrated_db, cli):
     assert empty.returncode == 0, empty.stderr
     assert "No merchants yet" in empty.stdout
     assert json.loads(run(cli, migrated_db, "merchants", "--format", "json").stdout) == []
+
+
+def test_the_board_shows_a_hold_when_the_command_returns(db, cli):
+    from dunning.tasks.report import refresh_report
+
+    board_time = DAY + timedelta(hours=1)
+    refresh_report(db, board_time)
+    held = run(cli, db, "case", "hold", "o1", "--reason", "customer disputes")
+    assert held.returncode == 0, held.stderr
+    rows = json.loads(run(cli, db, "cases", "--format", "json").stdout)
+    (row,) = [r for r in rows if r["order_id"] == "o1"]
+    assert row["state"] == "on_hold" and row["state_label"] == "Pausiert"
+    assert datetime.fromisoformat(row["refreshed_at"]) == board_time
