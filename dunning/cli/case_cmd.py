@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-
 import typer
 
 from dunning.cli.common import (
@@ -12,6 +10,7 @@ from dunning.cli.common import (
     as_of_option,
     console,
     database_url,
+    login_name,
     operator_option,
 )
 from dunning.cli.merchants_cmd import FORMAT_HELP, Format, show_case
@@ -33,7 +32,7 @@ def _act(action: str, ref: str, reason: str, operator: str | None, as_of: str | 
 
     when = as_of_option(as_of)
     url = database_url()
-    who = operator or _login()
+    who = operator or login_name()
     try:
         result = case_action_core(action, ref, reason, who, when, url)
     except ActionRefused as exc:
@@ -45,13 +44,6 @@ def _act(action: str, ref: str, reason: str, operator: str | None, as_of: str | 
     if result.get("next_step_at"):
         line += f"; first reminder due {result['next_step_at']:%Y-%m-%d %H:%M} UTC"
     console.print(line, highlight=False)
-
-
-def _login() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return "operator"
 
 
 # One signature for every action: the same arguments, help and operator check.

@@ -16,6 +16,7 @@ from dunning.cli.common import (
     console,
     database_url,
     err_console,
+    login_name,
     merchant_id_argument,
     operator_option,
     settings,
@@ -105,8 +106,11 @@ def set_(
         None, help="No handover or court below this open principal, e.g. 5.00."
     ),
     as_of: str | None = typer.Option(None, "--as-of", help=AS_OF_HELP),
-    operator: str = typer.Option(
-        "cli", help="Who makes the change (kept in history).", callback=operator_option
+    operator: str | None = typer.Option(
+        None,
+        "--operator",
+        help="Who makes the change, kept in history (default: your login name).",
+        callback=operator_option,
     ),
 ) -> None:
     """Change settings. The dunning option may change at most once every 30 days."""
@@ -139,6 +143,7 @@ def set_(
         raise UserError("nothing to change; give at least one option (see --help)")
     moment = as_of_option(as_of)
     url = database_url()
+    operator = operator or login_name()
     try:
         with session_scope(url) as session:
             _, diff = store.change(session, merchant_id, changes, moment, operator, settings())

@@ -3,6 +3,7 @@ operator runs them, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import getpass
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -89,6 +90,10 @@ def test_merchants_lists_settings_and_open_cases(db, cli):
     ahead = run(cli, db, "settings", "set", "typo-merchant", "--reminder-fee", "2.50")
     assert ahead.returncode == 0, ahead.stderr
     assert "warning" in ahead.stderr and "'typo-merchant' has no orders" in ahead.stderr
+    with session_scope(db) as s:  # one default operator everywhere: the login name
+        from dunning.tasks.merchant_settings import history
+
+        assert [h.changed_by for h in history(s, "typo-merchant")] == [getpass.getuser()]
 
     doc = run(cli, db, "merchants", "--format", "json")
     assert doc.returncode == 0, doc.stderr
