@@ -12,6 +12,7 @@ from dunning.cli import (
     cases_cmd,
     db,
     demo,
+    merchants_cmd,
     purge_cmd,
     run_cmd,
     serve_cmd,
@@ -41,6 +42,7 @@ app.add_typer(case_cmd.app, name="case")  # issue 4
 app.add_typer(web_cmd.app, name="web")  # issue 17
 app.command("run")(run_cmd.run)  # issue 4
 app.command("cases")(cases_cmd.cases)
+app.command("merchants")(merchants_cmd.merchants)
 app.command("serve")(serve_cmd.serve)
 app.command("bootstrap")(serve_cmd.bootstrap)
 app.command("purge")(purge_cmd.purge)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
-
 import typer
 
 from dunning.cli.common import (
@@ -12,11 +10,14 @@ from dunning.cli.common import (
     as_of_option,
     console,
     database_url,
+    login_name,
     operator_option,
 )
+from dunning.cli.merchants_cmd import FORMAT_HELP, Format, show_case
 
 app = typer.Typer(
-    help="Act on one case as an operator: start, cancel, hold or resume it (with a reason).",
+    help="Show one case, or act on it as an operator: start, cancel, hold or resume it "
+    "(with a reason).",
     no_args_is_help=True,
 )
 
@@ -31,7 +32,7 @@ def _act(action: str, ref: str, reason: str, operator: str | None, as_of: str | 
 
     when = as_of_option(as_of)
     url = database_url()
-    who = operator or _login()
+    who = operator or login_name()
     try:
         result = case_action_core(action, ref, reason, who, when, url)
     except ActionRefused as exc:
@@ -43,13 +44,6 @@ def _act(action: str, ref: str, reason: str, operator: str | None, as_of: str | 
     if result.get("next_step_at"):
         line += f"; first reminder due {result['next_step_at']:%Y-%m-%d %H:%M} UTC"
     console.print(line, highlight=False)
-
-
-def _login() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:
-        return "operator"
 
 
 # One signature for every action: the same arguments, help and operator check.
@@ -83,3 +77,12 @@ _action_command(
     "Record that the order was cancelled at the platform by hand (state awaiting_cancellation:"
     " the pipeline could not cancel it).",
 )
+
+
+@app.command("show")
+def show(
+    case_or_order_id: str = CASE_OR_ORDER_ID,
+    fmt: Format = typer.Option(Format.table, "--format", help=FORMAT_HELP),
+) -> None:
+    """The case, its amounts, its history and its actions with their outcomes."""
+    show_case(case_or_order_id, fmt)

@@ -97,6 +97,16 @@ def operator_option(value: str | None) -> str | None:
     return short_text(value, "--operator", 100)
 
 
+def login_name() -> str:
+    """Who acts when --operator is not given: the login name (one default everywhere)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except Exception:
+        return "operator"
+
+
 def merchant_id_argument(value: str) -> str:
     """Typer callback of MERCHANT_ID: a merchant id as the order contract allows it."""
     return short_text(value, "MERCHANT_ID", 64)

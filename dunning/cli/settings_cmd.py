@@ -7,6 +7,7 @@ from enum import StrEnum
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from dunning.cli.common import (
     AS_OF_HELP,
@@ -14,9 +15,12 @@ from dunning.cli.common import (
     as_of_option,
     console,
     database_url,
+    err_console,
+    login_name,
     merchant_id_argument,
     operator_option,
     settings,
+    shown,
 )
 
 app = typer.Typer(help="Show or change a merchant's dunning settings.", no_args_is_help=True)
@@ -48,6 +52,11 @@ def show(
         config, row = store.load(session, merchant_id, installation)
         changes = store.history(session, merchant_id)
         known = store.merchant_known(session, merchant_id)
+    if not known and row is None:
+        raise UserError(
+            f"unknown merchant {merchant_id!r}: no orders and no settings stored "
+            "(`dunning merchants` lists the known ones)"
+        )
     table = Table(title=f"Merchant {merchant_id}" + ("" if known else " (no orders seen yet)"))
     table.add_column("setting")
     table.add_column("value")
@@ -97,8 +106,11 @@ def set_(
         None, help="No handover or court below this open principal, e.g. 5.00."
     ),
     as_of: str | None = typer.Option(None, "--as-of", help=AS_OF_HELP),
-    operator: str = typer.Option(
-        "cli", help="Who makes the change (kept in history).", callback=operator_option
+    operator: str | None = typer.Option(
+        None,
+        "--operator",
+        help="Who makes the change, kept in history (default: your login name).",
+        callback=operator_option,
     ),
 ) -> None:
     """Change settings. The dunning option may change at most once every 30 days."""
@@ -131,11 +143,23 @@ def set_(
         raise UserError("nothing to change; give at least one option (see --help)")
     moment = as_of_option(as_of)
     url = database_url()
+    operator = operator or login_name()
     try:
         with session_scope(url) as session:
             _, diff = store.change(session, merchant_id, changes, moment, operator, settings())
+            known = store.merchant_known(session, merchant_id)
     except SettingsChangeRefused as exc:
         raise UserError(f"merchant {merchant_id}: {exc}") from None
+    if not known:
+        warning = Text.assemble(
+            ("warning:", "bold yellow"),
+            " ",
+            shown(
+                f"merchant {merchant_id!r} has no orders yet; the settings are stored for "
+                "when it has (a typo? `dunning merchants` lists the known ones)"
+            ),
+        )
+        err_console.print(warning, highlight=False, soft_wrap=True)
     if not diff:
         console.print(f"merchant {merchant_id}: settings already so; nothing changed.")
         return

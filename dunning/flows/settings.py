@@ -7,8 +7,10 @@ from decimal import Decimal
 from typing import Literal
 
 from prefect import flow, get_run_logger
+from prefect.states import Completed, State
 from pydantic import BaseModel, Field
 
+from dunning.models.merchant_settings import SettingsChangeRefused
 from dunning.tasks import merchant_settings as store
 
 
@@ -40,11 +42,16 @@ def change_merchant_settings(
     changes: SettingsChange,
     operator: str,
     as_of: datetime | None = None,
-) -> dict[str, list]:
-    """Change a merchant's settings; a refusal fails the run with the reason and the date."""
+) -> dict[str, list] | State:
+    """Change a merchant's settings. A refusal (the 30-day rule) ends the run Completed,
+    named "Refused", with the reason and the date as its message."""
     when = as_of or datetime.now(UTC)
-    diff = store.change_in_database(merchant_id, changes.model_dump(), operator, when)
     logger = get_run_logger()
+    try:
+        diff = store.change_in_database(merchant_id, changes.model_dump(), operator, when)
+    except SettingsChangeRefused as exc:  # an answer, not an outage (issue 16)
+        logger.info("merchant %s: refused: %s", merchant_id, exc)
+        return Completed(message=f"merchant {merchant_id}: {exc}", name="Refused")
     if diff:
         for key, (old, new) in diff.items():
             logger.info("merchant %s: %s %s -> %s", merchant_id, key, old, new)

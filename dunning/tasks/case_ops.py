@@ -8,6 +8,7 @@ cannot be overwritten), writing the history row with the operator and the reason
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
 
@@ -21,6 +22,8 @@ from dunning.models.operator import ActionRefused, OperatorAction, decide, first
 from dunning.models.schema import Buyer, Case, MerchantSettings
 from dunning.tasks.prefect_task import task
 from dunning.tasks.transitions import move_cases
+
+log = logging.getLogger(__name__)
 
 
 class CaseNotFound(ActionRefused):
@@ -111,6 +114,7 @@ def perform_action(
     return {
         "case_id": case.case_id,
         "order_id": case.order_id,
+        "merchant_id": case.merchant_id,
         "action": str(action),
         "from_state": state.value,
         "to_state": target.value,
@@ -127,18 +131,37 @@ def case_action_core(
     database_url: str,
     installation: Settings | None = None,
 ) -> dict[str, Any]:
-    """Plain-Python core of the case_action flow and `dunning case ...`: one transaction."""
+    """Plain-Python core of the case_action flow and `dunning case ...`: the action in one
+    transaction, then the case's board row rewritten before returning (`board_as_of`: the
+    board's time the row now shows; None when the board was never built or the rewrite
+    failed, which leaves the row to the next refresh by the pending log)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from dunning.db import session_scope
+    from dunning.tasks.report import refresh_cases
 
     installation = installation or get_settings()
     with session_scope(database_url) as session:
-        return perform_action(
+        result = perform_action(
             session, action, case_or_order_id, reason, operator, as_of, installation
         )
+    try:
+        result["board_as_of"] = refresh_cases(
+            database_url, [result["case_id"]], timezone=installation.timezone
+        )
+    except SQLAlchemyError as exc:  # the action stands; the next refresh rewrites the row
+        log.warning("case %s: board row not rewritten: %s", result["case_id"], exc)
+        result["board_as_of"] = None
+    return result
 
 
 @task(name="case-action")  # no retries: a refusal is final
 def case_action_task(
     action: str, case_or_order_id: str, reason: str, operator: str, as_of: datetime, url: str
 ) -> dict[str, Any]:
-    return case_action_core(action, case_or_order_id, reason, operator, as_of, url)
+    """The action's result, or {"refused": why}: a refusal is an answer, so the task run
+    completes (no traceback); the flow turns it into its "Refused" state."""
+    try:
+        return case_action_core(action, case_or_order_id, reason, operator, as_of, url)
+    except ActionRefused as exc:
+        return {"refused": str(exc)}

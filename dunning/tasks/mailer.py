@@ -2,8 +2,9 @@
 
 `smtp://host:port` sends over one SMTP connection per batch; `file:FOLDER` (the embedded
 default) writes one `<idempotency key>.eml` per message, so a resend overwrites, never
-doubles. The Message-ID is derived from the idempotency key: a resend after a crash
-carries the same id, so mail systems and people can see it is the same notice.
+doubles. Every message carries a Date (when it is built, i.e. sent) and a Message-ID derived
+from the idempotency key: a resend after a crash carries the same id, so mail systems and
+people can see it is the same notice.
 """
 
 from __future__ import annotations
@@ -11,13 +12,13 @@ from __future__ import annotations
 import smtplib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from email.header import Header
 from email.message import Message
 from email.mime.multipart import MIMEMultipart
 from email.mime.text import MIMEText
-from email.utils import formataddr, parseaddr
+from email.utils import format_datetime, formataddr, parseaddr
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
@@ -150,8 +151,11 @@ def recipient(buyer: dict[str, Any]) -> str:
     return header
 
 
-def render_reminder(payload: dict[str, Any], mail_from: str, key: str) -> Message:
-    """The reminder e-mail of one action (plain text + HTML alternative).
+def render_reminder(
+    payload: dict[str, Any], mail_from: str, key: str, when: datetime | None = None
+) -> Message:
+    """The reminder e-mail of one action (plain text + HTML alternative), dated `when`
+    (default: now; RFC 5322 requires a Date), its Message-ID derived from the key.
 
     Raises MailBuildError when the buyer's data cannot make a safe header."""
     to = recipient(payload["buyer"])
@@ -187,6 +191,7 @@ def render_reminder(payload: dict[str, Any], mail_from: str, key: str) -> Messag
     msg["From"] = mail_from
     msg["To"] = to
     msg["Subject"] = Header(subject, "utf-8").encode()
+    msg["Date"] = format_datetime((when or datetime.now(UTC)).astimezone(UTC))
     msg["Message-ID"] = message_id(key, mail_from)
     msg["X-Dunning-Key"] = key
     msg.attach(MIMEText(text, "plain", "utf-8"))

@@ -171,6 +171,36 @@ def refresh_report(
     )
 
 
+def refresh_cases(database_url: str, case_ids: list[int], *, timezone: str) -> datetime | None:
+    """Rewrite the board rows of these cases (an operator just moved them) and today's
+    snapshot by what they took away and brought, as of the board's own time (the newest
+    refresh), so the rows agree with the rest of the board. Returns that time, or None
+    when the board was never refreshed (nothing to keep current). Their pending-log rows
+    are taken first: a change committed meanwhile leaves its own row for the next refresh."""
+    engine = get_engine(database_url)
+    with engine.begin() as conn:
+        lock_for_refresh(conn)
+        as_of = conn.scalar(select(func.max(ReportMark.as_of)))
+        if as_of is None or not case_ids:
+            return as_of
+        as_of = as_of.astimezone(UTC)
+        prefer_index_lookups(conn)
+        ids = sorted({int(i) for i in case_ids})
+        conn.execute(delete(_PENDING).where(_PENDING.c.case_id.in_(ids)))
+        conn.execute(text("DROP TABLE IF EXISTS report_claimed"))
+        conn.execute(text("CREATE TEMPORARY TABLE report_claimed (case_id BIGINT PRIMARY KEY)"))
+        conn.execute(insert(_CLAIMED), [{"case_id": i} for i in ids])
+        _create_delta_table(conn)
+        _stage_delta(conn, -1)
+        _rewrite_rows(conn, as_of, timezone, None, 1, _claimed_ids())
+        _stage_delta(conn, +1)
+        _apply_delta(conn, local_date(as_of, ZoneInfo(timezone)), as_of)
+        conn.execute(text("DROP TABLE IF EXISTS report_claimed"))
+        conn.execute(text("DROP TABLE IF EXISTS report_delta"))
+    return as_of
+
+
+_PENDING = table("case_report_pending", column("case_id"))
 _CLAIMED = table("report_claimed", column("case_id"))
 _DELTA_COLUMNS = ("merchant_id", "state", "currency", "n", "outstanding", "order_amount", "paid")
 _DELTA = table("report_delta", *(column(c) for c in _DELTA_COLUMNS))

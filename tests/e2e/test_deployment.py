@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -89,6 +91,7 @@ def test_bootstrap_deploy_worker_and_run(prefect_server, tmp_path: Path):
                 timeout=360,
             )
             assert "Completed" in out
+            _operator_hold_through_the_deployment(db, env)
         finally:
             os.killpg(worker.pid, signal.SIGTERM)
             worker.wait(timeout=30)
@@ -98,3 +101,69 @@ def test_bootstrap_deploy_worker_and_run(prefect_server, tmp_path: Path):
         cases = s.scalar(select(func.count()).select_from(Case))
         assert cases > 0
         assert s.scalar(select(func.count()).select_from(CaseReport)) == cases
+
+
+def _run_case_action(env: dict[str, str], action: str, case_id: int) -> str:
+    """Run the case-action deployment to its end; the flow run's id."""
+    out = run(
+        [
+            str(BIN / "prefect"),
+            "deployment",
+            "run",
+            "case-action/case-action",
+            "--param",
+            f"action={action}",
+            "--param",
+            f'case_or_order_id="{case_id}"',  # --param reads JSON: a string
+            "--param",
+            "reason=e2e check",
+            "--param",
+            "operator=e2e",
+            "--watch",
+            "--watch-timeout",
+            "120",
+        ],
+        env,
+        timeout=180,
+    )
+    return re.search(r"UUID:\s*([0-9a-f-]{36})", out).group(1)
+
+
+def _operator_hold_through_the_deployment(db: str, env: dict[str, str]) -> None:
+    """Issue 16: an operator's hold through the deployment is on the board when the run ends
+    and emits dunning.case.on_hold; a refused hold ends "Refused", no traceback logged."""
+    import json
+
+    import httpx
+
+    with session_scope(db) as s:
+        case_id = s.scalar(select(func.min(Case.case_id)).where(Case.state == "awaiting_approval"))
+    assert case_id is not None
+    _run_case_action(env, "start", case_id)
+    _run_case_action(env, "hold", case_id)
+    board = run([str(BIN / "dunning"), "cases", "--format", "json"], env)
+    (row,) = [r for r in json.loads(board) if r["case_id"] == case_id]
+    assert row["state"] == "on_hold"
+
+    api = env["PREFECT_API_URL"]
+    deadline = time.monotonic() + 30
+    events: list = []
+    while not events and time.monotonic() < deadline:
+        body = {"filter": {"event": {"name": ["dunning.case.on_hold"]}}, "limit": 10}
+        events = httpx.post(f"{api}/events/filter", json=body, timeout=10).json()["events"]
+        time.sleep(0.5 if not events else 0)
+    resource = f"dunning.case.{case_id}"
+    (event,) = [e for e in events if e["resource"]["prefect.resource.id"] == resource]
+    assert event["payload"]["actor"] == "e2e" and event["payload"]["reason"] == "e2e check"
+
+    refused_id = _run_case_action(env, "hold", case_id)
+    state = httpx.get(f"{api}/flow_runs/{refused_id}", timeout=10).json()["state"]
+    assert (state["type"], state["name"]) == ("COMPLETED", "Refused")
+    assert "already on hold" in state["message"]
+    logs = httpx.post(
+        f"{api}/logs/filter",
+        json={"logs": {"flow_run_id": {"any_": [refused_id]}}},
+        timeout=10,
+    ).json()
+    # the worker logs WARNING and up here: a failed run's traceback would be among them
+    assert not any("Traceback" in log["message"] or log["level"] >= 40 for log in logs), logs

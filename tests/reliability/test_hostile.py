@@ -475,6 +475,7 @@ def test_injected_names_and_addresses_never_reach_the_headers(migrated_db, smtp,
     assert ATTACKER not in box.recipients and len(box.recipients) == 6
     for msg in box.messages:
         assert "Bcc" not in msg and "X-Injected" not in msg
+        assert msg["Date"] and msg["Message-ID"]  # RFC 5322 origination date, stable id
         assert all("\n" not in v and "\x1b" not in v for v in msg.values())
     tos = sorted(str(m["To"]) for m in box.messages)
     assert any("Bcc: attacker" in t for t in tos)  # the name stays, quoted, in one header

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from email import message_from_bytes
 from email.policy import default as default_policy
 
@@ -97,6 +98,8 @@ def test_reminder_languages_and_message_id(tmp_path):
     raw = (tmp_path / "case-7-reminder_1.eml").read_bytes()
     msg = message_from_bytes(raw, policy=default_policy)
     assert msg["Message-ID"] == "<case-7-reminder_1@shop.example>"
+    sent = msg["Date"].datetime  # RFC 5322: every message has an origination date
+    assert sent.tzinfo is not None and abs(datetime.now(UTC) - sent) < timedelta(minutes=5)
     text = msg.get_body(("plain",)).get_content()
     assert "1.234,50 EUR" in text and "04.02.2026" in text and "zweite Mahnung" in text
     en = render_reminder(payload("en"), "m@shop.example", "k").as_bytes()
@@ -107,3 +110,15 @@ def test_reminder_languages_and_message_id(tmp_path):
 def test_bad_smtp_url_is_one_clear_line():
     with pytest.raises(MailConfigError, match="smtp://host:port"), open_sink("mailto:x"):
         pass
+
+
+def test_message_id_is_stable_per_action_key_and_date_as_given():
+    when = datetime(2026, 2, 3, 9, 30, tzinfo=UTC)
+    first = render_reminder(payload("de"), "M <m@shop.example>", "case-9-reminder_2", when)
+    again = render_reminder(payload("de"), "M <m@shop.example>", "case-9-reminder_2")
+    other = render_reminder(payload("de"), "M <m@shop.example>", "case-9-reminder_3")
+    assert first["Message-ID"] == again["Message-ID"] == "<case-9-reminder_2@shop.example>"
+    assert other["Message-ID"] != first["Message-ID"]
+    assert first["Date"] == "Tue, 03 Feb 2026 09:30:00 +0000"
+    parsed = message_from_bytes(first.as_bytes(), policy=default_policy)
+    assert parsed["Date"].datetime == when

@@ -200,12 +200,27 @@ def test_cli_actions_and_refusals(db, cli):
     assert actors[:2] == ["handover", "cara"] and len(actors) == 4
 
 
-def test_case_action_flow_refusal_fails_the_run(db, prefect_harness, monkeypatch):
+def _run_logs(flow_run_id) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+
+    with get_client(sync_client=True) as client:
+        logs = client.read_logs(LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
+    return [log.message for log in logs]
+
+
+def test_case_action_flow_emits_the_event_and_a_refusal_is_an_answer(
+    db, prefect_harness, monkeypatch
+):
+    import prefect.events
+
     from dunning.config import get_settings
     from dunning.flows.cases import case_action
 
     monkeypatch.setenv("DUNNING_DATABASE_URL", db)  # configuration, not a run parameter
     get_settings.cache_clear()
+    sent: list[dict] = []
+    monkeypatch.setattr(prefect.events, "emit_event", lambda **kw: sent.append(kw))
     result = case_action(
         action="start",
         case_or_order_id="o1",
@@ -214,5 +229,70 @@ def test_case_action_flow_refusal_fails_the_run(db, prefect_harness, monkeypatch
         as_of=DAY + timedelta(hours=2),
     )
     assert result["to_state"] == "scheduled"
-    with pytest.raises(ActionRefused, match="already started"):
-        case_action(action="start", case_or_order_id="o1", reason="ok")
+    (event,) = sent
+    assert event["event"] == "dunning.case.scheduled"
+    assert event["resource"]["prefect.resource.id"] == f"dunning.case.{result['case_id']}"
+    assert event["payload"]["actor"] == "ui" and event["payload"]["reason"] == "ok"
+    assert event["payload"]["from_state"] == "awaiting_approval"
+    assert event["id"] is not None  # derived from the flow run: a retry does not repeat it
+
+    state = case_action(action="start", case_or_order_id="o1", reason="ok", return_state=True)
+    assert state.name == "Refused" and state.type.value == "COMPLETED"
+    assert state.message.startswith(f"case {result['case_id']} is already started")
+    assert "Traceback" not in "\n".join(_run_logs(state.state_details.flow_run_id))
+    assert len(sent) == 1  # a refusal moves nothing, so no event
+
+    # a real error still fails the run
+    import dunning.tasks.case_ops
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk gone")
+
+    monkeypatch.setattr(dunning.tasks.case_ops, "perform_action", broken)
+    failed = case_action(action="hold", case_or_order_id="o1", reason="x", return_state=True)
+    assert failed.is_failed()
+
+
+def _board_row(url: str, case_id: int) -> dict:
+    from dunning.db import get_engine
+    from dunning.models.schema import CaseReport
+
+    with get_engine(url).connect() as conn:
+        row = conn.execute(select(CaseReport).where(CaseReport.case_id == case_id)).first()
+    return dict(row._mapping) if row else {}
+
+
+def _snapshot(url: str) -> list[tuple]:
+    from dunning.db import get_engine
+    from dunning.models.schema import CaseReportDaily as d
+
+    cols = [d.snapshot_date, d.merchant_id, d.state, d.currency, d.case_count]
+    cols += [d.outstanding_amount, d.order_amount, d.paid_amount]
+    with get_engine(url).connect() as conn:
+        return sorted(tuple(r) for r in conn.execute(select(*cols)))
+
+
+def test_the_board_row_is_current_when_the_action_returns(db):
+    from dunning.tasks.report import refresh_report
+
+    board_time = DAY + timedelta(hours=1)
+    refresh_report(db, board_time)
+    c = case(db, "o1")
+    result = act(db, "start", "o1", as_of=DAY + timedelta(hours=2))
+    assert result["board_as_of"] == board_time
+    row = _board_row(db, c.case_id)
+    assert row["state"] == "scheduled" and row["state_label"] == "Mahnlauf geplant"
+    assert row["next_step_at"] == case(db, "o1").next_step_at
+    # the row shows the board's time, as the others do
+    assert row["refreshed_at"] == board_time
+    act(db, "hold", "o1", reason="dispute", as_of=DAY + timedelta(hours=3))
+    assert _board_row(db, c.case_id)["state"] == "on_hold"
+    # the row and today's snapshot equal what a full rebuild at the board's time gives
+    rows, snapshot = _board_row(db, c.case_id), _snapshot(db)
+    refresh_report(db, board_time, full=True)
+    assert _board_row(db, c.case_id) == rows and _snapshot(db) == snapshot
+
+
+def test_an_action_before_any_refresh_leaves_the_board_to_it(db):
+    result = act(db, "start", "o1")
+    assert result["board_as_of"] is None and _board_row(db, result["case_id"]) == {}
