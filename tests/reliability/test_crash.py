@@ -24,7 +24,6 @@ from pathlib import Path
 
 import pytest
 
-from dunning.db import upgrade
 from tests.reliability import crash_driver as drv
 
 TRIALS = int(os.environ.get("CRASH_TRIALS", "6"))
@@ -37,27 +36,22 @@ def reference_outcome(tmp_path: Path, records, monkeypatch) -> tuple[set, set, i
     """The same shop over the same dates, in-process, no crash (on SQLite)."""
     from dunning.config import get_settings
     from dunning.flows.pipeline import dunning_run
-    from dunning.servers import orders_api, partner_api
 
     url = f"sqlite:///{tmp_path / 'reference.db'}"
-    upgrade(url)
-    drv.configure_merchants(url, 2)
-    source = orders_api.start(records, token=drv.SOURCE_TOKEN)
-    partner = partner_api.start(token=drv.PARTNER_TOKEN)
-    try:
-        monkeypatch.setenv("DUNNING_SOURCE_URL", source.url)
+    mail = (f"file:{tmp_path / 'ref-mail'}", None)
+    with drv.world_of(url, records, mail, {}, tmp_path) as world:
+        monkeypatch.setenv("DUNNING_SOURCE_URL", world.source.url)
         monkeypatch.setenv("DUNNING_SOURCE_TOKEN", drv.SOURCE_TOKEN)
-        monkeypatch.setenv("DUNNING_PARTNER_URL", partner.url)
+        monkeypatch.setenv("DUNNING_PARTNER_URL", world.partner.url)
         monkeypatch.setenv("DUNNING_PARTNER_TOKEN", drv.PARTNER_TOKEN)
-        monkeypatch.setenv("DUNNING_SMTP_URL", f"file:{tmp_path / 'ref-mail'}")
+        monkeypatch.setenv("DUNNING_SMTP_URL", world.smtp_url)
         monkeypatch.setenv("DUNNING_DATABASE_URL", url)
         get_settings.cache_clear()
-        for day in drv.DAYS:
-            dunning_run(as_of=drv.START + timedelta(days=day))
-    finally:
-        source.stop()
-        partner.stop()
-        get_settings.cache_clear()
+        try:
+            for day in drv.DAYS:
+                dunning_run(as_of=drv.START + timedelta(days=day))
+        finally:
+            get_settings.cache_clear()
     mails = len(list((tmp_path / "ref-mail").glob("*.eml")))
     return (*drv.outcome(url), mails)
 

@@ -90,20 +90,12 @@ def world_env(monkeypatch, source, partner, smtp_url: str, timeout: str = "0.5")
 
 
 def reference(tmp_path: Path, records, monkeypatch, smtp_url: str) -> tuple[set, set]:
-    from dunning.servers import orders_api, partner_api
-
     url = f"sqlite:///{tmp_path / 'reference.db'}"
-    upgrade(url)
-    drv.configure_merchants(url, 2)
-    source = orders_api.start(records, token=drv.SOURCE_TOKEN)
-    partner = partner_api.start(token=drv.PARTNER_TOKEN)
-    try:
-        world_env(monkeypatch, source, partner, f"file:{tmp_path / 'ref-mail'}", "5")
+    mail = (f"file:{tmp_path / 'ref-mail'}", None)
+    with drv.world_of(url, records, mail, {}, tmp_path) as world:
+        world_env(monkeypatch, world.source, world.partner, world.smtp_url, "5")
         for day in drv.DAYS:
             core_run(url, drv.START + timedelta(days=day))
-    finally:
-        source.stop()
-        partner.stop()
     return drv.outcome(url)
 
 

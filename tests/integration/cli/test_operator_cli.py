@@ -71,11 +71,18 @@ def test_case_show_table_and_json(db, cli):
     assert json.loads(again.stdout)["case_id"] == case["case_id"]
 
 
-def test_case_show_unknown_is_one_line(db, cli):
-    missing = run(cli, db, "case", "show", "nope")
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (("case", "show", "nope"), "no case with id or order id 'nope'"),
+        (("settings", "show", "nosuch"), "unknown merchant 'nosuch'"),
+    ],
+)
+def test_showing_what_does_not_exist_is_one_line(db, cli, args, words):
+    missing = run(cli, db, *args)
     assert missing.returncode == 2
-    assert "no case with id or order id 'nope'" in missing.stderr
-    assert "Traceback" not in missing.stderr
+    assert words in missing.stderr
+    assert "Traceback" not in missing.stderr and "defaults" not in missing.stdout
 
 
 def test_merchants_lists_settings_and_open_cases(db, cli):
@@ -109,13 +116,6 @@ def test_merchants_lists_settings_and_open_cases(db, cli):
     assert table.returncode == 0, table.stderr
     assert merchant in table.stdout and "typo-merchant" in table.stdout
     assert "no orders yet" in table.stdout
-
-
-def test_settings_show_of_an_unknown_merchant_says_so(db, cli):
-    unknown = run(cli, db, "settings", "show", "nosuch")
-    assert unknown.returncode == 2
-    assert "unknown merchant 'nosuch'" in unknown.stderr
-    assert "defaults" not in unknown.stdout
 
 
 def test_merchants_on_an_empty_database(migrated_db, cli):
