@@ -112,11 +112,12 @@ def test_parent_flow_rerun_and_a_later_sync_fixing_the_address(
 
 
 def test_dunning_run_with_a_missing_source_is_one_error_without_traceback(
-    cli, sqlite_url, tmp_path
+    cli, sqlite_url, tmp_path, prefect_api_env
 ):
     result = cli(
         "run",
         env={
+            **prefect_api_env,
             "DUNNING_DATABASE_URL": sqlite_url,
             "DUNNING_SOURCE_URL": str(tmp_path / "nowhere.jsonl"),
         },
