@@ -44,7 +44,6 @@ def create_app(
     database_url: str | None = None,
     installation: Settings | None = None,
     secret_key: bytes | None = None,
-    refresh_after_action: bool = True,
 ) -> Starlette:
     installation = installation or get_settings()
     url = database_url or installation.database_url
@@ -70,7 +69,6 @@ def create_app(
         url=url,
         installation=installation,
         signer=Signer(secret_key),
-        refresh_after_action=refresh_after_action,
     )
     app.add_middleware(SecurityHeaders)
     return app

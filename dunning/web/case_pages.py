@@ -14,7 +14,6 @@ from starlette.responses import Response, StreamingResponse
 from dunning.models.board import DIALECTS, STATUS_CHOICES, BoardFilter, BoardFilterError
 from dunning.models.operator import ActionRefused
 from dunning.tasks.case_ops import case_action_core
-from dunning.tasks.report import refresh_report
 from dunning.web import queries
 from dunning.web.context import (
     ACTION_LABELS,
@@ -209,8 +208,4 @@ async def act(request: Request) -> Response:
         )
     except ActionRefused as exc:
         return await _confirm(request, case_id, action, error=str(exc), status=409)
-    if web.refresh_after_action:  # the board shows the new state at once
-        await run_in_threadpool(
-            lambda: refresh_report(web.url, now, timezone=web.installation.timezone)
-        )
     return await _case_page(request, case_id, result=result)

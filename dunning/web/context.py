@@ -51,7 +51,6 @@ class Web:
     installation: Settings
     signer: Signer = field(default_factory=Signer)
     limiter: RateLimiter = field(default_factory=RateLimiter)
-    refresh_after_action: bool = True
     templates: Jinja2Templates = field(init=False)
 
     def __post_init__(self) -> None:

@@ -60,7 +60,7 @@ def take(url: str, out: Path, width: int = 1280) -> list[Path]:
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(url, refresh_after_action=False),
+            create_app(url),
             host="127.0.0.1",
             port=port,
             log_level="warning",
