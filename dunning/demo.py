@@ -10,6 +10,7 @@ Every run is a Prefect flow run: the Prefect UI has all ten, with their artifact
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 import zlib
@@ -94,6 +95,11 @@ def operator_moves(url: str, as_of: datetime, round_no: int) -> None:
 
 
 def run_demo(home: Path, orders: int = 1200, merchants: int = 4, seed: int = 42) -> DemoResult:
+    # A clean start, and Prefect's home in place before Prefect is imported (it creates it
+    # at import, and warned when the folders above it did not exist yet).
+    shutil.rmtree(home, ignore_errors=True)
+    (home / "mail").mkdir(parents=True)
+    (home / "prefect").mkdir()
     prepare_environment(home)
     from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
@@ -104,8 +110,6 @@ def run_demo(home: Path, orders: int = 1200, merchants: int = 4, seed: int = 42)
     from dunning.servers import orders_api, partner_api
     from dunning.tasks import merchant_settings as store
 
-    shutil.rmtree(home, ignore_errors=True)
-    (home / "mail").mkdir(parents=True)
     url = f"sqlite:///{home / 'dunning.db'}"
     dispose_engine(url)
     upgrade(url)
@@ -154,6 +158,8 @@ def run_demo(home: Path, orders: int = 1200, merchants: int = 4, seed: int = 42)
             store.change(s, merchant_id, changes, configured_at, "demo-setup", installation)
 
     result = DemoResult(home=home, database_url=url, runs=0)
+    flow_logs = logging.getLogger("prefect.flow_runs")
+    flow_level = flow_logs.level
     # Heartbeats tell a server that a deployed run is still alive; the demo's runs live in
     # this process. Each flow run joins its heartbeat thread at its end, up to a second: six
     # flow runs a round, about a minute over the demo.
@@ -169,7 +175,10 @@ def run_demo(home: Path, orders: int = 1200, merchants: int = 4, seed: int = 42)
                 operator_moves(url, as_of, round_no)
                 dunning_run(as_of=as_of)
                 result.runs += 1
+                # Each warning was said in the first round; later rounds repeat them.
+                flow_logs.setLevel(logging.ERROR)
     finally:
+        flow_logs.setLevel(flow_level)
         source.stop()
         partner.stop()
 
