@@ -14,6 +14,7 @@ from rich.text import Text
 from dunning.config import Settings, get_settings
 from dunning.models.clock import parse_as_of
 from dunning.models.controls import escape_controls
+from dunning.models.operator import login_name  # noqa: F401  (the CLI commands import it here)
 
 
 class SafeConsole(Console):
@@ -95,16 +96,6 @@ def short_text(value: str | None, what: str, max_length: int) -> str | None:
 def operator_option(value: str | None) -> str | None:
     """Typer callback of `--operator`: who acts, kept in history (100 characters)."""
     return short_text(value, "--operator", 100)
-
-
-def login_name() -> str:
-    """Who acts when --operator is not given: the login name (one default everywhere)."""
-    import getpass
-
-    try:
-        return getpass.getuser()
-    except Exception:
-        return "operator"
 
 
 def merchant_id_argument(value: str) -> str:

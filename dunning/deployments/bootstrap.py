@@ -11,11 +11,13 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from dunning.deployments.definitions import PIPELINE_DEPLOYMENT, WORK_POOL
+from dunning.flows.degraded import EVENT as DEGRADED_EVENT
 
 # Names the tasks use with prefect.concurrency.sync.concurrency(..., strict=True).
 CONCURRENCY_LIMITS = {"dunning-partner-api": 4, "dunning-mail": 2}
 AUTOMATION_STALE = "dunning: pipeline not completed for 3 hours"
 AUTOMATION_FAILED = "dunning: pipeline run failed"
+AUTOMATION_DEGRADED = "dunning: pipeline run degraded"
 
 
 @dataclass
@@ -120,6 +122,20 @@ def _automations(notification_block_id: str | None) -> list:
                 within=timedelta(0),
             ),
             actions=[action("dunning pipeline run failed")],
+        ),
+        Automation(
+            name=AUTOMATION_DEGRADED,
+            description="A pipeline run completed but had to wait: partner or mail "
+            "unreachable, base rates past their known end, cancellations waiting for a human "
+            "(event dunning.run.degraded, its reasons in the payload).",
+            trigger=EventTrigger(
+                match={"prefect.resource.id": "dunning.run"},
+                expect={DEGRADED_EVENT},
+                posture=Posture.Reactive,
+                threshold=1,
+                within=timedelta(0),
+            ),
+            actions=[action("dunning pipeline run degraded")],
         ),
     ]
 

@@ -129,14 +129,17 @@ def run_summary_markdown(
     title: str | None = None,
     extra_counts: dict[str, Any] | None = None,
     limit: int = 20,
+    degraded: str | None = None,
 ) -> str:
-    """Counts per step, new cases, blocked with reasons, partner errors of this run."""
+    """Counts per step, new cases, blocked with reasons, partner errors of this run; led by
+    what is degraded when the run had to wait (`degraded`, one line)."""
     counts = run_counts(database_url, since_history_id, limit)
     steps, new_cases, blocked = counts.steps, counts.new_cases, counts.blocked
     blocked_total, partner_errors = counts.blocked_total, counts.partner_errors
     failed_actions = counts.failed_actions
 
-    lines = [f"# {title or 'Dunning run'}", ""]
+    lines = [f"**Run degraded**: {_md(degraded)}", ""] if degraded else []
+    lines += [f"# {title or 'Dunning run'}", ""]
     if extra_counts:
         lines += ["| step | count |", "|---|---:|"]
         lines += [f"| {_md(k)} | {_md(v)} |" for k, v in extra_counts.items()]
@@ -175,12 +178,13 @@ def publish_run_summary(
     *,
     title: str | None = None,
     extra_counts: dict[str, Any] | None = None,
+    degraded: str | None = None,
 ) -> uuid.UUID:
     """The markdown summary as an artifact of the current flow run."""
     from prefect.artifacts import create_markdown_artifact
 
     markdown = run_summary_markdown(
-        database_url, since_history_id, title=title, extra_counts=extra_counts
+        database_url, since_history_id, title=title, extra_counts=extra_counts, degraded=degraded
     )
     return create_markdown_artifact(
         markdown=markdown, key=SUMMARY_KEY, description="Dunning run: what happened"

@@ -16,6 +16,7 @@ from prefect.states import Completed, State
 from dunning.config import get_settings
 from dunning.db import ensure_schema
 from dunning.flows.artifacts import EVENT_NAMESPACE, flow_run_namer
+from dunning.models.operator import login_name
 from dunning.models.sharding import check_shard
 from dunning.tasks.case_ops import case_action_task
 from dunning.tasks.detect import detect_task
@@ -70,13 +71,21 @@ def case_action(
     action: Literal["start", "cancel", "hold", "resume", "confirm-cancellation"],
     case_or_order_id: str,
     reason: str,
-    operator: str = "operator",
+    operator: str = login_name(),
     as_of: datetime | None = None,
 ) -> dict[str, Any] | State:
     """An operator starts, cancels, holds or resumes a case. The case's board row is current
     when the run ends, and the transition emits `dunning.case.<to_state>`. A refusal is an
     answer, not an outage: the run ends Completed, named "Refused", with the reason as its
-    message (e.g. "case 17 is paid; nothing to cancel")."""
+    message (e.g. "case 17 is paid; nothing to cancel").
+
+    Args:
+        action: What to do with the case.
+        case_or_order_id: The case number, or the order id of its open case.
+        reason: Why (kept in the case's history).
+        operator: Who acts (kept in the case's history).
+        as_of: When the action counts; empty means now.
+    """
     as_of, url = _resolve(as_of)
     result = case_action_task(action, str(case_or_order_id), reason, operator, as_of, url)
     logger = get_run_logger()

@@ -18,10 +18,12 @@ from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+from prefect.states import Completed, State
 
 from dunning.config import get_settings
 from dunning.db import ensure_schema
-from dunning.flows import artifacts
+from dunning.flows import artifacts, degraded
 from dunning.flows.cases import apply_handover_rules, detect_cases
 from dunning.flows.escalate import escalate_cases
 from dunning.flows.report import refresh_reporting
@@ -98,9 +100,12 @@ def dunning_run(
     shard: int | None = None,
     shards: int = 1,
     escalate: bool = True,
-) -> dict[str, Any]:
+) -> dict[str, Any] | State:
     """One run of the whole pipeline as of `as_of` (default: now): the steps of `STEPS` in
-    order (without escalation when `escalate` is false)."""
+    order (without escalation when `escalate` is false).
+
+    A run whose steps had to wait ends Completed named "Degraded" (see `dunning.flows.
+    degraded`) with the summary as its result: a direct call still returns the summary."""
     check_shard(shard, shards)
     as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
     # Issues 9 and 19: the database and the source come from the settings, never from run
@@ -119,11 +124,19 @@ def dunning_run(
         with watch(step.name), _beating_for_the_steps():
             summary[step.name] = step.run(**common, **({"full": full} if step.takes_full else {}))
 
-    artifacts.publish_run_summary(url, since, extra_counts=_counts(summary))
+    reasons = degraded.check_degraded(url, summary, as_of)
+    message = degraded.degraded_message(reasons) if reasons else None
+    artifacts.publish_run_summary(url, since, extra_counts=_counts(summary), degraded=message)
     artifacts.publish_needs_human(url)
     summary["events"] = artifacts.emit_case_events(url, since, limit=MAX_CASE_EVENTS)
-    get_run_logger().info("dunning run as of %s: %s", as_of.isoformat(), _counts(summary))
-    return summary
+    logger = get_run_logger()
+    logger.info("dunning run as of %s: %s", as_of.isoformat(), _counts(summary))
+    if not reasons:
+        return summary
+    summary["degraded"] = {r.key: r.text for r in reasons}
+    logger.warning("dunning run as of %s %s", as_of.isoformat(), message)
+    degraded.emit_degraded(reasons, as_of, flow_run.get_id())
+    return Completed(name=degraded.STATE_NAME, message=message, data=summary)
 
 
 def _counts(summary: dict[str, Any]) -> dict[str, Any]:

@@ -1,35 +1,30 @@
-"""Operator flow: change a merchant's dunning settings from the Prefect UI (a typed form)."""
+"""Operator flow: change a merchant's dunning settings from the Prefect UI (a typed form).
+
+Flat parameters, each with a description, so the form shows one typed field per setting:
+the option and the switches are choices ("keep" leaves the setting as it is), days and fees
+are empty to keep them. The database comes from the worker's settings, never the form.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Literal
+from typing import Annotated, Literal
 
 from prefect import flow, get_run_logger
 from prefect.states import Completed, State
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from dunning.models.merchant_settings import SettingsChangeRefused
+from dunning.models.operator import login_name
 from dunning.tasks import merchant_settings as store
 
+Switch = Literal["keep", "on", "off"]
+_SWITCH = {"keep": None, "on": True, "off": False}
 
-class SettingsChange(BaseModel):
-    """Leave a field empty to keep it. The dunning option may change once every 30 days."""
 
-    dunning_option: Literal["court", "cancellation"] | None = None
-    auto_overdue: bool | None = Field(None, description="Start overdue cases without review")
-    auto_chargebacks: bool | None = Field(None, description="Start chargebacks without review")
-    reminder_1_days: int | None = Field(None, ge=1)
-    reminder_2_days: int | None = Field(None, ge=1)
-    handover_days: int | None = Field(None, ge=1)
-    reminder_fee: Decimal | None = Field(None, ge=0, decimal_places=2)
-    chargeback_fee: Decimal | None = Field(None, ge=0, decimal_places=2)
-    cancellation_costs: Decimal | None = Field(None, ge=0, decimal_places=2)
-    interest_enabled: bool | None = None
-    min_claim_amount: Decimal | None = Field(
-        None, ge=0, decimal_places=2, description="No handover or court below this principal"
-    )
+_DAYS = Field(None, ge=1)
+_MONEY = Field(None, ge=0, decimal_places=2)
 
 
 @flow(
@@ -39,16 +34,57 @@ class SettingsChange(BaseModel):
 )
 def change_merchant_settings(
     merchant_id: str,
-    changes: SettingsChange,
-    operator: str,
+    dunning_option: Literal["keep", "court", "cancellation"] = "keep",
+    auto_overdue: Switch = "keep",
+    auto_chargebacks: Switch = "keep",
+    reminder_1_days: Annotated[int | None, _DAYS] = None,
+    reminder_2_days: Annotated[int | None, _DAYS] = None,
+    handover_days: Annotated[int | None, _DAYS] = None,
+    reminder_fee: Annotated[Decimal | None, _MONEY] = None,
+    chargeback_fee: Annotated[Decimal | None, _MONEY] = None,
+    cancellation_costs: Annotated[Decimal | None, _MONEY] = None,
+    interest_enabled: Switch = "keep",
+    min_claim_amount: Annotated[Decimal | None, _MONEY] = None,
+    operator: str = login_name(),
     as_of: datetime | None = None,
 ) -> dict[str, list] | State:
     """Change a merchant's settings. A refusal (the 30-day rule) ends the run Completed,
-    named "Refused", with the reason and the date as its message."""
+    named "Refused", with the reason and the date as its message.
+
+    Args:
+        merchant_id: The merchant whose settings change.
+        dunning_option: After the termination notice: court or cancellation (may change
+            once in 30 days); keep leaves it.
+        auto_overdue: Start overdue cases without review (on/off); keep leaves it.
+        auto_chargebacks: Start chargebacks without review (on/off); keep leaves it.
+        reminder_1_days: Days from the default to the first reminder; empty keeps it.
+        reminder_2_days: Days from the first to the second reminder; empty keeps it.
+        handover_days: Days from the second reminder to the handover; empty keeps it.
+        reminder_fee: Fee per reminder in EUR (at most the installation's cap); empty keeps it.
+        chargeback_fee: Fee per chargeback in EUR; empty keeps it.
+        cancellation_costs: Costs of a cancellation in EUR; empty keeps it.
+        interest_enabled: Charge default interest on claims (on/off); keep leaves it.
+        min_claim_amount: No handover or court below this principal, in EUR; empty keeps it.
+        operator: Who changes the settings (kept in the history).
+        as_of: When the change counts; empty means now.
+    """
     when = as_of or datetime.now(UTC)
     logger = get_run_logger()
+    changes = {
+        "dunning_option": None if dunning_option == "keep" else dunning_option,
+        "auto_overdue": _SWITCH[auto_overdue],
+        "auto_chargebacks": _SWITCH[auto_chargebacks],
+        "reminder_1_days": reminder_1_days,
+        "reminder_2_days": reminder_2_days,
+        "handover_days": handover_days,
+        "reminder_fee": reminder_fee,
+        "chargeback_fee": chargeback_fee,
+        "cancellation_costs": cancellation_costs,
+        "interest_enabled": _SWITCH[interest_enabled],
+        "min_claim_amount": min_claim_amount,
+    }
     try:
-        diff = store.change_in_database(merchant_id, changes.model_dump(), operator, when)
+        diff = store.change_in_database(merchant_id, changes, operator, when)
     except SettingsChangeRefused as exc:  # an answer, not an outage (issue 16)
         logger.info("merchant %s: refused: %s", merchant_id, exc)
         return Completed(message=f"merchant {merchant_id}: {exc}", name="Refused")

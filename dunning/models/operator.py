@@ -104,3 +104,14 @@ def first_step_at(default_date: date, reminder_1_days: int, as_of: datetime, zon
     day = default_date + timedelta(days=reminder_1_days)
     due = datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
     return max(due, as_of)
+
+
+def login_name() -> str:
+    """Who acts when no operator is given: the login name (one default everywhere: the CLI's
+    `--operator`, the operator flows' `operator` parameter), else "operator"."""
+    import getpass
+
+    try:
+        return getpass.getuser() or "operator"
+    except Exception:
+        return "operator"

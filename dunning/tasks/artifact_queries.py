@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import Connection, Row, func, or_, select
 
 from dunning.db import get_engine
 from dunning.models.enums import TERMINAL_STATES, ActionStatus, CaseState
+from dunning.models.ladder import MAIL_STEPS
 from dunning.models.schema import Action, Buyer, Case, CaseHistory
 
 
@@ -157,3 +159,35 @@ def history_since(database_url: str, since_history_id: int) -> Iterator[Row]:
     )
     with get_engine(database_url).connect() as conn:
         yield from conn.execute(stmt).yield_per(5000)
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What waits on an outside system or a person: how many, and since when (oldest)."""
+
+    count: int
+    since: datetime | None
+
+
+def waiting_on_outside(database_url: str) -> dict[str, Waiting]:
+    """Pending actions that failed transiently (`partner` and `mail`) and cases awaiting a
+    cancellation by hand (`cancellation`), each with the oldest start of the wait."""
+    mail_steps = [st.value for st in MAIL_STEPS]
+    pending = (Action.status == ActionStatus.PENDING.value) & Action.last_error.is_not(None)
+    queries = {
+        "partner": select(func.count(), func.min(Action.created_at)).where(
+            pending, Action.step.not_in(mail_steps)
+        ),
+        "mail": select(func.count(), func.min(Action.created_at)).where(
+            pending, Action.step.in_(mail_steps)
+        ),
+        "cancellation": select(func.count(), func.min(Case.updated_at)).where(
+            Case.state == CaseState.AWAITING_CANCELLATION.value
+        ),
+    }
+    with get_engine(database_url).connect() as conn:
+        out = {}
+        for name, query in queries.items():
+            count, since = conn.execute(query).one()
+            out[name] = Waiting(int(count or 0), since)
+        return out

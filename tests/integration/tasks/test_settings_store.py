@@ -97,16 +97,26 @@ def test_the_settings_form_flow_changes_and_refuses_like_the_cli(
     migrated_db, prefect_harness, monkeypatch
 ):
     from dunning.config import get_settings
-    from dunning.flows.settings import SettingsChange, change_merchant_settings
+    from dunning.flows.settings import change_merchant_settings
 
     monkeypatch.setenv("DUNNING_DATABASE_URL", migrated_db)  # configuration, not a parameter
     get_settings.cache_clear()
-    change = SettingsChange(dunning_option="cancellation", reminder_fee="1.50")
-    diff = change_merchant_settings("m1", change, "alice", as_of=T0)
+    diff = change_merchant_settings(
+        "m1",
+        dunning_option="cancellation",
+        reminder_fee="1.50",
+        auto_overdue="on",
+        operator="alice",
+        as_of=T0,
+    )
     assert diff["dunning_option"] == ["court", "cancellation"]
-    back = SettingsChange(dunning_option="court")
+    assert diff["auto_overdue"][1] is True and "auto_chargebacks" not in diff  # keep: unchanged
     refused = change_merchant_settings(
-        "m1", back, "bob", as_of=T0 + timedelta(days=2), return_state=True
+        "m1",
+        dunning_option="court",
+        operator="bob",
+        as_of=T0 + timedelta(days=2),
+        return_state=True,
     )
     assert refused.name == "Refused" and refused.type.value == "COMPLETED"
     assert "2026-12-01" in refused.message and refused.message.startswith("merchant m1: ")
