@@ -16,7 +16,6 @@ from prefect.states import Completed, State
 from pydantic import Field
 
 from dunning.models.merchant_settings import SettingsChangeRefused
-from dunning.models.operator import login_name
 from dunning.tasks import merchant_settings as store
 
 Switch = Literal["keep", "on", "off"]
@@ -45,7 +44,7 @@ def change_merchant_settings(
     cancellation_costs: Annotated[Decimal | None, _MONEY] = None,
     interest_enabled: Switch = "keep",
     min_claim_amount: Annotated[Decimal | None, _MONEY] = None,
-    operator: str = login_name(),
+    operator: str = "operator",
     as_of: datetime | None = None,
 ) -> dict[str, list] | State:
     """Change a merchant's settings. A refusal (the 30-day rule) ends the run Completed,
@@ -65,7 +64,7 @@ def change_merchant_settings(
         cancellation_costs: Costs of a cancellation in EUR; empty keeps it.
         interest_enabled: Charge default interest on claims (on/off); keep leaves it.
         min_claim_amount: No handover or court below this principal, in EUR; empty keeps it.
-        operator: Who changes the settings (kept in the history).
+        operator: Who changes the settings, kept in the history: your name.
         as_of: When the change counts; empty means now.
     """
     when = as_of or datetime.now(UTC)
