@@ -89,7 +89,7 @@ def show_case(ref: str, fmt: Format) -> None:
     from rich.table import Table
 
     from dunning.models.operator import ActionRefused
-    from dunning.tasks.case_view import case_details
+    from dunning.tasks.case_view import CASE_FIELDS, case_details
 
     installation = settings()
     try:
@@ -109,24 +109,7 @@ def show_case(ref: str, fmt: Format) -> None:
     head = Table(title=shown(f"Case {case['case_id']} (order {case['order_id']})"))
     head.add_column("field")
     head.add_column("value")
-    for key in (
-        "merchant_id",
-        "kind",
-        "state",
-        "held_from_state",
-        "dunning_option",
-        "default_date",
-        "opened_at",
-        "started_at",
-        "last_step_at",
-        "next_step_at",
-        "blocked_reason",
-        "partner_reference",
-        "partner_status",
-        "partner_error",
-        "closed_at",
-        "close_reason",
-    ):
+    for key in CASE_FIELDS[2:]:  # the case and order ids are in the title
         value = case[key]
         if value is None:
             continue
