@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from dunning.deployments.definitions import PIPELINE_DEPLOYMENT, WORK_POOL
-from dunning.flows.degraded import EVENT as DEGRADED_EVENT
+from dunning.deployments.definitions import PIPELINE_TAG, WORK_POOL
+from dunning.flows.degraded import STATE_NAME as DEGRADED_STATE
 
 # Names the tasks use with prefect.concurrency.sync.concurrency(..., strict=True).
 CONCURRENCY_LIMITS = {"dunning-partner-api": 4, "dunning-mail": 2}
@@ -71,84 +71,111 @@ def bootstrap(notification_block_id: str | None = None) -> BootstrapReport:
             report.updated.append(f"variable {name}")
 
     for automation in _automations(notification_block_id):
-        if _upsert_automation(automation):
-            report.created.append(f"automation {automation.name!r}")
+        outcome = _upsert_automation(automation)
+        if outcome:
+            getattr(report, outcome).append(f"automation {automation.name!r}")
     return report
 
 
 def _automations(notification_block_id: str | None) -> list:
+    """Flow-run-state triggers on the `pipeline` tag, so the Prefect UI names them ("when any
+    flow run with tag pipeline enters Failed") and they cover every pipeline deployment:
+    dunning-run, its shards and the sharded fan-out."""
     from uuid import UUID
 
     from prefect.automations import Automation
     from prefect.events.actions import DoNothing, SendNotification
     from prefect.events.schemas.automations import EventTrigger, Posture
 
+    if notification_block_id:
+        does = "Sends a notification."
+    else:
+        does = (
+            "Records prefect.automation.triggered in the event feed, nothing more: run "
+            "`dunning bootstrap --notification-block-id ID` to send a notification instead."
+        )
+
     def action(subject: str):
         if notification_block_id:
             return SendNotification(
                 block_document_id=UUID(notification_block_id),
                 subject=subject,
-                body="{{ event.resource.get('prefect.resource.name') }}: {{ event.event }}",
+                body="{{ flow_run.name }} ({{ flow_run.state.name }}): "
+                "{{ flow_run.state.message }}",
             )
         return DoNothing()
 
-    match_pipeline = {
-        "prefect.resource.role": "deployment",
-        "prefect.resource.name": PIPELINE_DEPLOYMENT,
-    }
+    def pipeline_runs(expect: set[str], **kwargs) -> EventTrigger:
+        return EventTrigger(
+            # lists, as the server returns them: bootstrap compares to find what changed
+            match={"prefect.resource.id": ["prefect.flow-run.*"]},
+            match_related={
+                "prefect.resource.role": ["tag"],
+                "prefect.resource.id": [f"prefect.tag.{PIPELINE_TAG}"],
+            },
+            expect=expect,
+            threshold=1,
+            **kwargs,
+        )
+
     return [
         Automation(
             name=AUTOMATION_STALE,
-            description="No completed run of the pipeline deployment for 3 hours.",
-            trigger=EventTrigger(
-                match={"prefect.resource.id": "prefect.flow-run.*"},
-                match_related=match_pipeline,
-                expect={"prefect.flow-run.Completed"},
-                posture=Posture.Proactive,
-                threshold=1,
-                within=timedelta(hours=3),
+            description="Watches the runs of the pipeline deployments (tag pipeline): fires "
+            f"when none completed for 3 hours. {does}",
+            trigger=pipeline_runs(
+                {"prefect.flow-run.Completed"}, posture=Posture.Proactive, within=timedelta(hours=3)
             ),
             actions=[action("dunning pipeline has not completed for 3 hours")],
         ),
         Automation(
             name=AUTOMATION_FAILED,
-            description="A run of the pipeline deployment failed or crashed.",
-            trigger=EventTrigger(
-                match={"prefect.resource.id": "prefect.flow-run.*"},
-                match_related=match_pipeline,
-                expect={"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
+            description="Watches the runs of the pipeline deployments (tag pipeline): fires "
+            f"when one fails or crashes. {does}",
+            trigger=pipeline_runs(
+                {"prefect.flow-run.Failed", "prefect.flow-run.Crashed"},
                 posture=Posture.Reactive,
-                threshold=1,
                 within=timedelta(0),
+                for_each={"prefect.resource.id"},
             ),
             actions=[action("dunning pipeline run failed")],
         ),
         Automation(
             name=AUTOMATION_DEGRADED,
-            description="A pipeline run completed but had to wait: partner or mail "
-            "unreachable, base rates past their known end, cancellations waiting for a human "
-            "(event dunning.run.degraded, its reasons in the payload).",
-            trigger=EventTrigger(
-                match={"prefect.resource.id": "dunning.run"},
-                expect={DEGRADED_EVENT},
+            description="Watches the runs of the pipeline deployments (tag pipeline): fires "
+            "when one ends Degraded: it completed, but steps had to wait (partner, mail or "
+            "source unreachable, base rates past their known end, cancellations waiting for a "
+            f"human; the reasons are in the run's message and in dunning.run.degraded). {does}",
+            trigger=pipeline_runs(
+                {f"prefect.flow-run.{DEGRADED_STATE}"},
                 posture=Posture.Reactive,
-                threshold=1,
                 within=timedelta(0),
+                for_each={"prefect.resource.id"},
             ),
             actions=[action("dunning pipeline run degraded")],
         ),
     ]
 
 
-def _upsert_automation(automation) -> bool:
-    """Create the automation unless one of that name exists; True if created."""
+_COMPARED = ("description", "trigger", "actions")
+
+
+def _upsert_automation(automation) -> str | None:
+    """Create the automation, or bring one of that name up to date (bootstrap runs after
+    every upgrade); "created", "updated" or None when it was current."""
     from prefect.automations import Automation
 
     try:
         existing = Automation.read(name=automation.name)
     except ValueError:
         existing = None
-    if existing is not None:
-        return False
-    automation.create()
-    return True
+    if existing is None:
+        automation.create()
+        return "created"
+    wanted = automation.model_dump(mode="json", include=set(_COMPARED))
+    if existing.model_dump(mode="json", include=set(_COMPARED)) == wanted:
+        return None
+    for field in _COMPARED:
+        setattr(existing, field, getattr(automation, field))
+    existing.update()
+    return "updated"

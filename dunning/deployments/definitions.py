@@ -15,7 +15,8 @@ import yaml
 
 PREFECT_YAML = Path(__file__).with_name("prefect.yaml")
 WORK_POOL = "dunning"
-PIPELINE_DEPLOYMENT = "dunning-run"
+# Every deployment of the pipeline carries this tag; the automations watch it.
+PIPELINE_TAG = "pipeline"
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,13 @@ def escalate_cases(
     shard: int | None = None,
     shards: int = 1,
 ) -> dict[str, Any]:
-    """Advance every due case one step: reminders, handover, court or cancellation."""
+    """Advance every due case one step: reminders, handover, court or cancellation.
+
+    Args:
+        as_of: The moment the run counts as (ISO date-time with offset); empty means now.
+        shard: Which shard of merchants this run handles (0 to shards-1); empty: all.
+        shards: Into how many shards the merchants are split (1: no sharding).
+    """
     check_shard(shard, shards)
     logger = get_run_logger()
     url = get_settings().database_url

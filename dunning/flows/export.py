@@ -101,6 +101,15 @@ def export_cases_csv(
     dialect: Literal["excel-de", "rfc4180"] = "excel-de",
     as_of: datetime | None = None,
 ) -> str:
+    """Export the board's cases that match `filters` as CSV; link it in an artifact.
+
+    Args:
+        filters: Which cases: state, opening dates, amounts, search text, merchant.
+        output: Where the worker writes the file; empty: the web area serves the CSV if
+            one is configured, else a dated file in the working folder.
+        dialect: excel-de (semicolons, decimal commas, for German Excel) or rfc4180.
+        as_of: The moment the run counts as (ISO date-time with offset); empty means now.
+    """
     from prefect.artifacts import create_markdown_artifact
 
     settings = get_settings()

@@ -42,7 +42,16 @@ def dunning_run_sharded(
     deployment: str = SHARD_DEPLOYMENT,
     timeout_seconds: float = 3600.0,
 ) -> dict[str, Any]:
-    """Run the pipeline as `shards` shard runs of `deployment` at once; return their states."""
+    """Run the pipeline as `shards` shard runs of `deployment` at once; return their states.
+
+    Args:
+        shards: How many shard runs to start (start as many workers to run them side by side).
+        as_of: The moment the run counts as (ISO date-time with offset); empty means now.
+        full: Reload every order from the source instead of the changes since the last sync.
+        escalate: Send the due reminders, handovers and court or cancellation steps.
+        deployment: The shard deployment to run, as flow-name/deployment-name.
+        timeout_seconds: How long to wait for all shard runs before giving up.
+    """
     from prefect.deployments import run_deployment
     from prefect.flow_runs import wait_for_flow_run
 

@@ -105,7 +105,15 @@ def dunning_run(
     order (without escalation when `escalate` is false).
 
     A run whose steps had to wait ends Completed named "Degraded" (see `dunning.flows.
-    degraded`) with the summary as its result: a direct call still returns the summary."""
+    degraded`) with the summary as its result: a direct call still returns the summary.
+
+    Args:
+        as_of: The moment the run counts as (ISO date-time with offset); empty means now.
+        full: Reload every order from the source instead of the changes since the last sync.
+        shard: Which shard of merchants this run handles (0 to shards-1); empty: all.
+        shards: Into how many shards the merchants are split (1: no sharding).
+        escalate: Send the due reminders, handovers and court or cancellation steps.
+    """
     check_shard(shard, shards)
     as_of = (as_of or datetime.now(UTC)).astimezone(UTC)
     # Issues 9 and 19: the database and the source come from the settings, never from run

@@ -26,6 +26,13 @@ def refresh_reporting(
     shard: int | None = None,
     shards: int = 1,
 ) -> dict[str, object]:
+    """Rebuild the case board and record the refresh.
+
+    Args:
+        as_of: The moment the run counts as (ISO date-time with offset); empty means now.
+        shard: Which shard of merchants this run handles (0 to shards-1); empty: all.
+        shards: Into how many shards the merchants are split (1: no sharding).
+    """
     check_shard(shard, shards)
     as_of = as_of or datetime.now(UTC)
     url = get_settings().database_url

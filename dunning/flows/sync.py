@@ -65,7 +65,16 @@ def sync_orders(
     batches_per_task: int = 10,
 ) -> dict[str, Any]:
     """Sync orders from the configured source (DUNNING_SOURCE_URL): a JSON Lines file or
-    the orders API. Returns the counts: read, inserted, updated, unchanged, quarantined."""
+    the orders API. Returns the counts: read, inserted, updated, unchanged, quarantined.
+
+    Args:
+        full: Reload every order instead of the changes since the last sync.
+        as_of: The moment the run counts as (ISO date-time with offset); empty means now.
+        shard: Which shard of merchants this run handles (0 to shards-1); empty: all.
+        shards: Into how many shards the merchants are split (1: no sharding).
+        batch_size: Orders per batch read from the source; empty: the installation's setting.
+        batches_per_task: Batches one task run writes before the next task run takes over.
+    """
     import time
 
     from prefect.artifacts import (

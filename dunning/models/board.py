@@ -15,7 +15,7 @@ from decimal import Decimal, InvalidOperation
 from typing import IO, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import Select, and_, select
 
 from dunning.models.controls import escape_controls, escape_json_text
@@ -24,6 +24,7 @@ from dunning.models.schema import REPORT_COLUMNS, CaseReport
 
 IN_PROGRESS = "in_progress"
 STATUS_CHOICES = (IN_PROGRESS, *(s.value for s in CaseState))
+StatusChoice = Literal[STATUS_CHOICES]  # an enum in the deployment's form
 Dialect = Literal["excel-de", "rfc4180"]
 DIALECTS: tuple[str, ...] = ("excel-de", "rfc4180")
 LIKE_ESCAPE = "\\"
@@ -81,19 +82,23 @@ class BoardFilter(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    status: str | None = None
-    opened_from: date | None = None
-    opened_to: date | None = None
-    min_amount: Decimal | None = None
-    max_amount: Decimal | None = None
-    search: str | None = None
-    merchant_id: str | None = None
+    status: StatusChoice | None = Field(
+        None, description="A state of the case, or in_progress for every open one."
+    )
+    opened_from: date | None = Field(None, description="Opened on or after this local date.")
+    opened_to: date | None = Field(None, description="Opened on or before this local date.")
+    min_amount: Decimal | None = Field(None, description="Outstanding at least this, in EUR.")
+    max_amount: Decimal | None = Field(None, description="Outstanding at most this, in EUR.")
+    search: str | None = Field(
+        None, description="Text found in the order id, the buyer's first or last name."
+    )
+    merchant_id: str | None = Field(None, description="Only this merchant's cases.")
 
-    @field_validator("status")
+    @field_validator("status", mode="before")
     @classmethod
-    def _known_status(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
+    def _known_status(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
         value = value.strip().lower().replace("-", "_")
         if value not in STATUS_CHOICES:
             raise ValueError(f"unknown status {value!r}; use one of {', '.join(STATUS_CHOICES)}")

@@ -39,6 +39,9 @@ def test_bootstrap_deploy_worker_and_run(prefect_server, tmp_path: Path):
         DUNNING_DATABASE_URL=db,
         DUNNING_SOURCE_URL=str(orders),
         DUNNING_SMTP_URL=f"file:{tmp_path / 'mail'}",
+        # one day between the steps: the handover is due two runs after reminder 1
+        DUNNING_DEFAULT_REMINDER_2_DAYS="1",
+        DUNNING_DEFAULT_HANDOVER_DAYS="1",
     )
     run(
         [
@@ -61,6 +64,7 @@ def test_bootstrap_deploy_worker_and_run(prefect_server, tmp_path: Path):
     assert "created work pool dunning" in run([str(BIN / "dunning"), "bootstrap"], env)
     assert "nothing to do" in run([str(BIN / "dunning"), "bootstrap"], env)
     run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], env)
+    _parameter_forms_are_typed_and_described(env["PREFECT_API_URL"])
 
     with start_partner() as partner:
         env["DUNNING_PARTNER_URL"] = partner.url
@@ -92,6 +96,7 @@ def test_bootstrap_deploy_worker_and_run(prefect_server, tmp_path: Path):
             )
             assert "Completed" in out
             _operator_hold_through_the_deployment(db, env)
+            _partner_down_run_is_degraded_and_the_automation_fires(db, env, flow_name, partner)
         finally:
             os.killpg(worker.pid, signal.SIGTERM)
             worker.wait(timeout=30)
@@ -167,3 +172,122 @@ def _operator_hold_through_the_deployment(db: str, env: dict[str, str]) -> None:
     ).json()
     # the worker logs WARNING and up here: a failed run's traceback would be among them
     assert not any("Traceback" in log["message"] or log["level"] >= 40 for log in logs), logs
+
+
+# The fields an operator picks from a list: each must be an enum in the form.
+CHOICES = {
+    "case-action": {"action"},
+    "merchant-settings": {"dunning_option", "auto_overdue", "auto_chargebacks", "interest_enabled"},
+    "export-cases-csv": {"dialect", "filters.status"},
+}
+
+
+def _fields(schema: dict) -> dict[str, dict]:
+    """Every field of a parameter schema, nested models' fields as parent.child."""
+    fields: dict[str, dict] = {}
+    for name, prop in schema.get("properties", {}).items():
+        fields[name] = prop
+        for ref in [p.get("$ref") for p in prop.get("anyOf", [])] + [prop.get("$ref")]:
+            if ref:
+                model = schema["definitions"][ref.rsplit("/", 1)[1]]
+                for child, child_prop in model["properties"].items():
+                    fields[f"{name}.{child}"] = child_prop
+    return fields
+
+
+def _enum(prop: dict) -> list | None:
+    return prop.get("enum") or next((p["enum"] for p in prop.get("anyOf", []) if "enum" in p), None)
+
+
+def _parameter_forms_are_typed_and_described(api: str) -> None:
+    """Issue 16: the forms the server shows have no database_url, a description for every
+    field and an enum for every choice (read back from the server, as the UI reads them)."""
+    import json
+
+    import httpx
+
+    deployments = httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json()
+    assert {d["name"] for d in deployments} >= set(CHOICES) | {"dunning-run"}
+    for deployment in deployments:
+        schema = deployment["parameter_openapi_schema"]
+        name = deployment["name"]
+        assert "database_url" not in json.dumps(schema), name
+        fields = _fields(schema)
+        undescribed = [f for f, prop in fields.items() if not prop.get("description")]
+        assert not undescribed, f"{name}: no description for {undescribed}"
+        for choice in CHOICES.get(name, ()):
+            assert _enum(fields[choice]), f"{name}: {choice} is not a choice"
+
+
+def _partner_down_run_is_degraded_and_the_automation_fires(
+    db: str, env: dict[str, str], flow: str, partner
+) -> None:
+    """Issue 16: with the partner unreachable the deployed run ends "Degraded" (a Completed
+    state of its own name), its summary's first line says so, and the automation of
+    `dunning bootstrap` fires (its prefect.automation.triggered event, read back)."""
+    import httpx
+
+    from dunning.deployments.bootstrap import AUTOMATION_DEGRADED
+    from dunning.flows.artifacts import SUMMARY_KEY
+
+    api = env["PREFECT_API_URL"]
+    with session_scope(db) as s:  # the sample's merchants review every case: start three
+        waiting = s.scalars(
+            select(Case.case_id).where(Case.state == "awaiting_approval").limit(3)
+        ).all()
+    for case_id in waiting:
+        start = [str(BIN / "dunning"), "case", "start", str(case_id), "--reason", "e2e"]
+        run([*start, "--as-of", "2026-11-26T07:00:00+01:00"], env)
+    for day in (27, 28, 29):  # reminder 1 and 2 by mail, then the handovers are due
+        if day == 29:
+            partner.stop()  # the partner goes down: this run must say so
+        out = run(
+            [
+                str(BIN / "prefect"),
+                "deployment",
+                "run",
+                f"{flow}/dunning-run",
+                "--param",
+                f"as_of=2026-11-{day}T06:00:00+01:00",
+                "--watch",
+                "--watch-timeout",
+                "300",
+            ],
+            env,
+            timeout=360,
+        )
+    run_id = re.search(r"UUID:\s*([0-9a-f-]{36})", out).group(1)
+    state = httpx.get(f"{api}/flow_runs/{run_id}", timeout=10).json()["state"]
+    assert (state["type"], state["name"]) == ("COMPLETED", "Degraded"), state
+    assert "partner unreachable" in state["message"]
+    (summary,) = httpx.post(
+        f"{api}/artifacts/filter",
+        json={
+            "artifacts": {"key": {"any_": [SUMMARY_KEY]}},
+            "flow_runs": {"id": {"any_": [run_id]}},
+        },
+        timeout=10,
+    ).json()
+    assert summary["data"].splitlines()[0].startswith("**Run degraded**"), summary["data"][:300]
+
+    (automation,) = httpx.post(
+        f"{api}/automations/filter",
+        json={"automations": {"name": {"any_": [AUTOMATION_DEGRADED]}}},
+        timeout=10,
+    ).json()
+    fired: list = []
+    deadline = time.monotonic() + 60
+    while not fired and time.monotonic() < deadline:
+        body = {
+            "filter": {
+                "event": {"name": ["prefect.automation.triggered"]},
+                "resource": {"id": [f"prefect.automation.{automation['id']}"]},
+            },
+            "limit": 10,
+        }
+        fired = httpx.post(f"{api}/events/filter", json=body, timeout=10).json()["events"]
+        time.sleep(0 if fired else 1)
+    assert fired, "the degraded automation did not fire"
+    triggering = fired[0]["payload"]["triggering_event"]
+    assert triggering["event"] == "prefect.flow-run.Degraded"
+    assert triggering["resource"]["prefect.resource.id"] == f"prefect.flow-run.{run_id}"

@@ -111,11 +111,31 @@ def test_clean_run_stays_completed(run_env):
     assert not summary_markdown(state.state_details.flow_run_id).startswith("**Run degraded")
 
 
-def test_bootstrap_creates_the_degraded_automation(prefect_harness):
+def test_bootstrap_automations_watch_every_pipeline_deployment(prefect_harness):
     from prefect.automations import Automation
 
-    from dunning.deployments.bootstrap import AUTOMATION_DEGRADED, bootstrap
+    from dunning.deployments.bootstrap import (
+        AUTOMATION_DEGRADED,
+        AUTOMATION_FAILED,
+        AUTOMATION_STALE,
+        bootstrap,
+    )
+    from dunning.deployments.definitions import PIPELINE_TAG, deployment_specs
 
     bootstrap()
-    automation = Automation.read(name=AUTOMATION_DEGRADED)
-    assert automation.trigger.expect == {"dunning.run.degraded"}
+    degraded = Automation.read(name=AUTOMATION_DEGRADED)
+    assert degraded.trigger.expect == {"prefect.flow-run.Degraded"}
+    assert "records prefect.automation.triggered" in degraded.description.lower()
+    for name in (AUTOMATION_STALE, AUTOMATION_FAILED, AUTOMATION_DEGRADED):
+        related = Automation.read(name=name).trigger.match_related
+        assert related["prefect.resource.id"] == [f"prefect.tag.{PIPELINE_TAG}"], name
+    pipeline_flows = {"dunning-run", "dunning-run-sharded"}
+    pipeline = [s for s in deployment_specs() if s.load_flow().name in pipeline_flows]
+    assert len(pipeline) == 3 and all(PIPELINE_TAG in s.tags for s in pipeline)
+
+    # bootstrap after an upgrade brings a changed automation back to its definition
+    degraded.description = "edited by hand"
+    degraded.update()
+    assert f"automation {AUTOMATION_DEGRADED!r}" in bootstrap().updated
+    assert Automation.read(name=AUTOMATION_DEGRADED).description != "edited by hand"
+    assert not bootstrap().updated
