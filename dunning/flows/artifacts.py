@@ -24,6 +24,7 @@ from dunning.models.weblinks import board_url, case_url
 from dunning.tasks.artifact_queries import (
     history_since,
     needs_human_cases,
+    needs_human_counts,
     newest_history_id,
     run_counts,
     transitions_by_state,
@@ -38,7 +39,7 @@ DEFAULT_ZONE = "Europe/Berlin"
 
 def _label(state: str | None) -> str:
     if state is None:
-        return "(neu)"
+        return "(new)"
     try:
         return f"{STATE_LABELS[CaseState(state)]} ({state})"
     except ValueError:
@@ -122,54 +123,110 @@ def current_history_id(database_url: str) -> int:
 # --- the markdown summary of a run --------------------------------------------------------
 
 
+# The step figures worth a line in the summary: (step, key) -> (what, unit). Other numbers
+# of the steps (paths, watermarks, dates) stay in the run's result and log line.
+STEP_FIGURES: dict[tuple[str, str], tuple[str, str]] = {
+    ("sync", "read"): ("records read", "records"),
+    ("sync", "inserted"): ("new orders", "orders"),
+    ("sync", "updated"): ("changed orders", "orders"),
+    ("sync", "quarantined"): ("records set aside (quarantine)", "records"),
+    ("sync", "seconds"): ("sync time", "s"),
+    ("detect", "new_cases"): ("cases opened", "cases"),
+    ("detect", "paid"): ("cases paid", "cases"),
+    ("detect", "cancelled"): ("cases closed by a cancelled order", "cases"),
+    ("handover", "checked"): ("new cases routed", "cases"),
+    ("handover", "awaiting_approval"): ("routed to approval", "cases"),
+    ("handover", "blocked"): ("routed to blocked", "cases"),
+    ("escalate", "claimed"): ("due steps taken", "steps"),
+    ("report", "cases"): ("board rows", "cases"),
+}
+
+NEEDS_HUMAN_LABELS = {
+    CaseState.AWAITING_APPROVAL.value: "awaiting approval: start or cancel",
+    CaseState.BLOCKED.value: "blocked: complete the address, then start",
+    CaseState.AWAITING_CANCELLATION.value: "cancel the order at the platform, then confirm",
+    "refused": "claim or reminder refused: fix it or cancel the case",
+}
+
+
+def step_figures(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
+    """(step, what, value with its unit) for the figures of `STEP_FIGURES` a run returned,
+    plus the outcomes of the escalation's actions (e.g. handover waiting)."""
+    rows = []
+    for (step, key), (what, unit) in STEP_FIGURES.items():
+        value = (summary.get(step) or {}).get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            rows.append((step, what, f"{value:g} {unit}"))
+    performed = (summary.get("escalate") or {}).get("performed") or {}
+    for outcome, n in sorted(performed.items()):
+        action, _, result = outcome.partition(":")
+        what = {"done": "sent", "transient": "waiting (retried next run)"}.get(result, result)
+        rows.append(("escalate", f"{action}: {what}", f"{n} steps"))
+    return rows
+
+
 def run_summary_markdown(
     database_url: str,
     since_history_id: int,
     *,
     title: str | None = None,
-    extra_counts: dict[str, Any] | None = None,
+    step_summary: dict[str, Any] | None = None,
     limit: int = 20,
     degraded: str | None = None,
+    web_url: str | None = None,
 ) -> str:
-    """Counts per step, new cases, blocked with reasons, partner errors of this run; led by
-    what is degraded when the run had to wait (`degraded`, one line)."""
+    """What the run did, for the people who watch it; led by what is degraded when the run
+    had to wait (`degraded`, one line). Then: transitions, what needs a human, new and
+    blocked cases, partner errors, and last the step figures (`step_summary`, the steps'
+    results) with their units. English text; states as the board names them."""
     counts = run_counts(database_url, since_history_id, limit)
     steps, new_cases, blocked = counts.steps, counts.new_cases, counts.blocked
-    blocked_total, partner_errors = counts.blocked_total, counts.partner_errors
-    failed_actions = counts.failed_actions
+    human = needs_human_counts(database_url)
 
     lines = [f"**Run degraded**: {_md(degraded)}", ""] if degraded else []
     lines += [f"# {title or 'Dunning run'}", ""]
-    if extra_counts:
-        lines += ["| step | count |", "|---|---:|"]
-        lines += [f"| {_md(k)} | {_md(v)} |" for k, v in extra_counts.items()]
-        lines.append("")
-    lines += ["## Transitions in this run", ""]
+    lines += [f"## Transitions in this run: {sum(n for *_, n in steps)}", ""]
     if steps:
         lines += ["| from | to | cases |", "|---|---|---:|"]
         lines += [f"| {_md(_label(a))} | {_md(_label(b))} | {n} |" for a, b, n in steps]
     else:
         lines.append("No case changed state in this run.")
-    total_new = sum(n for _, n in new_cases)
-    lines += ["", f"## New cases: {total_new}", ""]
+    lines += ["", f"## Needs a human: {sum(human.values())}", ""]
+    if human:
+        lines += ["| what to do | cases |", "|---|---:|"]
+        lines += [f"| {NEEDS_HUMAN_LABELS.get(k, k)} | {n} |" for k, n in human.items()]
+        lines += ["", f"The cases are listed in the artifact *{NEEDS_HUMAN_KEY}*."]
+        if web_url:
+            lines[-1] += f" In the web area: [awaiting approval]({_approval_url(web_url)})."
+    else:
+        lines.append("Nothing waits for a human.")
+    lines += ["", f"## New cases: {sum(n for _, n in new_cases)}", ""]
     if new_cases:
         lines += [f"- {kind}: {n}" for kind, n in new_cases]
-    lines += ["", f"## Blocked in this run (blocked now in total: {blocked_total})", ""]
+    lines += ["", f"## Blocked in this run (blocked now in total: {counts.blocked_total})", ""]
     if blocked:
         lines += ["| reason | cases |", "|---|---:|"]
         lines += [f"| {_md(mask_text(r) or '(no reason)')} | {n} |" for r, n in blocked]
     else:
         lines.append("No case was blocked in this run.")
     lines += ["", "## Partner errors (open cases)", ""]
-    if partner_errors:
+    if counts.partner_errors:
         lines += ["| error | cases |", "|---|---:|"]
-        lines += [f"| {_md(mask_text(e)[:300])} | {n} |" for e, n in partner_errors]
+        lines += [f"| {_md(mask_text(e)[:300])} | {n} |" for e, n in counts.partner_errors]
     else:
         lines.append("None.")
-    if failed_actions:
+    if counts.failed_actions:
         lines += ["", "Failed actions by step (all time): "]
-        lines.append(", ".join(f"{step}: {n}" for step, n in failed_actions))
+        lines.append(", ".join(f"{step}: {n}" for step, n in counts.failed_actions))
+    figures = step_figures(step_summary or {})
+    if figures:
+        lines += ["", "## Step figures", "", "| step | figure | value |", "|---|---|---:|"]
+        lines += [f"| {step} | {_md(what)} | {_md(value)} |" for step, what, value in figures]
     return "\n".join(lines) + "\n"
+
+
+def _approval_url(web_url: str) -> str:
+    return board_url(web_url, BoardFilter(status=CaseState.AWAITING_APPROVAL.value))
 
 
 def publish_run_summary(
@@ -177,14 +234,21 @@ def publish_run_summary(
     since_history_id: int,
     *,
     title: str | None = None,
-    extra_counts: dict[str, Any] | None = None,
+    step_summary: dict[str, Any] | None = None,
     degraded: str | None = None,
 ) -> uuid.UUID:
     """The markdown summary as an artifact of the current flow run."""
     from prefect.artifacts import create_markdown_artifact
 
+    from dunning.config import get_settings
+
     markdown = run_summary_markdown(
-        database_url, since_history_id, title=title, extra_counts=extra_counts, degraded=degraded
+        database_url,
+        since_history_id,
+        title=title,
+        step_summary=step_summary,
+        degraded=degraded,
+        web_url=get_settings().web_url,
     )
     return create_markdown_artifact(
         markdown=markdown, key=SUMMARY_KEY, description="Dunning run: what happened"
@@ -211,7 +275,7 @@ def needs_human_rows(
         elif r.state == CaseState.BLOCKED:
             why = r.blocked_reason or "blocked"
         else:
-            why = "Freigabe nötig: starten oder abbrechen"
+            why = "awaiting approval: start or cancel"
             if r.partner_error:
                 why += "; Partner: " + mask_text(r.partner_error)[:200]
         rows.append(

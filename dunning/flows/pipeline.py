@@ -134,7 +134,10 @@ def dunning_run(
 
     reasons = degraded.check_degraded(url, summary, as_of)
     message = degraded.degraded_message(reasons) if reasons else None
-    artifacts.publish_run_summary(url, since, extra_counts=_counts(summary), degraded=message)
+    title = artifacts.run_name(
+        "Dunning run", as_of, shard=shard, shards=shards, zone=get_settings().timezone
+    )
+    artifacts.publish_run_summary(url, since, title=title, step_summary=summary, degraded=message)
     artifacts.publish_needs_human(url)
     summary["events"] = artifacts.emit_case_events(url, since, limit=MAX_CASE_EVENTS)
     logger = get_run_logger()

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Connection, Row, func, or_, select
+from sqlalchemy import Connection, Row, case, func, or_, select
 
 from dunning.db import get_engine
 from dunning.models.enums import TERMINAL_STATES, ActionStatus, CaseState
@@ -95,19 +95,36 @@ def needs_human_cases(database_url: str, limit: int) -> tuple[list[Row], int]:
         return _needs_human_cases(conn, limit)
 
 
-def _needs_human_cases(conn: Connection, limit: int) -> tuple[list[Row], int]:
-    """Awaiting approval, blocked, an order to cancel at the platform by hand, or refused by
-    the partner (422), oldest first (at most `limit`), and how many there are in all."""
-    condition = or_(
-        Case.state.in_(
-            [
-                CaseState.AWAITING_APPROVAL.value,
-                CaseState.BLOCKED.value,
-                CaseState.AWAITING_CANCELLATION.value,
-            ]
-        ),
+_HUMAN_STATES = (
+    CaseState.AWAITING_APPROVAL.value,
+    CaseState.BLOCKED.value,
+    CaseState.AWAITING_CANCELLATION.value,
+)
+
+
+def _needs_human():
+    """Awaiting approval, blocked, an order to cancel at the platform by hand, or an open
+    case whose claim or mail was refused (partner_error)."""
+    return or_(
+        Case.state.in_(_HUMAN_STATES),
         Case.partner_error.is_not(None) & Case.state.not_in([s.value for s in TERMINAL_STATES]),
     )
+
+
+def needs_human_counts(database_url: str) -> dict[str, int]:
+    """How many cases need a human, per state; `refused` for open cases in the ladder whose
+    claim or reminder was refused."""
+    state = case((Case.state.in_(_HUMAN_STATES), Case.state), else_="refused")
+    with get_engine(database_url).connect() as conn:
+        rows = conn.execute(
+            select(state, func.count()).where(_needs_human()).group_by(state).order_by(state)
+        ).all()
+    return {name: int(n) for name, n in rows}
+
+
+def _needs_human_cases(conn: Connection, limit: int) -> tuple[list[Row], int]:
+    """The cases that need a human, oldest first (at most `limit`), and how many in all."""
+    condition = _needs_human()
     total = int(conn.scalar(select(func.count()).select_from(Case).where(condition)) or 0)
     rows = conn.execute(
         select(
