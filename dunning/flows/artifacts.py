@@ -46,6 +46,13 @@ def _label(state: str | None) -> str:
         return state
 
 
+def _state_label(state: str) -> str:
+    try:
+        return STATE_LABELS[CaseState(state)]
+    except ValueError:
+        return state
+
+
 def _md(text: Any) -> str:
     """A value safe inside a markdown table cell."""
     return str(text).replace("|", "\\|").replace("\n", " ").replace("\r", " ")
@@ -264,7 +271,6 @@ def needs_human_rows(
     """Awaiting approval, blocked, an order to cancel at the platform by hand, or refused by
     the partner (422): masked, oldest first; with `web_url` (DUNNING_WEB_URL) each row links
     to its case page in `dunning web`, where it can be started or cancelled."""
-    tz = ZoneInfo(zone)
     result, total = needs_human_cases(database_url, limit)
     rows = []
     for r in result:
@@ -278,17 +284,14 @@ def needs_human_rows(
             why = "awaiting approval: start or cancel"
             if r.partner_error:
                 why += "; Partner: " + mask_text(r.partner_error)[:200]
-        rows.append(
+        rows.append(  # narrow enough for the Prefect UI's table at 1,280 px
             {
                 "case_id": r.case_id,
-                "merchant_id": r.merchant_id,
                 "order_id": r.order_id,
                 "buyer": mask_name(r.first_name, r.last_name),
-                "kind": r.kind,
-                "state": _label(r.state),
-                "why": why,
+                "state": _state_label(r.state),
+                "why": why if len(why) <= 80 else why[:79] + "…",
                 "outstanding": f"{r.outstanding_amount:.2f} {r.currency}",
-                "opened": f"{r.opened_at.astimezone(tz):%Y-%m-%d}",
             }
         )
         if web_url:

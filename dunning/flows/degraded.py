@@ -44,7 +44,7 @@ def degraded_reasons(
     partner_error = (escalate.get("partner_sync") or {}).get("error")
     partner_waits = sum(n for step, n in transient.items() if step not in _MAIL_STEPS)
     if partner_error or partner_waits:
-        what = f"{partner_waits} steps wait" if partner_waits else "no updates fetched"
+        what = f"{_steps(partner_waits)} wait" if partner_waits else "no updates fetched"
         error = f": {str(partner_error)[:120]}" if partner_error else ""
         since = _since(waiting.get("partner"), now)
         reasons.append(Reason("partner", f"partner unreachable since {since} ({what}){error}"))
@@ -52,7 +52,7 @@ def degraded_reasons(
     if mail_waits:
         since = _since(waiting.get("mail"), now)
         reasons.append(
-            Reason("mail", f"mail unreachable since {since} ({mail_waits} reminders wait)")
+            Reason("mail", f"mail unreachable since {since} ({_steps(mail_waits, 'reminders')} wait)")
         )
     stale = (escalate.get("settle") or {}).get("interest_past_known_base_rates", 0)
     if stale:
@@ -77,8 +77,17 @@ def check_degraded(database_url: str, summary: dict[str, Any], as_of: datetime) 
 
 
 def degraded_message(reasons: list[Reason]) -> str:
-    """One line for the state's message and the summary's first line."""
-    return "degraded: " + "; ".join(r.text for r in reasons)
+    """One line for the state's message (the summary's first line says "Run degraded: "
+    and the reasons)."""
+    return "degraded: " + reasons_text(reasons)
+
+
+def reasons_text(reasons: list[Reason]) -> str:
+    return "; ".join(r.text for r in reasons)
+
+
+def _steps(n: int, what: str = "steps") -> str:
+    return f"{n} {what if n != 1 else what.removesuffix('s')}"
 
 
 def emit_degraded(reasons: list[Reason], as_of: datetime, flow_run_id: str | None) -> None:

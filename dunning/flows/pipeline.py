@@ -137,7 +137,13 @@ def dunning_run(
     title = artifacts.run_name(
         "Dunning run", as_of, shard=shard, shards=shards, zone=get_settings().timezone
     )
-    artifacts.publish_run_summary(url, since, title=title, step_summary=summary, degraded=message)
+    artifacts.publish_run_summary(
+        url,
+        since,
+        title=title,
+        step_summary=summary,
+        degraded=degraded.reasons_text(reasons) if reasons else None,
+    )
     artifacts.publish_needs_human(url)
     summary["events"] = artifacts.emit_case_events(url, since, limit=MAX_CASE_EVENTS)
     logger = get_run_logger()

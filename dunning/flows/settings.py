@@ -22,8 +22,20 @@ Switch = Literal["keep", "on", "off"]
 _SWITCH = {"keep": None, "on": True, "off": False}
 
 
-_DAYS = Field(None, ge=1)
-_MONEY = Field(None, ge=0, decimal_places=2)
+# One plain input per field in the Prefect form. "int | None" would be a type toggle
+# there, and a null default fails the form's own validation when sent, so: days are an
+# integer where 0 keeps the setting, amounts a decimal text where empty keeps it.
+Days = Annotated[int, Field(ge=0)]
+AMOUNT_PATTERN = r"^([0-9]{1,9}([.,][0-9]{1,2})?)?$"
+Money = Annotated[str, Field(pattern=AMOUNT_PATTERN)]
+
+
+def _days(value: int) -> int | None:
+    return value or None
+
+
+def _amount(text: str) -> Decimal | None:
+    return Decimal(text.strip().replace(",", ".")) if text.strip() else None
 
 
 @flow(
@@ -36,14 +48,14 @@ def change_merchant_settings(
     dunning_option: Literal["keep", "court", "cancellation"] = "keep",
     auto_overdue: Switch = "keep",
     auto_chargebacks: Switch = "keep",
-    reminder_1_days: Annotated[int | None, _DAYS] = None,
-    reminder_2_days: Annotated[int | None, _DAYS] = None,
-    handover_days: Annotated[int | None, _DAYS] = None,
-    reminder_fee: Annotated[Decimal | None, _MONEY] = None,
-    chargeback_fee: Annotated[Decimal | None, _MONEY] = None,
-    cancellation_costs: Annotated[Decimal | None, _MONEY] = None,
+    reminder_1_days: Days = 0,
+    reminder_2_days: Days = 0,
+    handover_days: Days = 0,
+    reminder_fee: Money = "",
+    chargeback_fee: Money = "",
+    cancellation_costs: Money = "",
     interest_enabled: Switch = "keep",
-    min_claim_amount: Annotated[Decimal | None, _MONEY] = None,
+    min_claim_amount: Money = "",
     operator: str = "operator",
     as_of: datetime | None = None,
 ) -> dict[str, list] | State:
@@ -56,14 +68,16 @@ def change_merchant_settings(
             once in 30 days); keep leaves it.
         auto_overdue: Start overdue cases without review (on/off); keep leaves it.
         auto_chargebacks: Start chargebacks without review (on/off); keep leaves it.
-        reminder_1_days: Days from the default to the first reminder; empty keeps it.
-        reminder_2_days: Days from the first to the second reminder; empty keeps it.
-        handover_days: Days from the second reminder to the handover; empty keeps it.
-        reminder_fee: Fee per reminder in EUR (at most the installation's cap); empty keeps it.
-        chargeback_fee: Fee per chargeback in EUR; empty keeps it.
-        cancellation_costs: Costs of a cancellation in EUR; empty keeps it.
+        reminder_1_days: Days from the default to the first reminder; 0 keeps it.
+        reminder_2_days: Days from the first to the second reminder; 0 keeps it.
+        handover_days: Days from the second reminder to the handover; 0 keeps it.
+        reminder_fee: Fee per reminder in EUR, e.g. 2.50 (at most the
+            installation's cap); empty keeps it.
+        chargeback_fee: Fee per chargeback in EUR, e.g. 15.00; empty keeps it.
+        cancellation_costs: Costs of a cancellation in EUR, e.g. 5.00; empty keeps it.
         interest_enabled: Charge default interest on claims (on/off); keep leaves it.
-        min_claim_amount: No handover or court below this principal, in EUR; empty keeps it.
+        min_claim_amount: No handover or court below this principal, in EUR, e.g. 25.00;
+            empty keeps it.
         operator: Who changes the settings, kept in the history: your name.
         as_of: When the change counts; empty means now.
     """
@@ -73,14 +87,14 @@ def change_merchant_settings(
         "dunning_option": None if dunning_option == "keep" else dunning_option,
         "auto_overdue": _SWITCH[auto_overdue],
         "auto_chargebacks": _SWITCH[auto_chargebacks],
-        "reminder_1_days": reminder_1_days,
-        "reminder_2_days": reminder_2_days,
-        "handover_days": handover_days,
-        "reminder_fee": reminder_fee,
-        "chargeback_fee": chargeback_fee,
-        "cancellation_costs": cancellation_costs,
+        "reminder_1_days": _days(reminder_1_days),
+        "reminder_2_days": _days(reminder_2_days),
+        "handover_days": _days(handover_days),
+        "reminder_fee": _amount(reminder_fee),
+        "chargeback_fee": _amount(chargeback_fee),
+        "cancellation_costs": _amount(cancellation_costs),
         "interest_enabled": _SWITCH[interest_enabled],
-        "min_claim_amount": min_claim_amount,
+        "min_claim_amount": _amount(min_claim_amount),
     }
     try:
         diff = store.change_in_database(merchant_id, changes, operator, when)

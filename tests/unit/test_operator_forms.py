@@ -3,6 +3,8 @@ enum, no database URL (it comes from the worker's environment)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from prefect.utilities.callables import parameter_schema
 
@@ -30,8 +32,12 @@ def test_every_field_described_every_choice_an_enum(flow):
     assert all(v.get("type") != "object" for v in properties.values())  # flat, no nesting
 
 
-def test_settings_days_are_at_least_one():
+def test_settings_fields_are_plain_inputs_whose_defaults_keep():
+    """No type toggles ("anyOf") and no null defaults: the Prefect form sends what it shows."""
     properties = parameter_schema(change_merchant_settings).model_dump()["properties"]
     for key in ("reminder_1_days", "reminder_2_days", "handover_days"):
-        integer = next(t for t in properties[key]["anyOf"] if t.get("type") == "integer")
-        assert integer["minimum"] == 1
+        assert (properties[key]["type"], properties[key]["default"]) == ("integer", 0)
+    for key in ("reminder_fee", "chargeback_fee", "cancellation_costs", "min_claim_amount"):
+        assert (properties[key]["type"], properties[key]["default"]) == ("string", "")
+        assert re.fullmatch(properties[key]["pattern"], "2,50")
+        assert not re.fullmatch(properties[key]["pattern"], "-1")

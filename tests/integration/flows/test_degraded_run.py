@@ -93,7 +93,7 @@ def test_partner_unreachable_run_ends_degraded(run_env):
     assert "partner" in summary["degraded"]
     run_id = state.state_details.flow_run_id
     first_line = summary_markdown(run_id).splitlines()[0]
-    assert first_line.startswith("**Run degraded**: degraded: partner unreachable")
+    assert first_line.startswith("**Run degraded**: partner unreachable since ")
     (event,) = degraded_events(run_id)
     assert "partner" in event.payload["reasons"]
 

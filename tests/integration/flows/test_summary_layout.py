@@ -29,10 +29,10 @@ def test_summary_order_units_and_language(migrated_db):
         0,
         title="Dunning run",
         step_summary=STEP_SUMMARY,
-        degraded="degraded: partner unreachable since 2026-02-01T06:00+00:00 (3 steps wait)",
+        degraded="partner unreachable since 2026-02-01T06:00+00:00 (3 steps wait)",
     )
     lines = text.splitlines()
-    assert lines[0].startswith("**Run degraded**: degraded: partner unreachable")
+    assert lines[0].startswith("**Run degraded**: partner unreachable")
     order = [
         next(i for i, line in enumerate(lines) if line.startswith(h))
         for h in ("## Transitions", "## Needs a human", "## Step figures")
