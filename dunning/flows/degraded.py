@@ -52,7 +52,9 @@ def degraded_reasons(
     if mail_waits:
         since = _since(waiting.get("mail"), now)
         reasons.append(
-            Reason("mail", f"mail unreachable since {since} ({_steps(mail_waits, 'reminders')} wait)")
+            Reason(
+                "mail", f"mail unreachable since {since} ({_steps(mail_waits, 'reminders')} wait)"
+            )
         )
     stale = (escalate.get("settle") or {}).get("interest_past_known_base_rates", 0)
     if stale:
