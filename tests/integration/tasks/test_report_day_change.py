@@ -61,3 +61,32 @@ def test_a_day_change_with_no_change_writes_no_board_row(migrated_db):
     assert result.snapshot_rows == 6
     full = refresh_report(migrated_db, NEXT_DAY, full=True)
     assert (full.mode, full.rows_rewritten, full.snapshot_rows) == ("rebuild", 6, 6)
+
+
+def test_the_migration_carries_the_board_over_with_its_overdue_days(db_url, cli):
+    """0012 on a database whose board was built by the code before: the view shows the
+    same overdue_days, and the next day moves them without a rebuild."""
+    from alembic import command
+    from sqlalchemy import Date, column, delete, insert, table
+
+    from dunning.db import alembic_config, upgrade
+    from dunning.db.types import UTCDateTime
+    from dunning.models.schema import CaseReport
+    from tests.report_fixtures import EXPECTED
+
+    command.upgrade(alembic_config(db_url), "0011")
+    build_board(db_url)
+    names = [*EXPECTED[1], "search_text"]
+    old = table("case_report", *(column(n, CaseReport.__table__.c[n].type) for n in names))
+    with get_engine(db_url).begin() as conn:
+        conn.execute(insert(old), [{**row, "search_text": None} for row in EXPECTED.values()])
+        marks = table("report_marks", column("scope"), column("rebuilt_day", Date()))
+        marks.append_column(column("as_of", UTCDateTime()))
+        conn.execute(insert(marks).values(scope="all", rebuilt_day=AS_OF.date(), as_of=AS_OF))
+        conn.execute(delete(table("case_report_pending")))  # as that refresh took it
+    upgrade(db_url)
+    rows = _board_json(cli, db_url)
+    assert {r["case_id"]: r["overdue_days"] for r in rows} == DAYS[AS_OF]
+    assert refresh_report(db_url, NEXT_DAY).rows_rewritten == 0
+    after = _board_json(cli, db_url)
+    assert {r["case_id"]: r["overdue_days"] for r in after} == DAYS[NEXT_DAY]
