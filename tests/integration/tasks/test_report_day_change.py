@@ -90,3 +90,28 @@ def test_the_migration_carries_the_board_over_with_its_overdue_days(db_url, cli)
     assert refresh_report(db_url, NEXT_DAY).rows_rewritten == 0
     after = _board_json(cli, db_url)
     assert {r["case_id"]: r["overdue_days"] for r in after} == DAYS[NEXT_DAY]
+
+
+def test_a_new_day_after_another_scope_refreshed_sums_its_snapshot_from_the_board(migrated_db):
+    """The last day's snapshot is carried over only when no other scope refreshed since;
+    otherwise the new day's is summed from the board. Either way it equals a rebuild's."""
+    from sqlalchemy import update
+
+    from dunning.db import session_scope
+    from dunning.models.schema import Case
+
+    build_board(migrated_db)
+    refresh_report(migrated_db, AS_OF)
+    refresh_report(migrated_db, AS_OF + timedelta(hours=1), shard=1, shards=2)
+    with session_scope(migrated_db) as s:
+        s.execute(update(Case).where(Case.case_id == 1).values(state="on_hold"))
+    result = refresh_report(migrated_db, NEXT_DAY)
+    assert (result.mode, result.rows_rewritten) == ("changed rows", 1)
+    d = CaseReportDaily
+    snapshot = select(d.snapshot_date, d.merchant_id, d.state, d.currency, d.case_count)
+    snapshot = snapshot.add_columns(d.outstanding_amount, d.order_amount, d.paid_amount)
+    with get_engine(migrated_db).connect() as conn:
+        carried = sorted(tuple(r) for r in conn.execute(snapshot))
+    refresh_report(migrated_db, NEXT_DAY, full=True)
+    with get_engine(migrated_db).connect() as conn:
+        assert sorted(tuple(r) for r in conn.execute(snapshot)) == carried
