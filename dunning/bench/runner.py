@@ -13,7 +13,7 @@ configured, or a temporary local server keeping its runs in the temporary folder
 5. incremental run on the delta file an hour later (the hourly schedule; the same local
    day);
 6. the first run of the next day on the same delta (nothing new): what the day roll costs
-   (installments falling due, and the board's rebuild: every open case's overdue_days moves);
+   (installments falling due; the board rewrites only changed rows, the view counts the days);
 7. escalation rounds (`escalation_rounds`): the escalate step against the local partner
    server and an SMTP sink, as of later days, bounded to about `escalation_steps` steps;
 8. with `shards` > 1: the cold run again on a second fresh database, one OS process per

@@ -6,19 +6,17 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
-from sqlalchemy import Connection, Date, Integer, case, cast, func, literal, select, text
+from sqlalchemy import Connection, Date, case, cast, func, literal, select, text
 
 from dunning.db.dialect import insert_for, is_postgres, upsert
 from dunning.db.types import UTCDateTime
-from dunning.models.clock import local_date
 from dunning.models.enums import STATE_LABELS, TERMINAL_STATES
 from dunning.models.schema import (
     Buyer,
     Case,
-    CaseReport,
     CaseReportDaily,
+    CaseReportRow,
     Merchant,
     Order,
     ReportMark,
@@ -60,25 +58,21 @@ def in_shard(merchant_col, shard: int | None, shards: int):
 
 
 def report_select(bind, as_of: datetime, zone: str, shard: int | None, shards: int):
-    """SELECT producing case_report rows (column order = CaseReport's columns), spelled
-    for the database of `bind`."""
+    """SELECT producing case_report_rows rows (column order = CaseReportRow's columns),
+    spelled for the database of `bind`. Nothing in a row depends on the day of `as_of`
+    (refreshed_at aside): the view counts overdue_days from default_date and closed_day."""
     as_of_param = literal(as_of, UTCDateTime())
-    today = local_date(as_of, ZoneInfo(zone))
     terminal = [s.value for s in TERMINAL_STATES]
     closed_or_now = func.coalesce(Case.closed_at, as_of_param)
-    postgres = is_postgres(bind)
-    if postgres:
-        closed_day = cast(func.timezone(zone, closed_or_now), Date)
-        day = case((Case.state.in_(terminal), closed_day), else_=literal(today, Date))
-        days = day - Case.default_date
+    if is_postgres(bind):
+        local_day = cast(func.timezone(zone, closed_or_now), Date)
         lower = _pg_lower
     else:
-        closed_day = func.dunning_local_date(closed_or_now, zone)
-        day = case((Case.state.in_(terminal), closed_day), else_=literal(today.isoformat()))
-        days = cast(func.julianday(day) - func.julianday(Case.default_date), Integer)
+        local_day = func.dunning_local_date(closed_or_now, zone)
         lower = func.dunning_lower
-    # Never negative (a default date after the run's date counts as 0 days).
-    overdue_days = func.greatest(days, 0) if postgres else func.max(days, 0)
+    # A closed case's count stops on the day it closed (every writer of a terminal state
+    # sets closed_at; as_of only stands in for a row that lacks it).
+    closed_day = case((Case.state.in_(terminal), local_day), else_=None)
     label = case(
         {state.value: text for state, text in STATE_LABELS.items()},
         value=Case.state,
@@ -102,7 +96,8 @@ def report_select(bind, as_of: datetime, zone: str, shard: int | None, shards: i
         "kind": Case.kind,
         "state": Case.state,
         "state_label": label,
-        "overdue_days": overdue_days,
+        "default_date": Case.default_date,
+        "closed_day": closed_day,
         "outstanding_amount": func.round(Case.outstanding_amount, 2),
         "order_amount": Order.total_amount,
         "paid_amount": func.round(Case.paid_amount + Case.partner_paid_amount, 2),
@@ -119,8 +114,8 @@ def report_select(bind, as_of: datetime, zone: str, shard: int | None, shards: i
         "refreshed_at": as_of_param,
         "search_text": search,
     }
-    names = [c.name for c in CaseReport.__table__.columns]
-    assert set(names) == set(columns), "report_select must fill every case_report column"
+    names = [c.name for c in CaseReportRow.__table__.columns]
+    assert set(names) == set(columns), "report_select must fill every case_report_rows column"
     stmt = (
         select(*[columns[n].label(n) for n in names])
         .select_from(Case)
@@ -143,7 +138,7 @@ def lock_for_refresh(conn: Connection) -> None:
     SHARE), and room for one big join. SQLite has one writer at a time anyway."""
     if not is_postgres(conn):
         return
-    conn.exec_driver_sql("LOCK TABLE case_report IN EXCLUSIVE MODE")
+    conn.exec_driver_sql("LOCK TABLE case_report_rows IN EXCLUSIVE MODE")
     # One big join: hash and sort in memory, no JIT compile (~1 s at 1M orders).
     conn.exec_driver_sql("SET LOCAL work_mem = '128MB'")
     conn.exec_driver_sql("SET LOCAL jit = off")
@@ -210,6 +205,6 @@ def add_to_snapshot(conn: Connection, sums) -> int:
 
 
 def save_report_mark(conn: Connection, scope: str, day: date, as_of: datetime) -> None:
-    """Insert or replace the scope's report_mark row (the day of its last rebuild)."""
-    values = {"scope": scope, "rebuilt_day": day, "as_of": as_of}
+    """Insert or replace the scope's report_mark row (the day and time of its refresh)."""
+    values = {"scope": scope, "board_day": day, "as_of": as_of}
     conn.execute(upsert(conn, ReportMark, values, key=["scope"]))

@@ -1,6 +1,7 @@
 """The tables. One writer each (see ARCHITECTURE.md); every change is an Alembic revision.
 
-Data flows one way: source -> quarantine/orders -> cases -> actions -> case_report.
+Data flows one way: source -> quarantine/orders -> cases -> actions -> case_report (the
+board's tables live in dunning.models.report_tables and are re-exported here).
 Money is `Money()` (NUMERIC(14,2)) beside a `currency` column; time is aware UTC.
 """
 
@@ -11,38 +12,31 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
-    JSON,
     BigInteger,
     Boolean,
     Date,
     ForeignKey,
     Index,
     Integer,
-    MetaData,
     String,
     Text,
     text,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column
 
 from dunning.db.types import Money, UTCDateTime
-
-NAMING = {
-    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-    "ck": "ck_%(table_name)s_%(constraint_name)s",
-    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
-    "pk": "pk_%(table_name)s",
-}
-
-# SQLite's INTEGER PRIMARY KEY is the rowid; BIGINT there would not autoincrement.
-BigId = BigInteger().with_variant(Integer(), "sqlite")
-JSONDoc = JSON()
-
-
-class Base(DeclarativeBase):
-    metadata = MetaData(naming_convention=NAMING)
-
+from dunning.models.base import Base, BigId, JSONDoc
+from dunning.models.report_tables import (
+    CASE_REPORT_COLUMN_COMMENTS,
+    CASE_REPORT_COMMENT,
+    REPORT_COLUMNS,
+    CaseReport,
+    CaseReportDaily,
+    CaseReportPending,
+    CaseReportRow,
+    LastDataUpdate,
+    ReportMark,
+)
 
 # --- merchants and their settings -------------------------------------------------------
 
@@ -387,159 +381,6 @@ class Action(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
-# --- what analysts and the board read ----------------------------------------------------
-
-
-class CaseReport(Base):
-    """The case board: one row per case, rebuilt by the pipeline. Columns are SPEC §5."""
-
-    __tablename__ = "case_report"
-    __table_args__ = (
-        Index("ix_case_report_state_opened_at", "state", "opened_at"),
-        Index("ix_case_report_merchant_id_state", "merchant_id", "state"),
-    )
-
-    case_id: Mapped[int] = mapped_column(BigId, primary_key=True)
-    merchant_id: Mapped[str] = mapped_column(String(64))
-    order_id: Mapped[str] = mapped_column(String(64), index=True)
-    first_name: Mapped[str | None] = mapped_column(String(200))
-    last_name: Mapped[str | None] = mapped_column(String(200))
-    payment_plan: Mapped[str] = mapped_column(String(24))
-    payment_method: Mapped[str] = mapped_column(String(16))
-    kind: Mapped[str] = mapped_column(String(16))
-    state: Mapped[str] = mapped_column(String(24))
-    state_label: Mapped[str] = mapped_column(String(40))
-    overdue_days: Mapped[int] = mapped_column(Integer)
-    outstanding_amount: Mapped[Decimal] = mapped_column(Money(), index=True)
-    order_amount: Mapped[Decimal] = mapped_column(Money())
-    paid_amount: Mapped[Decimal] = mapped_column(Money())
-    cancellation_costs: Mapped[Decimal] = mapped_column(Money())
-    fees_amount: Mapped[Decimal] = mapped_column(Money())
-    interest_amount: Mapped[Decimal] = mapped_column(Money())
-    dunning_option: Mapped[str] = mapped_column(String(16))
-    currency: Mapped[str] = mapped_column(String(3))
-    opened_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    last_step_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    next_step_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    partner_reference: Mapped[str | None] = mapped_column(String(64))
-    blocked_reason: Mapped[str | None] = mapped_column(Text)
-    refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    # Issue 6: lower-cased "order_id first_name last_name" for the board's search (Unicode
-    # lower() in Python on SQLite, where SQL lower() is ASCII-only). Not a SPEC §5 column.
-    search_text: Mapped[str | None] = mapped_column(Text)
-
-
-# Issue 6: the board's period filter and newest-first order (migration 0005). Few indexes
-# on purpose: each one costs ~1/4 of the refresh time at 1M orders.
-Index("ix_case_report_opened_at", CaseReport.opened_at)
-# Issue 17: the board's `search_text LIKE '%term%'` (BoardFilter) served by a trigram index
-# on PostgreSQL (pg_trgm, migration 0011). SQLite has no such index and scans.
-Index(
-    "ix_case_report_search_text_trgm",
-    CaseReport.search_text,
-    postgresql_using="gin",
-    postgresql_ops={"search_text": "gin_trgm_ops"},
-).ddl_if(dialect="postgresql")
-
-REPORT_COLUMNS: tuple[str, ...] = tuple(
-    c.name for c in CaseReport.__table__.columns if c.name != "search_text"
-)
-
-# Issue 6: analysts read these as PostgreSQL COMMENT ON (migration 0005 applies them).
-CASE_REPORT_COMMENT = (
-    "Case board: one row per collection case, rebuilt in one transaction by refresh_reporting."
-)
-CASE_REPORT_COLUMN_COMMENTS: dict[str, str] = {
-    "case_id": "Case id (cases.case_id).",
-    "merchant_id": "Merchant (vendor) of the order.",
-    "order_id": "Order id at the sales platform.",
-    "first_name": "Buyer first name as on the order.",
-    "last_name": "Buyer last name as on the order.",
-    "payment_plan": "one_time_payment, breakdown_payment (installments) or abonnement.",
-    "payment_method": "credit_card, sepa, sofort, paypal or invoice.",
-    "kind": "overdue (unpaid installment) or chargeback.",
-    "state": "Case state in English (SPEC 3), e.g. reminder_1, with_partner, paid.",
-    "state_label": "German label of the state as the board shows it.",
-    "overdue_days": "Calendar days (merchant zone) from the default date to the refresh date; "
-    "frozen at closing for closed cases.",
-    "outstanding_amount": "Open claim: principal + fees + interest + costs - payments.",
-    "order_amount": "Total price of the order.",
-    "paid_amount": "Paid against the claim: at the source plus to the collection partner.",
-    "cancellation_costs": "Cancellation costs charged on the claim.",
-    "fees_amount": "Reminder and chargeback fees on the claim.",
-    "interest_amount": "Default interest on the claim (section 288 BGB).",
-    "dunning_option": "court or cancellation, as the case started with.",
-    "currency": "ISO 4217 currency of all amounts of the row.",
-    "opened_at": "When the case was opened (UTC).",
-    "last_step_at": "When the last ladder step happened (UTC).",
-    "next_step_at": "When the next ladder step is due (UTC).",
-    "partner_reference": "File reference of the collection partner.",
-    "blocked_reason": "Why the case is blocked (missing address fields).",
-    "refreshed_at": "as_of of the refresh that last rewrote the row (UTC); every row is "
-    "current as of last_data_update 'refresh'.",
-    "search_text": "Internal: lower-cased order id and buyer name for the board search.",
-}
-CaseReport.__table__.comment = CASE_REPORT_COMMENT
-for _column in CaseReport.__table__.columns:
-    _column.comment = CASE_REPORT_COLUMN_COMMENTS[_column.name]
-
-
-class CaseReportDaily(Base):
-    """Issue 6: daily snapshot of the board per merchant, state and currency (trends)."""
-
-    __tablename__ = "case_report_daily"
-    __table_args__ = (
-        {
-            "comment": "Daily snapshot of the case board: counts and amounts per merchant, "
-            "state, currency."
-        },
-    )
-
-    snapshot_date: Mapped[date] = mapped_column(Date, primary_key=True)
-    merchant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    state: Mapped[str] = mapped_column(String(24), primary_key=True)
-    currency: Mapped[str] = mapped_column(String(3), primary_key=True)
-    case_count: Mapped[int] = mapped_column(Integer)
-    outstanding_amount: Mapped[Decimal] = mapped_column(Money())
-    order_amount: Mapped[Decimal] = mapped_column(Money())
-    paid_amount: Mapped[Decimal] = mapped_column(Money())
-    refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class CaseReportPending(Base):
-    """Cases whose board row is stale: a log written by database triggers on cases, orders and
-    buyers (migration 0007), so every writer is covered without remembering to. A refresh
-    deletes what it takes and rewrites those rows; duplicates are harmless. No unique key on
-    case_id on purpose: a change committed while a refresh runs always leaves its own row."""
-
-    __tablename__ = "case_report_pending"
-
-    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    case_id: Mapped[int] = mapped_column(BigId)
-
-
-class ReportMark(Base):
-    """Per scope ('all' or 'shard/shards'): the local day of the last full rebuild of the
-    board. A refresh on the same day rewrites only pending rows; a new day rebuilds (every
-    open case's overdue_days moves)."""
-
-    __tablename__ = "report_marks"
-
-    scope: Mapped[str] = mapped_column(String(32), primary_key=True)
-    rebuilt_day: Mapped[date] = mapped_column(Date)
-    as_of: Mapped[datetime] = mapped_column(UTCDateTime())
-
-
-class LastDataUpdate(Base):
-    """What the board shows on top: `sync:<source>` and `refresh` with their times."""
-
-    __tablename__ = "last_data_update"
-
-    name: Mapped[str] = mapped_column(String(320), primary_key=True)
-    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
-    details: Mapped[dict[str, Any] | None] = mapped_column(JSONDoc)
-
-
 class WebToken(Base):
     """Issue 17: a login of the web area, created by an administrator for one merchant or
     one operator; only the SHA-256 of the secret is kept, the secret is shown once."""
@@ -556,6 +397,8 @@ class WebToken(Base):
 
 
 __all__ = [
+    "CASE_REPORT_COLUMN_COMMENTS",
+    "CASE_REPORT_COMMENT",
     "REPORT_COLUMNS",
     "Action",
     "Base",
@@ -566,6 +409,7 @@ __all__ = [
     "CaseReport",
     "CaseReportDaily",
     "CaseReportPending",
+    "CaseReportRow",
     "DetectMark",
     "HandoverMark",
     "Installment",

@@ -23,7 +23,7 @@ from dunning.models.schema import (
     Buyer,
     Case,
     CaseHistory,
-    CaseReport,
+    CaseReportRow,
     QuarantinedRecord,
 )
 
@@ -71,8 +71,8 @@ def purge_closed(session: Session, closed_before: datetime, as_of: datetime) -> 
             )
         )
         session.execute(
-            update(CaseReport)
-            .where(CaseReport.order_id.in_(chunk))
+            update(CaseReportRow)
+            .where(CaseReportRow.order_id.in_(chunk))
             .values(first_name=ANONYMISED, last_name=ANONYMISED, search_text=None)
         )
         cases = select(Case.case_id).where(Case.order_id.in_(chunk))

@@ -1,8 +1,11 @@
 """Refresh the reporting table (the case board) set-based, in one transaction.
 
-The first refresh of a local day rebuilds the board; later ones that day rewrite only the
-rows of cases that changed, as logged by database triggers (`case_report_pending`).
-One DELETE and one INSERT ... SELECT over cases/orders/buyers, inside one transaction:
+The board is the view `case_report` over the table `case_report_rows`. A scope's first
+refresh (or one going back in time) rebuilds the rows; every later one, on the same day or
+the next, rewrites only the rows of cases that changed, as logged by database triggers
+(`case_report_pending`): the rows store each case's default date, and the view counts
+overdue_days from the board's day (the newest refresh's local date), so midnight moves no
+row. One DELETE and one INSERT ... SELECT over cases/orders/buyers, inside one transaction:
 readers on PostgreSQL (MVCC) and on SQLite (WAL) keep seeing the old rows until the commit,
 then the new ones; never a half-built or empty table. A table lock that readers do not
 feel (PostgreSQL EXCLUSIVE: only plain SELECTs may run beside it) keeps two refreshes
@@ -64,7 +67,13 @@ from dunning.db.report_sql import (
 from dunning.db.sync_state import upsert_last_data_update
 from dunning.db.types import UTCDateTime
 from dunning.models.clock import local_date
-from dunning.models.schema import Case, CaseReport, CaseReportDaily, LastDataUpdate, ReportMark
+from dunning.models.schema import (
+    Case,
+    CaseReportDaily,
+    CaseReportRow,
+    LastDataUpdate,
+    ReportMark,
+)
 from dunning.models.sharding import check_shard
 from dunning.tasks.prefect_task import task
 
@@ -88,7 +97,7 @@ def search_fold(text: str) -> str:
 
 
 def _snapshot_select(day: date, as_of: datetime, shard: int | None, shards: int):
-    r = CaseReport
+    r = CaseReportRow
     stmt = select(
         literal(day, Date).label("snapshot_date"),
         r.merchant_id,
@@ -115,11 +124,11 @@ def refresh_report(
     shards: int = 1,
     full: bool = False,
 ) -> RefreshResult:
-    """Bring case_report (all cases, or one shard's merchants) and today's snapshot up to
-    date: rebuild it on the first refresh of a local day (every open case's overdue_days
-    moves), when going back in time, or with `full`; otherwise rewrite only the rows of
-    cases the triggers logged as changed (case_report_pending), so the cost follows the
-    change, not the number of cases."""
+    """Bring the board (all cases, or one shard's merchants) and today's snapshot up to
+    date: rebuild it on the scope's first refresh, when going back in time, or with `full`;
+    otherwise rewrite only the rows of cases the triggers logged as changed
+    (case_report_pending), also on a new day, so the cost follows the change, not the
+    number of cases."""
     if as_of.tzinfo is None:
         raise ValueError("as_of must be an aware datetime")
     as_of = as_of.astimezone(UTC)
@@ -129,7 +138,7 @@ def refresh_report(
     with engine.begin() as conn:
         lock_for_refresh(conn)
         mark = conn.execute(select(ReportMark).where(ReportMark.scope == scope)).first()
-        rebuild = full or mark is None or mark.rebuilt_day != day or as_of < mark.as_of
+        rebuild = full or mark is None or as_of < mark.as_of
         if not rebuild:
             prefer_index_lookups(conn)
         # The pending log is taken first: whatever commits from here on leaves its own row
@@ -139,14 +148,17 @@ def refresh_report(
             rewritten = _rewrite_rows(conn, as_of, timezone, shard, shards, None)
             snapshot_rows = _rewrite_snapshot(conn, day, as_of, shard, shards)
         else:
+            carried = 0
+            if mark.board_day != day:
+                carried = _carry_snapshot(conn, mark, day, as_of, shard, shards)
             # Today's snapshot moves by what the rewritten rows took away and brought.
             _create_delta_table(conn)
             _stage_delta(conn, -1)
             rewritten = _rewrite_rows(conn, as_of, timezone, shard, shards, _claimed_ids())
             _stage_delta(conn, +1)
-            snapshot_rows = _apply_delta(conn, day, as_of)
+            snapshot_rows = carried + _apply_delta(conn, day, as_of)
         cases = conn.scalar(_count_rows(shard, shards)) or 0
-        save_report_mark(conn, scope, day if rebuild else mark.rebuilt_day, as_of)
+        save_report_mark(conn, scope, day, as_of)
         details: dict[str, Any] = {
             "cases": cases,
             "snapshot_date": day.isoformat(),
@@ -223,7 +235,7 @@ def _create_delta_table(conn: Connection) -> None:
 
 def _stage_delta(conn: Connection, sign: int) -> None:
     """Add `sign` times the snapshot sums of the claimed cases' current board rows."""
-    r = CaseReport
+    r = CaseReportRow
     rows = (
         select(
             r.merchant_id,
@@ -276,36 +288,66 @@ def _apply_delta(conn: Connection, day: date, as_of: datetime) -> int:
 def _rewrite_rows(conn, as_of, timezone, shard, shards, only) -> int:
     """Delete and re-insert the scope's board rows (all, or the case ids of `only`)."""
     names, select_stmt = report_select(conn, as_of, timezone, shard, shards)
-    wipe = delete(CaseReport)
-    scope = in_shard(CaseReport.merchant_id, shard, shards)
+    wipe = delete(CaseReportRow)
+    scope = in_shard(CaseReportRow.merchant_id, shard, shards)
     if scope is not None:
         wipe = wipe.where(scope)
     if only is not None:
-        wipe = wipe.where(CaseReport.case_id.in_(only))
+        wipe = wipe.where(CaseReportRow.case_id.in_(only))
         select_stmt = select_stmt.where(Case.case_id.in_(only))
     conn.execute(wipe)
     return conn.execute(
-        insert(CaseReport).from_select(names, select_stmt), execution_options=ROWCOUNT
+        insert(CaseReportRow).from_select(names, select_stmt), execution_options=ROWCOUNT
     ).rowcount
+
+
+def _wipe_snapshot(conn, day, shard, shards) -> None:
+    daily = CaseReportDaily
+    wipe = delete(daily).where(daily.snapshot_date == day)
+    scope = in_shard(daily.merchant_id, shard, shards)
+    conn.execute(wipe if scope is None else wipe.where(scope))
 
 
 def _rewrite_snapshot(conn, day, as_of, shard, shards) -> int:
     """Today's snapshot rows of the scope, from the whole board."""
-    daily = CaseReportDaily
-    wipe = delete(daily).where(daily.snapshot_date == day)
-    scope = in_shard(daily.merchant_id, shard, shards)
-    if scope is not None:
-        wipe = wipe.where(scope)
-    conn.execute(wipe)
+    _wipe_snapshot(conn, day, shard, shards)
     rows = _snapshot_select(day, as_of, shard, shards)
     return conn.execute(
-        insert(daily).from_select(SNAPSHOT_COLUMNS, rows), execution_options=ROWCOUNT
+        insert(CaseReportDaily).from_select(SNAPSHOT_COLUMNS, rows), execution_options=ROWCOUNT
+    ).rowcount
+
+
+def _carry_snapshot(conn, mark, day, as_of, shard, shards) -> int:
+    """A new day's snapshot of the scope starts as its last day's (one row per merchant,
+    state and currency, not per case); the changes are added after. Only when no other
+    scope refreshed since: otherwise the last day's rows may lack what that refresh moved,
+    and the sums come from the board instead."""
+    if conn.scalar(select(func.max(ReportMark.as_of))) > mark.as_of:
+        return _rewrite_snapshot(conn, day, as_of, shard, shards)
+    _wipe_snapshot(conn, day, shard, shards)
+    d = CaseReportDaily
+    rows = select(
+        literal(day, Date),
+        d.merchant_id,
+        d.state,
+        d.currency,
+        d.case_count,
+        d.outstanding_amount,
+        d.order_amount,
+        d.paid_amount,
+        literal(as_of, UTCDateTime()),
+    ).where(d.snapshot_date == mark.board_day)
+    scope = in_shard(d.merchant_id, shard, shards)
+    if scope is not None:
+        rows = rows.where(scope)
+    return conn.execute(
+        insert(d).from_select(SNAPSHOT_COLUMNS, rows), execution_options=ROWCOUNT
     ).rowcount
 
 
 def _count_rows(shard: int | None, shards: int):
-    stmt = select(func.count()).select_from(CaseReport)
-    scope = in_shard(CaseReport.merchant_id, shard, shards)
+    stmt = select(func.count()).select_from(CaseReportRow)
+    scope = in_shard(CaseReportRow.merchant_id, shard, shards)
     return stmt if scope is None else stmt.where(scope)
 
 

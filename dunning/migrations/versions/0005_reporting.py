@@ -56,7 +56,8 @@ def upgrade() -> None:
 
         op.create_table_comment("case_report", CASE_REPORT_COMMENT)
         for column, comment in CASE_REPORT_COLUMN_COMMENTS.items():
-            op.alter_column("case_report", column, comment=comment)
+            if column not in ("default_date", "closed_day"):  # columns of 0012
+                op.alter_column("case_report", column, comment=comment)
         op.execute(
             "COMMENT ON VIEW v_cases_in_progress IS "
             "'Case board rows in progress (In Bearbeitung): scheduled to order_cancelled.'"

@@ -85,17 +85,26 @@ def test_a_later_refresh_of_the_day_rewrites_only_what_changed(migrated_db):
     _equals_a_full_rebuild(migrated_db, LATER)
 
 
-def test_a_new_day_rebuilds_because_overdue_days_move(migrated_db):
+def test_a_new_day_rewrites_only_changed_rows_yet_overdue_days_move(migrated_db):
     build_board(migrated_db)
     refresh_report(migrated_db, AS_OF)
-    before = _board(migrated_db)
-    result = refresh_report(migrated_db, AS_OF + timedelta(days=1))
-    assert result.mode == "rebuild"
-    after = _board(migrated_db)
+    before = _board(migrated_db, with_refreshed_at=True)
+    with session_scope(migrated_db) as s:
+        s.execute(update(Case).where(Case.case_id == 6).values(state="reminder_1"))
+    next_day = AS_OF + timedelta(days=1)
+    result = refresh_report(migrated_db, next_day)
+    assert (result.mode, result.rows_rewritten, result.changes_taken) == ("changed rows", 1, 1)
+    after = _board(migrated_db, with_refreshed_at=True)
+    assert {c for c, r in after.items() if r["refreshed_at"] == next_day} == {6}
     open_ids = [c for c, r in before.items() if r["state"] not in ("paid", "cancelled")]
-    assert any(after[c]["overdue_days"] == before[c]["overdue_days"] + 1 for c in open_ids)
-    # going back in time rebuilds too
+    moved = {c for c in open_ids if after[c]["overdue_days"] == before[c]["overdue_days"] + 1}
+    assert moved == set(open_ids) - {5}  # case 5 defaults after the next day: still 0
+    assert after[3]["overdue_days"] == before[3]["overdue_days"]  # closed: frozen
+    _equals_a_full_rebuild(migrated_db, next_day)  # board and the new day's snapshot
+    # going back in time rebuilds, and the days count to that day again
     assert refresh_report(migrated_db, AS_OF).mode == "rebuild"
+    back = _board(migrated_db)
+    assert all(back[c]["overdue_days"] == before[c]["overdue_days"] for c in before)
 
 
 def test_random_writes_then_incremental_equals_rebuild(migrated_db):
