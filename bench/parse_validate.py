@@ -1,10 +1,11 @@
 """Parse+validate (the sync's reader alone) against the bare baseline's parse, same file.
 
-    .venv/bin/python bench/parse_validate.py FILE [--runs 3] [--json OUT]
+    DUNNING_SOURCE_ROOT=DIR .venv/bin/python bench/parse_validate.py DIR/FILE [--runs 3]
 
-FILE: JSON Lines from `dunning generate`. Both sides read the whole file; the runs
-alternate (baseline, reader, baseline, ...) so a change in the machine's load hits both;
-the best run of each is reported with the load average before and after.
+FILE: JSON Lines from `dunning generate`; `--json OUT` keeps the result. Both sides read
+the whole file; the runs alternate (baseline, reader, baseline, ...) so a change in the
+machine's load hits both; the best run of each is reported with the load average before
+and after.
 """
 
 from __future__ import annotations
