@@ -1,7 +1,8 @@
 """What a valid order record becomes: the rows the loader writes.
 
-A validated order becomes plain tuples of strings (amounts, dates and timestamps exactly
-as received; PostgreSQL parses them in COPY) plus its parsed `updated_at` for ordering:
+A validated order becomes plain tuples of strings (amounts and timestamps exactly as
+received, dates as ISO; PostgreSQL parses them in COPY) plus its parsed `updated_at` for
+ordering:
   order:       (order_id, merchant_id, merchant_name, order_date, updated_at, status,
                 currency, total_amount, product_id, product_name, payment_plan,
                 payment_method)
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+
+from msgspec.structs import astuple
 
 from dunning.models.records import OrderRecord
 
@@ -71,58 +74,33 @@ class OrderRows:
     transactions: list[tuple]
 
 
-def _iso(value: datetime) -> str:
-    return value.isoformat()
-
-
-def rows_from_model(m: OrderRecord) -> OrderRows:
-    oid = m.order_id
-    p = m.product
-    b = m.buyer
+def rows_of(r: OrderRecord) -> OrderRows:
+    """The rows of a record that passed `check_record` (the Structs' fields are in column
+    order, so the buyer and transaction rows are the records' own tuples)."""
+    oid = r.order_id
+    p = r.product
+    b = r.buyer
+    buyer = astuple(b)
     return OrderRows(
         (
             oid,
-            m.merchant_id,
-            m.merchant_name,
-            _iso(m.order_date),
-            _iso(m.updated_at),
-            m.status,
-            m.currency,
-            str(m.total_amount),
+            r.merchant_id,
+            r.merchant_name,
+            r.order_date,
+            r.updated_at,
+            r.status,
+            r.currency,
+            r.total_amount,
             p.id if p else None,
             p.name if p else None,
-            m.payment_plan,
-            m.payment_method,
+            r.payment_plan,
+            r.payment_method,
         ),
-        m.updated_at,
-        (
-            oid,
-            b.first_name,
-            b.last_name,
-            b.email,
-            b.company_name,
-            b.street,
-            b.house_number,
-            b.zip_code,
-            b.city,
-            b.country_code,
-            b.phone,
-            b.locale,
-            b.type or "consumer",
-        ),
-        [(oid, i.number, i.due_date.isoformat(), str(i.amount)) for i in m.installments],
-        [
-            (
-                oid,
-                t.transaction_id,
-                t.type,
-                str(t.amount),
-                _iso(t.processed_at),
-                t.installment_number,
-                t.reverses_transaction_id,
-                None if t.fee is None else str(t.fee),
-                t.reason_code,
-            )
-            for t in m.transactions
-        ],
+        _fromiso(r.updated_at),
+        (oid, *buyer[:-1], buyer[-1] or "consumer"),
+        [(oid, i.number, i.due_date.isoformat(), i.amount) for i in r.installments],
+        [(oid, *astuple(t)) for t in r.transactions],
     )
+
+
+_fromiso = datetime.fromisoformat
