@@ -22,11 +22,9 @@ _MISSING = re.compile(r"Object missing required field `([^`]+)`")
 _GOT = re.compile(r"got `([a-z]+)`")
 _LENGTH = re.compile(r"of length ([<>]=) ([0-9]+)")
 _BOUND = re.compile(r"`int` ([<>]=) ([0-9]+)")
-_DATE_SHAPE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _KIND = {
     mi.StrType: "a string",
     mi.IntType: "an integer",
-    mi.DateType: "an ISO date string",
     mi.StructType: "an object",
     mi.ListType: "an array",
 }
@@ -56,8 +54,6 @@ def _reason(msg: str, info: Any, meta: mi.Metadata | None, value: Any) -> str:
         return f"has the wrong type: {rule}, not {got[1]}"
     if "why" in extra and isinstance(value, str):
         return extra["why"](value)
-    if isinstance(info, mi.DateType) and isinstance(value, str) and _DATE_SHAPE.fullmatch(value):
-        return f"is not a real calendar date: '{value[:40]}'"
     if rule:
         return f"{rule}; got '{value[:40]}'" if extra.get("quote") else rule
     length = _LENGTH.search(msg)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from msgspec import Meta, Struct
@@ -31,7 +31,7 @@ from msgspec import Meta, Struct
 # Plausible moments: records before 2000 or more than a day after the run are poison.
 EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
 FUTURE_SLACK = timedelta(days=1)
-FIRST_DATE, LAST_DATE = date(2000, 1, 1), date(2100, 12, 31)
+FIRST_DATE, LAST_DATE = "2000-01-01", "2100-12-31"  # ISO dates compare as strings
 MAX_ITEMS = 10_000  # installments or transactions per order
 
 # One bare address (RFC 5322 dot-atom, ASCII local part; domain labels may be IDN).
@@ -72,19 +72,26 @@ def email_problem(value: str) -> str:
     return "is not a valid e-mail address (name@example.org)"
 
 
-# --- field types: each constraint with the rule a refusal names ----------------------------
+# --- field types: each with the rule a refusal names --------------------------------------
 # `description` is the rule as the quarantine words it; `extra["quote"]` says whether the
-# refused value may be quoted beside it (never for personal data).
+# refused value may be quoted beside it (never personal data). msgspec checks a `pattern`
+# by calling Python's re for every value; amounts, dates and codes repeat across orders,
+# so their patterns (the *_RE below) are applied by record_rules, which remembers the
+# values already proven.
 
-Amount = Annotated[
-    str,
-    Meta(
-        pattern=_whole(r"[0-9]{1,12}(\.[0-9]{1,2})?"),
-        description="must be a non-negative decimal string with at most 2 places and 12 "
-        "digits before the point, such as '12.50'",
-        extra={"quote": True},
-    ),
-]
+AMOUNT_RE = re.compile(r"[0-9]{1,12}(\.[0-9]{1,2})?")
+AMOUNT_RULE = (
+    "must be a non-negative decimal string with at most 2 places and 12 digits before the "
+    "point, such as '12.50'"
+)
+DATE_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+DATE_RULE = "must be an ISO date such as '2026-01-31'"
+COUNTRY_RE = re.compile(r"[A-Z]{2}")
+COUNTRY_RULE = "must be an ISO 3166-1 alpha-2 code such as 'DE'"
+CURRENCY_RE = re.compile(r"[A-Z]{3}")
+CURRENCY_RULE = "must be an ISO 4217 code of three capital letters such as 'EUR'"
+
+Amount = Annotated[str, Meta(description=AMOUNT_RULE, extra={"quote": True})]
 Timestamp = Annotated[
     str,  # kept as received; its range is checked against the run after decoding
     Meta(
@@ -94,10 +101,8 @@ Timestamp = Annotated[
         extra={"quote": True},
     ),
 ]
-IsoDate = Annotated[
-    date,  # msgspec takes exactly YYYY-MM-DD of a real calendar day
-    Meta(description="must be an ISO date such as '2026-01-31'", extra={"quote": True}),
-]
+# YYYY-MM-DD of a real day between FIRST_DATE and LAST_DATE (record_rules)
+IsoDate = Annotated[str, Meta(description=DATE_RULE, extra={"quote": True})]
 Email = Annotated[
     str,
     Meta(
@@ -106,22 +111,8 @@ Email = Annotated[
         extra={"quote": False, "why": email_problem},
     ),
 ]
-Country = Annotated[
-    str,
-    Meta(
-        pattern=r"\A[A-Z]{2}\Z",
-        description="must be an ISO 3166-1 alpha-2 code such as 'DE'",
-        extra={"quote": True},
-    ),
-]
-Currency = Annotated[
-    str,
-    Meta(
-        pattern=r"\A[A-Z]{3}\Z",
-        description="must be an ISO 4217 code of three capital letters such as 'EUR'",
-        extra={"quote": False},
-    ),
-]
+Country = Annotated[str, Meta(description=COUNTRY_RULE, extra={"quote": True})]
+Currency = Annotated[str, Meta(description=CURRENCY_RULE, extra={"quote": False})]
 Number = Annotated[int, Meta(ge=1, le=1_000_000)]
 
 
