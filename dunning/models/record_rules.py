@@ -45,12 +45,12 @@ def broken_rule(r: OrderRecord, latest: datetime, nul_free: bool = False) -> Rec
         field = _nul_field(r)
         if field is not None:
             return RecordError(field, "contains a NUL character")
-    problem = (
-        _moment("order_date", r.order_date, latest)
-        or _moment("updated_at", r.updated_at, latest)
-        or _code("currency", r.currency, _CURRENCIES, CURRENCY_RE, CURRENCY_RULE, quote=False)
-        or _amount("total_amount", r.total_amount)
-    )
+    for name in ("order_date", "updated_at"):
+        if reason := _moment(getattr(r, name), latest):
+            return RecordError(name, reason)
+    problem = _code(
+        "currency", r.currency, _CURRENCIES, CURRENCY_RE, CURRENCY_RULE, quote=False
+    ) or _amount("total_amount", r.total_amount)
     if problem is not None:
         return problem
     country = r.buyer.country_code
@@ -80,8 +80,8 @@ def broken_rule(r: OrderRecord, latest: datetime, nul_free: bool = False) -> Rec
             return problem
         if fee is not None and (problem := _amount(f"transactions[{i}].fee", fee)):
             return problem
-        if problem := _moment(f"transactions[{i}].processed_at", t.processed_at, latest):
-            return problem
+        if reason := _moment(t.processed_at, latest):
+            return RecordError(f"transactions[{i}].processed_at", reason)
         tid = t.transaction_id
         if tid in ids:
             return RecordError(
@@ -116,17 +116,17 @@ def _reversal(r: OrderRecord, reversals: list[int], sales: set[str]) -> RecordEr
     return None
 
 
-def _moment(field: str, value: str, latest: datetime) -> RecordError | None:
+def _moment(value: str, latest: datetime) -> str | None:
+    """Why a stamp (its pattern checked by msgspec) is no plausible moment, or None."""
     try:
         moment = _fromiso(value)
     except ValueError:  # the pattern took it, the calendar does not (a 13th month)
-        return RecordError(field, f"is not a real moment: '{value}'")
+        return f"is not a real moment: '{value}'"
     if EARLIEST <= moment <= latest:
         return None
-    return RecordError(
-        field,
+    return (
         f"must lie between 2000-01-01 and {latest.isoformat(timespec='seconds')} "
-        f"(a day after the run); got '{value}'",
+        f"(a day after the run); got '{value}'"
     )
 
 
