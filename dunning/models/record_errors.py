@@ -55,7 +55,7 @@ def _reason(msg: str, info: Any, meta: mi.Metadata | None, value: Any) -> str:
     if "why" in extra and isinstance(value, str):
         return extra["why"](value)
     if rule:
-        return f"{rule}; got '{value[:40]}'" if extra.get("quote") else rule
+        return f"{rule}; got '{str(value)[:40]}'" if extra.get("quote") else rule
     length = _LENGTH.search(msg)
     if length:
         side, n = length.groups()
