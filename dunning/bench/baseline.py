@@ -42,6 +42,38 @@ def _open(path: Path):
     return gzip.open(path, "rb") if path.suffix == ".gz" else path.open("rb")
 
 
+def parse_batch(source) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """The baseline's parse: the next BATCH lines as bare row tuples, unvalidated."""
+    orders: list[tuple] = []
+    installments: list[tuple] = []
+    transactions: list[tuple] = []
+    for line in source:
+        record = orjson.loads(line)
+        oid = record["order_id"]
+        buyer = record["buyer"]
+        orders.append(
+            (
+                oid,
+                record["merchant_id"],
+                record["status"],
+                record["currency"],
+                record["total_amount"],
+                buyer["first_name"],
+                buyer["last_name"],
+            )
+        )
+        installments.extend(
+            (oid, i["number"], i["due_date"], i["amount"]) for i in record["installments"]
+        )
+        transactions.extend(
+            (oid, t["transaction_id"], t["type"], t["amount"], t.get("installment_number"))
+            for t in record["transactions"]
+        )
+        if len(orders) >= BATCH:
+            break
+    return orders, installments, transactions
+
+
 def run_baseline(path: Path, dsn: str, as_of: date, *, unlogged: bool = False) -> BaselineResult:
     """`dsn` is a libpq URL (postgresql://...); the tables live in their own schema."""
     kind = "UNLOGGED TABLE" if unlogged else "TABLE"
@@ -62,38 +94,7 @@ def run_baseline(path: Path, dsn: str, as_of: date, *, unlogged: bool = False) -
         with _open(path) as source:
             while True:
                 started = time.perf_counter()
-                orders, installments, transactions = [], [], []
-                for line in source:
-                    record = orjson.loads(line)
-                    oid = record["order_id"]
-                    buyer = record["buyer"]
-                    orders.append(
-                        (
-                            oid,
-                            record["merchant_id"],
-                            record["status"],
-                            record["currency"],
-                            record["total_amount"],
-                            buyer["first_name"],
-                            buyer["last_name"],
-                        )
-                    )
-                    installments.extend(
-                        (oid, i["number"], i["due_date"], i["amount"])
-                        for i in record["installments"]
-                    )
-                    transactions.extend(
-                        (
-                            oid,
-                            t["transaction_id"],
-                            t["type"],
-                            t["amount"],
-                            t.get("installment_number"),
-                        )
-                        for t in record["transactions"]
-                    )
-                    if len(orders) >= BATCH:
-                        break
+                orders, installments, transactions = parse_batch(source)
                 result.seconds["parse"] += time.perf_counter() - started
                 if not orders:
                     break

@@ -16,9 +16,9 @@ from sqlalchemy import Connection
 from dunning.db.order_writes import write_orders
 from dunning.db.quarantine import BadRecord, quarantine, resolve_quarantine
 from dunning.db.sync_state import count_stamp, set_watermark
-from dunning.models.record_fast_path import to_rows
+from dunning.models.record_check import to_rows
 from dunning.models.record_rows import OrderRows
-from dunning.models.records import EARLIEST, RecordError, latest_moment
+from dunning.models.records import EARLIEST, OrderRecord, RecordError, latest_moment
 from dunning.models.sharding import shard_key
 
 
@@ -54,10 +54,15 @@ class PreparedBatch:
 MAX_STORABLE = datetime(9999, 12, 30, tzinfo=UTC)
 
 
+def _peek(value: Any, name: str) -> Any:
+    """A top-level field of a record not yet validated: typed (`OrderRecord`) or parsed."""
+    if type(value) is OrderRecord:
+        return getattr(value, name)
+    return value.get(name) if type(value) is dict else None
+
+
 def _peek_updated(value: Any) -> datetime | None:
-    if type(value) is not dict:
-        return None
-    raw = value.get("updated_at")
+    raw = _peek(value, "updated_at")
     if type(raw) is not str or len(raw) > 40:
         return None
     try:
@@ -70,9 +75,7 @@ def _peek_updated(value: Any) -> datetime | None:
 
 
 def _peek_order_id(value: Any) -> str | None:
-    if type(value) is not dict:
-        return None
-    oid = value.get("order_id")
+    oid = _peek(value, "order_id")
     if type(oid) is str and 0 < len(oid) <= 64 and "\x00" not in oid:
         return oid
     return None
@@ -102,7 +105,7 @@ def prepare_batch(
     for item in items:
         value = item.value
         if sharded:
-            mid = value.get("merchant_id") if type(value) is dict else None
+            mid = _peek(value, "merchant_id")
             owner = shard_key(mid) % shards if type(mid) is str else 0
             if owner != shard:
                 continue
@@ -118,8 +121,10 @@ def prepare_batch(
                 out.skipped += 1
                 continue
         raw = item.raw
-        # JSON can carry a NUL only as the escape \u0000: a line without it has none.
-        rows = to_rows(value, raw is not None and b"\\u0000" not in raw, latest)
+        # JSON can carry a NUL only as the escape \u0000: a line without it has none (and
+        # most lines have no backslash at all, which one memchr tells).
+        nul_free = raw is not None and (b"\\" not in raw or b"\\u0000" not in raw)
+        rows = to_rows(value, nul_free, latest)
         if isinstance(rows, RecordError):
             # A broken record does not move the watermark: were its stamp bogus (far in
             # the future), it would hide every later change. It is simply read again.

@@ -3,8 +3,9 @@
 One small interface: `open_source(url, token, timeout)` gives a `Source` whose
 `batches(position, since, batch_size)` yields `Batch`es of `Item`s. An item is one received
 record: its position (line number, page), its raw bytes (kept whole for the quarantine)
-and either the parsed JSON value or the reason it could not be parsed (not UTF-8, not JSON,
-a line beyond the size limit). Nothing received is dropped silently: blank lines are the
+and either the parsed JSON value (a file line that fits the contract's types comes typed,
+as an `OrderRecord`) or the reason it could not be parsed (not UTF-8, not JSON, a line
+beyond the size limit). Nothing received is dropped silently: blank lines are the
 only thing skipped.
 
 Positions are plain strings, so a Prefect task can be handed one and resume there:
@@ -35,6 +36,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import orjson
 
+from dunning.models.record_check import decode_line
 from dunning.models.records import RecordError
 
 MAX_LINE_BYTES = 4 * 1024 * 1024
@@ -93,7 +95,9 @@ def _line_excerpt(line: bytes) -> bytes:
 class Item:
     position: str
     raw: bytes | None  # as received; None when `value` came parsed (the API's pages)
-    value: Any  # parsed JSON, or a RecordError when the bytes are not a JSON value
+    # an OrderRecord (a line that fits the contract's types), other parsed JSON, or a
+    # RecordError when the bytes are not a JSON value
+    value: Any
 
     def raw_bytes(self) -> bytes:
         if self.raw is not None:
@@ -206,6 +210,11 @@ def source_name(url: str) -> str:
 
 
 def _parse_line(line: bytes) -> Any:
+    # Typed in one pass when the line fits the contract's types (nearly always); what does
+    # not is parsed plainly, so the quarantine can say what is wrong with it.
+    record = decode_line(line)
+    if record is not None:
+        return record
     try:
         return orjson.loads(line)
     except orjson.JSONDecodeError as exc:

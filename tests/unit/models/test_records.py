@@ -1,6 +1,7 @@
 # ruff: noqa: E501  (the defect table reads best one defect per line)
-"""The order record contract: every rule names its field; the fast path never lets through
-what the pydantic model refuses."""
+"""The order record contract: every rule names its field; a line decoded straight into the
+contract's types (the file reader) and the same record parsed first (an API page, or a line
+whose types do not fit) get the same verdict."""
 
 from __future__ import annotations
 
@@ -11,9 +12,9 @@ from datetime import date
 import orjson
 import pytest
 
-from dunning.models.record_fast_path import fast_check, fast_rows, to_rows
-from dunning.models.record_rows import BUYER_COLUMNS, rows_from_model
-from dunning.models.records import OrderRecord, RecordError, check_record
+from dunning.models.record_check import check_record, decode_line, to_rows
+from dunning.models.record_rows import BUYER_COLUMNS, rows_of
+from dunning.models.records import OrderRecord, RecordError
 from tests.factories import T0, chargeback, order_record, refund, sale, schedule
 
 
@@ -30,15 +31,25 @@ def rich_record() -> dict:
     )
 
 
-def test_valid_record_passes_both_paths():
+def via_line(record, latest=None):
+    """As the file reader does it: the line typed if it fits, else parsed plainly; checked."""
+    line = orjson.dumps(record)
+    value = decode_line(line)
+    if value is None:
+        value = orjson.loads(line)
+    return check_record(value, latest, nul_free=b"\\u0000" not in line)
+
+
+def test_valid_record_passes_both_routes():
     record = rich_record()
+    assert decode_line(orjson.dumps(record)) is not None
     assert isinstance(check_record(record), OrderRecord)
-    assert fast_check(record)
-    rows = fast_rows(record)
+    assert isinstance(via_line(record), OrderRecord)
+    rows = rows_of(via_line(record))
     assert rows.order[0] == "o1" and len(rows.installments) == 3 and len(rows.transactions) == 4
-    model_rows = rows_from_model(check_record(record))
-    assert model_rows.installments == rows.installments
-    assert [t[:4] for t in model_rows.transactions] == [t[:4] for t in rows.transactions]
+    assert rows == to_rows(record)
+    assert rows.installments[0][2:] == ("2026-01-15", "33.00")  # as received
+    assert rows.order[4] == record["updated_at"]
 
 
 def _set(path, value):
@@ -114,12 +125,12 @@ DEFECTS = [
 def test_each_defect_names_its_field(change, field, words):
     record = rich_record()
     change(record)
-    assert not fast_check(record)
     verdict = check_record(record)
     assert isinstance(verdict, RecordError), verdict
     assert verdict.field == field, verdict
     assert words in verdict.reason, verdict
-    assert isinstance(to_rows(record), RecordError)
+    assert via_line(record) == verdict
+    assert to_rows(record) == verdict
 
 
 @pytest.mark.parametrize("value", [[], "order", 42, None, True])
@@ -136,24 +147,24 @@ def test_optional_fields_may_be_missing_or_null():
         record["buyer"][key] = None
     del record["buyer"]["country_code"]
     record["extra_field"] = {"kept": "ignored"}
-    assert fast_check(record)
+    assert isinstance(via_line(record), OrderRecord)
     assert isinstance(check_record(record), OrderRecord)
 
 
 @pytest.mark.parametrize(
     ("given", "stored"), [(_DELETE, "consumer"), (None, "consumer"), ("business", "business")]
 )
-def test_buyer_type_defaults_to_consumer_on_both_paths(given, stored):
+def test_buyer_type_defaults_to_consumer_on_both_routes(given, stored):
     record = rich_record()
     _set(["buyer", "type"], given)(record)
-    fast = fast_rows(record)
-    model = rows_from_model(check_record(record))
-    assert fast.buyer == model.buyer
-    assert dict(zip(BUYER_COLUMNS, fast.buyer, strict=True))["buyer_type"] == stored
+    line = rows_of(via_line(record))
+    parsed = rows_of(check_record(record))
+    assert line.buyer == parsed.buyer
+    assert dict(zip(BUYER_COLUMNS, line.buyer, strict=True))["buyer_type"] == stored
 
 
 def test_the_bound_follows_the_runs_as_of():
-    """A stamp a few hours after as_of passes; two days after it is refused, on both paths."""
+    """A stamp a few hours after as_of passes; two days after it is refused, on both routes."""
     from datetime import UTC, datetime, timedelta
 
     from dunning.models.records import latest_moment
@@ -163,7 +174,7 @@ def test_the_bound_follows_the_runs_as_of():
     for later, ok in ((timedelta(hours=20), True), (timedelta(days=2), False)):
         record = rich_record()
         record["updated_at"] = (as_of + later).isoformat()
-        assert (fast_rows(record, latest=latest) is not None) is ok
+        assert isinstance(via_line(record, latest), OrderRecord) is ok
         assert isinstance(check_record(record, latest), OrderRecord) is ok
 
 
@@ -181,8 +192,7 @@ def test_the_bound_follows_the_runs_as_of():
     ],
 )
 def test_bounds_at_the_edges_and_extreme_offsets(stamp, ok):
-    """The fast path compares the local date as a string where that is safe for any offset,
-    and the moments themselves near the edges: both paths agree."""
+    """The bounds are moments, whatever the offset: both routes agree at the edges."""
     from datetime import UTC, datetime
 
     latest = datetime(2026, 1, 3, 12, tzinfo=UTC)
@@ -190,7 +200,7 @@ def test_bounds_at_the_edges_and_extreme_offsets(stamp, ok):
     record["updated_at"] = record["order_date"] = stamp
     for t in record["transactions"]:
         t["processed_at"] = stamp
-    assert (fast_rows(record, latest=latest) is not None) is ok
+    assert isinstance(via_line(record, latest), OrderRecord) is ok
     assert isinstance(check_record(record, latest), OrderRecord) is ok
 
 
@@ -209,11 +219,11 @@ ADDRESSES = [  # (address, valid)
 
 
 @pytest.mark.parametrize(("email", "valid"), ADDRESSES)
-def test_the_fast_address_check_never_accepts_what_the_model_refuses(email, valid):
+def test_the_address_rule_on_both_routes(email, valid):
     record = rich_record()
     record["buyer"]["email"] = email
     assert isinstance(check_record(record), OrderRecord) is valid
-    assert not fast_check(record) or valid
+    assert isinstance(via_line(record), OrderRecord) is valid
 
 
 _MUTANTS = [
@@ -235,8 +245,9 @@ def _paths(value, prefix=()):
             yield from _paths(inner, (*prefix, i))
 
 
-def test_fast_path_never_accepts_what_pydantic_refuses():
-    """Random single and double mutations of a rich record: fast says valid => model too."""
+def test_both_routes_agree_on_mutants():
+    """Random single and double mutations of a rich record: the typed line and the parsed
+    value get the same verdict, a refusal with the same field and reason."""
     rng = random.Random(7)
     base = rich_record()
     paths = list(_paths(base))
@@ -255,14 +266,12 @@ def test_fast_path_never_accepts_what_pydantic_refuses():
                     target[path[-1]] = rng.choice(_MUTANTS)
             except (KeyError, IndexError, TypeError):
                 continue
-        # as the file reader calls it: a line without the escape \u0000 holds no NUL
-        nul_free = b"\\u0000" not in orjson.dumps(record)
-        fast = fast_rows(record, nul_free) is not None  # the wall clock bounds the stamps
-        assert fast == fast_check(record)
-        model = check_record(record)
-        if fast:
-            assert isinstance(model, OrderRecord), (record, model)
+        line = via_line(record)  # the wall clock bounds the stamps
+        parsed = check_record(record)
+        if isinstance(parsed, OrderRecord):
+            assert line == parsed, (record, line)
             accepted += 1
         else:
+            assert line == parsed, (record, line, parsed)
             refused += 1
     assert accepted > 100 and refused > 1000  # both sides were exercised

@@ -1,0 +1,66 @@
+"""Checking one order record against the contract: decode, then the post-decode rules.
+
+A file line is decoded straight into `OrderRecord` (`decode_line`, the reader does it);
+a value that came parsed (an API page, a line msgspec refused) is converted by the same
+types (`check_record`), so both routes share every rule and every wording. A refusal is a
+`RecordError` naming the field (`installments[2].amount`) and the rule it broke.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from dunning.models.record_errors import explain
+from dunning.models.record_rows import OrderRows, rows_of
+from dunning.models.record_rules import broken_rule
+from dunning.models.records import OrderRecord, RecordError, latest_moment
+
+_decode = msgspec.json.Decoder(OrderRecord).decode
+_convert = msgspec.convert
+
+
+def decode_line(line: bytes) -> OrderRecord | None:
+    """The record typed straight from its JSON bytes, or None when its types do not fit
+    (the caller then parses it plainly and `check_record` says why)."""
+    try:
+        return _decode(line)
+    except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
+        return None
+
+
+def check_record(
+    obj: Any, latest: datetime | None = None, nul_free: bool = False
+) -> OrderRecord | RecordError:
+    """`obj`: an `OrderRecord` from `decode_line`, or any parsed JSON value.
+    `latest`: `latest_moment()` of the run. `nul_free`: see `broken_rule`."""
+    if type(obj) is not OrderRecord:
+        if not isinstance(obj, dict):
+            return RecordError("(record)", f"must be a JSON object, not {_json_kind(obj)}")
+        try:
+            obj = _convert(obj, OrderRecord)
+        except msgspec.ValidationError as exc:
+            return explain(exc, obj)
+    problem = broken_rule(obj, latest or latest_moment(), nul_free)
+    return obj if problem is None else problem
+
+
+def to_rows(
+    obj: Any, nul_free: bool = False, latest: datetime | None = None
+) -> OrderRows | RecordError:
+    """Validate one record (see `check_record`) and turn it into the loader's rows."""
+    checked = check_record(obj, latest, nul_free)
+    return checked if type(checked) is RecordError else rows_of(checked)
+
+
+def _json_kind(obj: Any) -> str:
+    return {
+        list: "an array",
+        str: "a string",
+        int: "a number",
+        float: "a number",
+        bool: "a boolean",
+        type(None): "null",
+    }.get(type(obj), type(obj).__name__)
