@@ -12,6 +12,7 @@ from dunning.cli import (
     cases_cmd,
     db,
     demo,
+    help_style,
     merchants_cmd,
     purge_cmd,
     run_cmd,
@@ -21,6 +22,8 @@ from dunning.cli import (
     web_cmd,  # issue 17
 )
 from dunning.cli.common import UserError, fail
+
+help_style.apply()
 
 app = typer.Typer(
     name="dunning",

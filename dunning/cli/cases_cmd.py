@@ -9,6 +9,10 @@ from pathlib import Path
 import typer
 
 from dunning.cli.common import UserError, console, database_url, limit_option, settings, shown
+from dunning.models.enums import CaseState
+
+# The board's status filter as a choice: every state, or in_progress for the open ones.
+Status = StrEnum("Status", {name: name for name in ("in_progress", *CaseState)})
 
 
 class Format(StrEnum):
@@ -48,8 +52,12 @@ NARROW_COLUMNS = (
 
 
 def cases(
-    status: str | None = typer.Option(
-        None, "--status", help="A case state (e.g. reminder_1, blocked) or in_progress."
+    status: Status | None = typer.Option(
+        None,
+        "--status",
+        case_sensitive=False,
+        metavar="STATE",
+        help="A case state, or in_progress for every open one: " + ", ".join(Status) + ".",
     ),
     opened_from: str | None = typer.Option(
         None, "--from", help="Opened on or after this local date (YYYY-MM-DD)."
@@ -82,7 +90,7 @@ def cases(
 
     try:
         board_filter = BoardFilter.parse(
-            status=status,
+            status=status.value if status else None,
             opened_from=opened_from,
             opened_to=opened_to,
             min_amount=min_amount,
