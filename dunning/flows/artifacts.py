@@ -163,13 +163,18 @@ def step_figures(summary: dict[str, Any]) -> list[tuple[str, str, str]]:
     for (step, key), (what, unit) in STEP_FIGURES.items():
         value = (summary.get(step) or {}).get(key)
         if isinstance(value, int | float) and not isinstance(value, bool):
-            rows.append((step, what, f"{value:g} {unit}"))
+            rows.append((step, what, _amount(value, unit)))
     performed = (summary.get("escalate") or {}).get("performed") or {}
     for outcome, n in sorted(performed.items()):
         action, _, result = outcome.partition(":")
         what = {"done": "sent", "transient": "waiting (retried next run)"}.get(result, result)
-        rows.append(("escalate", f"{action}: {what}", f"{n} steps"))
+        rows.append(("escalate", f"{action}: {what}", _amount(n, "steps")))
     return rows
+
+
+def _amount(value: float, unit: str) -> str:
+    """`3 cases`, `1 case`, `0.16 s`."""
+    return f"{value:g} {unit.removesuffix('s') if value == 1 and len(unit) > 1 else unit}"
 
 
 def run_summary_markdown(
@@ -281,7 +286,7 @@ def needs_human_rows(
         elif r.state == CaseState.BLOCKED:
             why = r.blocked_reason or "blocked"
         else:
-            why = "awaiting approval: start or cancel"
+            why = "start or cancel"
             if r.partner_error:
                 why += "; Partner: " + mask_text(r.partner_error)[:200]
         rows.append(  # narrow enough for the Prefect UI's table at 1,280 px

@@ -4,7 +4,8 @@ Waiting is not failing: the steps are retried by the next run under the same key
 operator must see it, so the run's state, the first line of its summary and an event
 (`dunning.run.degraded`, which an automation of `dunning bootstrap` watches) say what waits
 and since when: the partner or the mail server unreachable, interest computed past the
-known base rates, cancellations waiting for a human.
+known base rates, cancellations waiting for a human, the source unreachable (then nothing
+is detected or sent on stale data; the board is refreshed).
 """
 
 from __future__ import annotations
@@ -36,10 +37,20 @@ def degraded_reasons(
 ) -> list[Reason]:
     """Why the run in `summary` (the step results of `dunning_run`) is degraded; [] if not."""
     now = as_of.isoformat(timespec="minutes")
+    reasons: list[Reason] = []
+    source_error = (summary.get("sync") or {}).get("error")
+    if source_error:
+        since = _since(waiting.get("source"), now)
+        reasons.append(
+            Reason(
+                "source",
+                f"source unreachable, last read {since} (nothing detected or sent: the "
+                f"data may be stale): {str(source_error)[:120]}",
+            )
+        )
     escalate = summary.get("escalate") or {}
     performed: dict[str, int] = escalate.get("performed") or {}
     transient = {k.rsplit(":", 1)[0]: n for k, n in performed.items() if k.endswith(":transient")}
-    reasons: list[Reason] = []
 
     partner_error = (escalate.get("partner_sync") or {}).get("error")
     partner_waits = sum(n for step, n in transient.items() if step not in _MAIL_STEPS)

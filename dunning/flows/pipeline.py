@@ -29,6 +29,7 @@ from dunning.flows.escalate import escalate_cases
 from dunning.flows.report import refresh_reporting
 from dunning.flows.sync import sync_orders
 from dunning.models.sharding import check_shard
+from dunning.tasks.http_client import TransientHTTPError
 
 # Above this many transitions in one run, events would flood the server: one summary
 # event `dunning.run.transitions` stands for them, and the history table has each one.
@@ -126,11 +127,25 @@ def dunning_run(
     summary: dict[str, Any] = {"as_of": as_of.isoformat()}
     watch = _watch.get() or (lambda name: nullcontext())
 
+    source_down = False
     for step in STEPS:
         if step.name == "escalate" and not escalate:
             continue
+        if source_down and step.name != "report":
+            # Detecting or sending on data the source could not refresh would remind
+            # buyers who may have paid: wait for the source, keep the board current.
+            summary[step.name] = {"skipped": "source unreachable"}
+            continue
         with watch(step.name), _beating_for_the_steps():
-            summary[step.name] = step.run(**common, **({"full": full} if step.takes_full else {}))
+            try:
+                summary[step.name] = step.run(
+                    **common, **({"full": full} if step.takes_full else {})
+                )
+            except TransientHTTPError as exc:
+                if step.name != "sync":
+                    raise
+                source_down = True
+                summary["sync"] = {"error": str(exc)[:300]}
 
     reasons = degraded.check_degraded(url, summary, as_of)
     message = degraded.degraded_message(reasons) if reasons else None

@@ -13,7 +13,7 @@ from sqlalchemy import Connection, Row, case, func, or_, select
 from dunning.db import get_engine
 from dunning.models.enums import TERMINAL_STATES, ActionStatus, CaseState
 from dunning.models.ladder import MAIL_STEPS
-from dunning.models.schema import Action, Buyer, Case, CaseHistory
+from dunning.models.schema import Action, Buyer, Case, CaseHistory, LastDataUpdate
 
 
 def newest_history_id(database_url: str) -> int:
@@ -188,7 +188,8 @@ class Waiting:
 
 def waiting_on_outside(database_url: str) -> dict[str, Waiting]:
     """Pending actions that failed transiently (`partner` and `mail`) and cases awaiting a
-    cancellation by hand (`cancellation`), each with the oldest start of the wait."""
+    cancellation by hand (`cancellation`), each with the oldest start of the wait; and the
+    last successful read of the source (`source`)."""
     mail_steps = [st.value for st in MAIL_STEPS]
     pending = (Action.status == ActionStatus.PENDING.value) & Action.last_error.is_not(None)
     queries = {
@@ -200,6 +201,10 @@ def waiting_on_outside(database_url: str) -> dict[str, Waiting]:
         ),
         "cancellation": select(func.count(), func.min(Case.updated_at)).where(
             Case.state == CaseState.AWAITING_CANCELLATION.value
+        ),
+        # the source's last successful read (`since` is when the data was last current)
+        "source": select(func.count(), func.max(LastDataUpdate.updated_at)).where(
+            LastDataUpdate.name != "refresh"
         ),
     }
     with get_engine(database_url).connect() as conn:

@@ -139,3 +139,22 @@ def test_bootstrap_automations_watch_every_pipeline_deployment(prefect_harness):
     assert f"automation {AUTOMATION_DEGRADED!r}" in bootstrap().updated
     assert Automation.read(name=AUTOMATION_DEGRADED).description != "edited by hand"
     assert not bootstrap().updated
+
+
+def test_source_unreachable_run_sends_nothing_and_ends_degraded(run_env, monkeypatch):
+    """Issue 16: the orders API down: nothing is detected or sent on stale data (a buyer may
+    have paid), the board is refreshed, and the run ends Degraded saying why."""
+    from dunning.flows.pipeline import dunning_run
+
+    make_case(run_env, one_time("o-1"))
+    monkeypatch.setenv("DUNNING_SOURCE_URL", f"http://127.0.0.1:{closed_port()}/orders")
+    get_settings.cache_clear()
+    state = dunning_run(as_of=at(D0 + timedelta(days=10)), return_state=True)
+    stored = final_state(state)
+    assert (stored.name, stored.type.value) == ("Degraded", "COMPLETED")
+    assert stored.message.startswith("degraded: source unreachable")
+    summary = state.result()
+    assert summary["escalate"] == {"skipped": "source unreachable"}
+    assert summary["detect"] == {"skipped": "source unreachable"}
+    assert summary["report"]["cases"] == 1
+    assert "source" in summary["degraded"]
