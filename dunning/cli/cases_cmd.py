@@ -38,7 +38,7 @@ TABLE_COLUMNS = (
     ("paid_amount", "Bezahlt"),
     ("opened_at", "Eröffnet"),
     ("next_step_at", "Nächster Schritt"),
-    ("blocked_reason", "Hinweis"),
+    ("note", "Hinweis"),  # why it is blocked, or why its step waits
 )
 # What fits an 80-column terminal: the rest is in --format csv/json.
 NARROW_COLUMNS = (
@@ -178,7 +178,9 @@ def _print_table(url, rows, total, description, zone) -> None:
     for row in rows:
         cells = []
         for key, _ in columns:
-            if key == "name":
+            if key == "note":
+                value = row["blocked_reason"] or row["waiting_reason"] or ""
+            elif key == "name":
                 value = f"{row['first_name'] or ''} {row['last_name'] or ''}".strip()
             elif key in ("outstanding_amount", "paid_amount"):
                 value = f"{row[key]:.2f} {row['currency']}"

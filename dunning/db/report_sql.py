@@ -111,6 +111,7 @@ def report_select(bind, as_of: datetime, zone: str, shard: int | None, shards: i
         "next_step_at": Case.next_step_at,
         "partner_reference": Case.partner_reference,
         "blocked_reason": Case.blocked_reason,
+        "waiting_reason": case((Case.state.in_(terminal), None), else_=Case.waiting_reason),
         "refreshed_at": as_of_param,
         "search_text": search,
     }

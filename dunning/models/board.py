@@ -66,6 +66,7 @@ GERMAN_HEADERS: dict[str, str] = {
     "next_step_at": "Nächster Schritt",
     "partner_reference": "Aktenzeichen Inkasso",
     "blocked_reason": "Grund der Blockierung",
+    "waiting_reason": "Wartet auf",
     "refreshed_at": "Stand",
 }
 assert tuple(GERMAN_HEADERS) == REPORT_COLUMNS

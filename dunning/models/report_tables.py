@@ -18,7 +18,8 @@ from sqlalchemy.orm import Mapped, mapped_column
 from dunning.db.types import Money, UTCDateTime
 from dunning.models.base import Base, BigId, JSONDoc, ViewBase
 
-# SPEC §5, in this order: the keys of `dunning cases --format json` and the CSV columns.
+# SPEC §5 and waiting_reason, in this order: the keys of `dunning cases --format json`
+# and the CSV columns.
 REPORT_COLUMNS: tuple[str, ...] = (
     "case_id",
     "merchant_id",
@@ -44,6 +45,7 @@ REPORT_COLUMNS: tuple[str, ...] = (
     "next_step_at",
     "partner_reference",
     "blocked_reason",
+    "waiting_reason",  # issue 16: why its due step waits on an outside system
     "refreshed_at",
 )
 
@@ -74,6 +76,7 @@ class _BoardColumns:
     next_step_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     partner_reference: Mapped[str | None] = mapped_column(String(64))
     blocked_reason: Mapped[str | None] = mapped_column(Text)
+    waiting_reason: Mapped[str | None] = mapped_column(Text)
     refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     # Issue 6: lower-cased "order_id first_name last_name" for the board's search (Unicode
     # lower() in Python on SQLite, where SQL lower() is ASCII-only). Not a SPEC §5 column.
@@ -152,6 +155,8 @@ CASE_REPORT_COLUMN_COMMENTS: dict[str, str] = {
     "next_step_at": "When the next ladder step is due (UTC).",
     "partner_reference": "File reference of the collection partner.",
     "blocked_reason": "Why the case is blocked (missing address fields).",
+    "waiting_reason": "Why its due step waits on an outside system (partner or mail "
+    "unreachable), retried by the next run; NULL when nothing waits.",
     "refreshed_at": "as_of of the refresh that last rewrote the row (UTC); every row is "
     "current as of last_data_update 'refresh'.",
     "search_text": "Internal: lower-cased order id and buyer name for the board search.",

@@ -238,6 +238,8 @@ class Case(Base):
     partner_paid_amount: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
     outstanding_amount: Mapped[Decimal] = mapped_column(Money(), default=Decimal("0"))
     blocked_reason: Mapped[str | None] = mapped_column(Text)
+    # Issue 16: why the due step waits (a transient partner or mail failure); the board shows it.
+    waiting_reason: Mapped[str | None] = mapped_column(Text)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     reminder_1_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     reminder_2_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -9,13 +9,13 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, func, update
 from sqlalchemy.orm import Session
 
 from dunning.db import insert_for, session_scope
 from dunning.models.claims import refresh_outstanding
 from dunning.models.enums import ActionStatus, ActionStep, CaseState
-from dunning.models.ladder import FROM_STATES, TO_STATE
+from dunning.models.ladder import FROM_STATES, MAIL_STEPS, TO_STATE
 from dunning.models.ledger import CANCELLATION_COSTS
 from dunning.models.schema import Action, Case, CaseCharge
 from dunning.tasks.step_gate import Result
@@ -28,6 +28,9 @@ CASES = Case.__table__
 
 def _dec(value: Any) -> Decimal:
     return Decimal(str(value))
+
+
+_MAIL_STEPS = {step.value for step in MAIL_STEPS}
 
 
 def record_outcomes(url: str, results: Sequence[Result], as_of: datetime) -> None:
@@ -98,11 +101,35 @@ def record_outcomes(url: str, results: Sequence[Result], as_of: datetime) -> Non
                 ),
                 [{"aid": r.action_id, "err": r.error} for r in transient],
             )
+            # Issue 16: the board says why the step waits, until it is sent or given up.
+            s.execute(
+                update(CASES)
+                .where(CASES.c.case_id == bindparam("cid"))
+                .values(waiting_reason=func.coalesce(CASES.c.waiting_reason, bindparam("why"))),
+                [{"cid": r.case_id, "why": _waiting(r, as_of)} for r in transient],
+            )
+        settled = sorted({r.case_id for r in results if r.status != "transient"})
+        for start in range(0, len(settled), 1000):
+            s.execute(
+                update(CASES)
+                .where(
+                    CASES.c.case_id.in_(settled[start : start + 1000]),
+                    CASES.c.waiting_reason.is_not(None),
+                )
+                .values(waiting_reason=None)
+            )
         _apply_done(s, [r for r in done if r.action_id in done_ids], as_of)
         refused = [r for r in failed if r.step == ActionStep.CANCEL_ORDER.value]
         await_cancellation(s, refused, as_of)
         touched = sorted({r.case_id for r in results})
         refresh_outstanding(s, touched)
+
+
+def _waiting(r: Result, as_of: datetime) -> str:
+    """`handover waits for the partner since 2026-11-29 05:00 UTC: <the error>`."""
+    who = "the mail server" if r.step in _MAIL_STEPS else "the partner"
+    error = (r.error or "no answer")[:200]
+    return f"{r.step} waits for {who} since {as_of:%Y-%m-%d %H:%M} UTC: {error}"
 
 
 def _insert_charges(s: Session, rows: list[dict[str, Any]]) -> None:

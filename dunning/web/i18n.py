@@ -91,6 +91,7 @@ EN: dict[str, str] = {
     "Art": "Kind",
     "Nächster Schritt": "Next step",
     "Blockiert": "Blocked",
+    "Wartet": "Waiting",
     "Abschluss": "Closed",
     "Forderung": "Claim",
     "Hauptforderung": "Principal",

@@ -56,7 +56,7 @@ def upgrade() -> None:
 
         op.create_table_comment("case_report", CASE_REPORT_COMMENT)
         for column, comment in CASE_REPORT_COLUMN_COMMENTS.items():
-            if column not in ("default_date", "closed_day"):  # columns of 0012
+            if column not in ("default_date", "closed_day", "waiting_reason"):  # 0012, 0013
                 op.alter_column("case_report", column, comment=comment)
         op.execute(
             "COMMENT ON VIEW v_cases_in_progress IS "

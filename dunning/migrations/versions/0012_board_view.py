@@ -69,7 +69,7 @@ def _comments() -> None:
     conn = op.get_bind()
     conn.exec_driver_sql(f"COMMENT ON VIEW case_report IS '{CASE_REPORT_COMMENT}'")
     for column, comment in CASE_REPORT_COLUMN_COMMENTS.items():
-        if column not in ("default_date", "closed_day"):
+        if column not in ("default_date", "closed_day", "waiting_reason"):  # 0013 adds it
             text = comment.replace("'", "''")
             conn.exec_driver_sql(f"COMMENT ON COLUMN case_report.{column} IS '{text}'")
     op.execute(
