@@ -12,7 +12,7 @@ from sqlalchemy import text, update
 from sqlalchemy.orm import Session
 
 from dunning.db.dialect import is_postgres
-from dunning.models.address import certainly_complete_sql
+from dunning.models.address import REQUIRED_FIELDS, certainly_complete_sql
 from dunning.models.schema import Case
 
 
@@ -26,22 +26,27 @@ def routes_in_bulk(session: Session) -> bool:
 # what plan read rather than with constants, which an index on state or the partial index
 # of unrouted cases would answer; so the UPDATE finds each case by its key instead of
 # walking such an index once per case (6 s instead of 0.1 s for 5k new cases at 1M orders).
+# `fresh` first: the address test runs on the new cases' buyers only; as a filter of the
+# join the planner ran it on every buyer (0.43 s of 2.5 s at 200k orders, 57k new cases).
 _ROUTE_COMPLETE_PG = """
-WITH plan AS MATERIALIZED (
+WITH fresh AS MATERIALIZED (
+  SELECT c.case_id, c.state, c.routed_at, c.kind, c.default_date, c.merchant_id, {address}
+  FROM cases c JOIN buyers b ON b.order_id = c.order_id
+  WHERE c.routed_at IS NULL AND c.state = 'awaiting_approval' AND {scope}
+), plan AS MATERIALIZED (
   SELECT c.case_id, c.state, c.routed_at, c.kind, c.default_date,
          CASE WHEN ms.dunning_option IS NULL
               THEN CASE WHEN c.kind = 'chargeback' THEN :auto_cb ELSE :auto_overdue END
               ELSE CASE WHEN c.kind = 'chargeback' THEN ms.auto_chargebacks
                         ELSE ms.auto_overdue END END AS auto,
          s.at AS first_step_at, COALESCE(ms.dunning_option, :option) AS option
-  FROM cases c
-  JOIN buyers b ON b.order_id = c.order_id
+  FROM fresh c
   LEFT JOIN merchant_settings ms ON ms.merchant_id = c.merchant_id
   LEFT JOIN unnest(CAST(:step_dates AS date[]), CAST(:step_days AS int[]),
                    CAST(:step_at AS timestamptz[])) AS s(d, n, at)
          ON s.d = c.default_date
         AND s.n = {r1_days}
-  WHERE c.routed_at IS NULL AND c.state = 'awaiting_approval' AND {scope} AND {complete}
+  WHERE {complete}
 ), routed AS (
   UPDATE cases SET
     state = CASE WHEN p.auto THEN 'scheduled' ELSE 'awaiting_approval' END,
@@ -95,7 +100,8 @@ def route_complete(
     )
     sql = _ROUTE_COMPLETE_PG.format(
         scope=_scope(params["shard"] is not None),
-        complete=certainly_complete_sql("b"),
+        address=", ".join(f"b.{field}" for field in REQUIRED_FIELDS),
+        complete=certainly_complete_sql("c"),
         reasons=when,
         r1_days=_R1_DAYS_PG,
     )

@@ -13,6 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from dunning.db.bulk_indexes import defer_indexes, restore_indexes
 from dunning.db.sync_state import (
     read_watermark,
     set_watermark,
@@ -101,8 +102,11 @@ def plan_sync(
             "--source (`dunning generate --out FILE` writes a sample shop)"
         )
     key = state_key(name, shard, shards)
-    with get_engine(database_url).connect() as conn:
+    with get_engine(database_url).begin() as conn:
         before = read_watermark(conn, key)
+        # Into empty tables: secondary indexes built once by finish_sync (bulk_indexes).
+        if not defer_indexes(conn, SYNCED_TABLES):
+            restore_indexes(conn, SYNCED_TABLES)  # after a load that died midway
     return SyncPlan(name, key, None if full else before, before, ordered)
 
 
@@ -131,6 +135,7 @@ def finish_sync(
             "full": full,
         }
         upsert_last_data_update(conn, f"sync:{plan.key}", as_of, details)
+        restore_indexes(conn, SYNCED_TABLES)
         refresh_statistics(conn, SYNCED_TABLES, counts.inserted)
     return after
 

@@ -1,0 +1,67 @@
+"""A first load into empty tables builds their secondary indexes once, at its end
+(PostgreSQL). Inserting 1M orders' installments into `due_date` and transactions into
+`processed_at` dirties index pages all over: each such page is WAL-logged in full again
+after every checkpoint. Measured at 200k orders: 357 MiB of WAL with the indexes kept,
+233 MiB dropped and built after; database CPU 4.6 -> 3.4 s (the build included).
+
+Primary keys stay: the loader's lookups and upserts need them. A load that dies between
+the drop and the build leaves the indexes missing until the next sync's plan or finish
+builds them (`restore_indexes`: a no-op when they exist).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Connection, Index
+from sqlalchemy.schema import CreateIndex
+
+from dunning.db.dialect import is_postgres
+
+
+def _secondary(tables: tuple[str, ...]) -> list[Index]:
+    from dunning.models.schema import Base
+
+    return [
+        index
+        for name in tables
+        for index in sorted(Base.metadata.tables[name].indexes, key=lambda i: i.name or "")
+        if not index.unique
+    ]
+
+
+def defer_indexes(conn: Connection, tables: tuple[str, ...]) -> bool:
+    """Drop the secondary indexes of `tables` if the first of them is empty; whether it did.
+    Checked again under a lock that holds until commit (a concurrent first batch waits)."""
+    if not is_postgres(conn):
+        return False
+    empty = f"SELECT NOT EXISTS (SELECT 1 FROM {tables[0]})"
+    if not conn.exec_driver_sql(empty).scalar():
+        return False  # the usual case: no lock taken
+    conn.exec_driver_sql(f"LOCK TABLE {', '.join(tables)} IN SHARE ROW EXCLUSIVE MODE")
+    if not conn.exec_driver_sql(empty).scalar():
+        return False
+    for index in _secondary(tables):
+        conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{index.name}"')
+    return True
+
+
+def restore_indexes(conn: Connection, tables: tuple[str, ...]) -> int:
+    """Build the secondary indexes of `tables` that are missing; how many it built."""
+    if not is_postgres(conn):
+        return 0
+    wanted = _secondary(tables)
+    present = set(
+        conn.exec_driver_sql(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
+            "AND tablename = ANY(%(t)s)",
+            {"t": list(tables)},
+        ).scalars()
+    )
+    missing = [index for index in wanted if index.name not in present]
+    if not missing:
+        return 0
+    # Self-conflicting: two finishing syncs build one after the other, the second finds all.
+    conn.exec_driver_sql(f"LOCK TABLE {', '.join(tables)} IN SHARE ROW EXCLUSIVE MODE")
+    conn.exec_driver_sql("SET LOCAL maintenance_work_mem = '256MB'")  # the sort in memory
+    for index in missing:
+        conn.execute(CreateIndex(index, if_not_exists=True))
+    return len(missing)
