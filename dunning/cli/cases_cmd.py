@@ -11,8 +11,9 @@ import typer
 from dunning.cli.common import UserError, console, database_url, limit_option, settings, shown
 from dunning.models.enums import CaseState
 
-# The board's status filter as a choice: every state, or in_progress for the open ones.
-Status = StrEnum("Status", {name: name for name in ("in_progress", *CaseState)})
+# The board's status filter: every state, or in_progress for the open ones (the help lists
+# them; a wrong one is refused in one line by the board's filter).
+STATUSES = ("in_progress", *CaseState)
 
 
 class Format(StrEnum):
@@ -52,12 +53,11 @@ NARROW_COLUMNS = (
 
 
 def cases(
-    status: Status | None = typer.Option(
+    status: str | None = typer.Option(
         None,
         "--status",
-        case_sensitive=False,
         metavar="STATE",
-        help="A case state, or in_progress for every open one: " + ", ".join(Status) + ".",
+        help="A case state, or in_progress for every open one: " + ", ".join(STATUSES) + ".",
     ),
     opened_from: str | None = typer.Option(
         None, "--from", help="Opened on or after this local date (YYYY-MM-DD)."
@@ -90,7 +90,7 @@ def cases(
 
     try:
         board_filter = BoardFilter.parse(
-            status=status.value if status else None,
+            status=status,
             opened_from=opened_from,
             opened_to=opened_to,
             min_amount=min_amount,
