@@ -29,7 +29,7 @@ from dunning.flows.escalate import escalate_cases
 from dunning.flows.report import refresh_reporting
 from dunning.flows.sync import sync_orders
 from dunning.models.sharding import check_shard
-from dunning.tasks.http_client import TransientHTTPError
+from dunning.tasks.source import source_unreachable
 
 # Above this many transitions in one run, events would flood the server: one summary
 # event `dunning.run.transitions` stands for them, and the history table has each one.
@@ -141,8 +141,8 @@ def dunning_run(
                 summary[step.name] = step.run(
                     **common, **({"full": full} if step.takes_full else {})
                 )
-            except TransientHTTPError as exc:
-                if step.name != "sync":
+            except Exception as exc:
+                if step.name != "sync" or not source_unreachable(exc):
                     raise
                 source_down = True
                 summary["sync"] = {"error": str(exc)[:300]}

@@ -53,6 +53,14 @@ class SourceAuthError(SourceError):
     """The orders API refused the token."""
 
 
+def source_unreachable(exc: BaseException) -> bool:
+    """The orders API did not answer after every attempt (connection refused, timeouts,
+    5xx): the next run reads again. Not a refusal: a wrong token or answer is SourceError."""
+    from dunning.tasks.http_client import TransientHTTPError
+
+    return isinstance(exc, TransientHTTPError) and not isinstance(exc, SourceError)
+
+
 # What looks like a secret in text of unknown origin: credentials in URLs, bearer tokens,
 # values of keys named like secrets, and every KEY=value (an environment, a .env file).
 _SECRETS = (

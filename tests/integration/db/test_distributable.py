@@ -27,7 +27,7 @@ FOLLOW_UP = {
     "case_charges",
     "case_history",
     "actions",
-    "case_report",
+    "case_report_rows",  # the view case_report reads it
     "case_report_pending",
 }
 # Replicated to every node: small, joined from every shard by merchant_id.

@@ -54,6 +54,7 @@ ROW = {
     "next_step_at": datetime(2026, 2, 4, 6, 0, tzinfo=UTC),
     "partner_reference": "-1+2",
     "blocked_reason": "@tab\tline\r\nbreak",
+    "waiting_reason": None,
     "refreshed_at": datetime(2026, 2, 1, 6, 0, tzinfo=UTC),
 }
 
