@@ -86,7 +86,7 @@ def _send_batch(
                     )
                     continue
                 crashpoint("mail.accepted")
-                mark_accepted(conn, a.id)
+                mark_accepted(conn, a.id, engine)
                 crashpoint("mail.marked")
                 sent.append(
                     Result(

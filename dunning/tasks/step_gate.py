@@ -54,10 +54,23 @@ def left_state(a: Action) -> Result:
     return Result(a.id, a.case_id, a.step, "transient", {}, error, a.payload or {})
 
 
-def mark_accepted(conn: Any, action_id: int) -> None:
+def mark_accepted(conn: Any, action_id: int, engine: Any = None) -> None:
     """Issue 9: commit `sent_at` the moment the mail server accepted the message, so a
     crash before the batch's outcomes are recorded does not send it again. What is left is
-    the window between the server's 250 reply and this commit (one UPDATE, ~1 ms)."""
+    the window between the server's 250 reply and this commit (one UPDATE, ~1 ms).
+
+    The gate's connection can die while the message is on its way (a terminated backend, a
+    dropped network): then `sent_at` is recorded on a new connection of `engine` before the
+    error goes on, so the retry records the mail instead of sending it again."""
+    from sqlalchemy.exc import DBAPIError
+
     params = {"now": datetime.now(UTC), "id": action_id, "pending": ActionStatus.PENDING.value}
-    conn.execute(_MARK_SENT, params)
-    conn.commit()
+    try:
+        conn.execute(_MARK_SENT, params)
+        conn.commit()
+    except DBAPIError:
+        if engine is None:
+            raise
+        with engine.begin() as fresh:  # the lock died with the old connection
+            fresh.execute(_MARK_SENT, params)
+        raise
