@@ -46,13 +46,6 @@ def _label(state: str | None) -> str:
         return state
 
 
-def _state_label(state: str) -> str:
-    try:
-        return STATE_LABELS[CaseState(state)]
-    except ValueError:
-        return state
-
-
 def _md(text: Any) -> str:
     """A value safe inside a markdown table cell."""
     return str(text).replace("|", "\\|").replace("\n", " ").replace("\r", " ")
@@ -284,19 +277,23 @@ def needs_human_rows(
             label = "Mail: " if r.partner_error.startswith("reminder") else "Partner: "
             why = label + mask_text(r.partner_error)[:200]
         elif r.state == CaseState.BLOCKED:
-            why = r.blocked_reason or "blocked"
+            reason = (r.blocked_reason or "see the case").replace("missing address fields: ", "no ")
+            why = f"blocked: {reason}"
+        elif r.state == CaseState.AWAITING_CANCELLATION:
+            why = "cancel the order at the platform, then confirm"
         else:
-            why = "start or cancel"
+            why = "approve: start or cancel"
             if r.partner_error:
                 why += "; Partner: " + mask_text(r.partner_error)[:200]
-        rows.append(  # narrow enough for the Prefect UI's table at 1,280 px
+        # Narrow enough for the Prefect UI's table at 1,280 px (why last, 40 characters at
+        # most; it says the state too); the full text is on the case page.
+        rows.append(
             {
                 "case_id": r.case_id,
                 "order_id": r.order_id,
                 "buyer": mask_name(r.first_name, r.last_name),
-                "state": _state_label(r.state),
-                "why": why if len(why) <= 80 else why[:79] + "…",
                 "outstanding": f"{r.outstanding_amount:.2f} {r.currency}",
+                "why": why if len(why) <= 40 else why[:39] + "…",
             }
         )
         if web_url:
