@@ -68,7 +68,8 @@ def test_merchant_filters_downloads_changes_option_and_starts_a_case(page, live_
     page.locator("#board tbody tr[data-case='5']").get_by_role(
         "link", name="Mahnprozess starten"
     ).click()
-    assert "Bist du sicher?" in page.content()
+    page.wait_for_load_state()  # the confirmation page, not the board while it leaves
+    page.get_by_text("Bist du sicher?").wait_for()
     page.get_by_role("button", name="Mahnprozess starten – bestätigen").click()
     assert "Mahnlauf geplant" in page.locator("#result").inner_text()
     assert page.locator("#case-state").inner_text() == "Mahnlauf geplant"
