@@ -13,24 +13,18 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx
 
+from dunning.deployments import prefect_server
+
 CHROMIUM = "/usr/bin/chromium"
-BIN = Path(sys.executable).parent
+BIN = prefect_server.BIN
 PREFECT_YAML = Path(__file__).with_name("prefect.yaml")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _run(args: list[str], env: dict[str, str]) -> str:
@@ -38,26 +32,6 @@ def _run(args: list[str], env: dict[str, str]) -> str:
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(args[:3])} failed:\n{result.stdout}\n{result.stderr}")
     return result.stdout
-
-
-def _start_server(home: Path, env: dict[str, str]) -> subprocess.Popen:
-    port = int(env["PREFECT_API_URL"].rsplit(":", 1)[1].split("/")[0])
-    server = subprocess.Popen(
-        [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=(home / "server.log").open("w"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{env['PREFECT_API_URL']}/health", timeout=2).status_code == 200:
-                return server
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    server.terminate()
-    raise SystemExit("the Prefect server did not start within 90 s")
 
 
 def _sample_runs(env: dict[str, str], work: Path) -> None:
@@ -105,11 +79,9 @@ def take(out: Path, width: int = 1280) -> list[Path]:
     from playwright.sync_api import sync_playwright
 
     work = Path(tempfile.mkdtemp(prefix="dunning-screens-"))
-    port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PREFECT_", "DUNNING_"))}
     env.update(
         PREFECT_HOME=str(work / "prefect"),
-        PREFECT_API_URL=f"http://127.0.0.1:{port}/api",
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         PREFECT_LOGGING_LEVEL="WARNING",
         DUNNING_DATABASE_URL=f"sqlite:///{work / 'dunning.db'}",
@@ -119,7 +91,7 @@ def take(out: Path, width: int = 1280) -> list[Path]:
         DUNNING_DEFAULT_HANDOVER_DAYS="1",
     )
     (work / "prefect").mkdir()
-    server = _start_server(work / "prefect", env)
+    server, env = prefect_server.start(work / "prefect", env)
     os.environ.update({k: env[k] for k in ("PREFECT_API_URL", "DUNNING_DATABASE_URL")})
     written = []
     try:
@@ -142,8 +114,7 @@ def take(out: Path, width: int = 1280) -> list[Path]:
                 written.append(out / name)
             browser.close()
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        prefect_server.stop(server)
     return written
 
 
