@@ -1,10 +1,10 @@
 """Escalation rounds: the pipeline's escalate step alone, against the local partner server and
 an SMTP sink, as of later days, so that reminders and then handovers fall due.
 
-Each round runs the `escalate` step of the pipeline's composition (`step_named`, a subflow
-run of its own) on one shard of k, k chosen from the due count so that a round takes about
-`target_steps` steps; with more than one process, round 1 runs once more as that many shard
-processes at once on other cases.
+Each round runs the `escalate` step of the pipeline's composition (`step_named`) as the flow
+deployed alone, a flow run of its own, on one shard of k, k chosen from the due count so
+that a round takes about `target_steps` steps; with more than one process, round 1 runs
+once more as that many shard processes at once on other cases.
 """
 
 from __future__ import annotations
@@ -67,7 +67,9 @@ def escalation_rounds(
             p, state = timed(
                 "escalation",
                 f"escalate r{n + 1}",
-                lambda as_of=as_of: escalate.run(as_of=as_of, shard=0, shards=k, return_state=True),
+                lambda as_of=as_of: escalate.flow(
+                    as_of=as_of, shard=0, shards=k, return_state=True
+                ),
                 lambda state: state.result().get("claimed", 0),
             )
             ledger.phase(p, state.state_details.flow_run_id)
@@ -76,7 +78,7 @@ def escalation_rounds(
                 "shard": f"0/{k}",
                 "due_before": due,
                 "performed": state.result().get("performed", {}),
-                "flow": escalate.run.name,
+                "flow": escalate.flow.name,
             }
             phases.append(p)
             if n == 0 and processes > 1:
@@ -95,7 +97,7 @@ def _escalation_worker(api: str, as_of: datetime, shard: int, shards: int, q, go
         q.put(("ready", shard))
         go.wait()
         with using_prefect_api(api):
-            state = step_named("escalate").run(
+            state = step_named("escalate").flow(
                 as_of=as_of, shard=shard, shards=shards, return_state=True
             )
         result = state.result()

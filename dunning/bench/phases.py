@@ -2,9 +2,10 @@
 
 The pipeline is not assembled here: a pipeline phase set is one run of `dunning_run` (through
 `dunning.flows.fanout.run_local_shard`, as the local fan-out runs each shard), with a clock
-on each of its steps (`watching_steps`). A step's time is its subflow run's, Prefect's cost
-included; its rows and details are what the step returned. The task runs of each phase are
-read from Prefect afterwards (`task_runs.TaskRunLedger`).
+on each of its steps (`watching_steps`). A step's time is that of its work inside the run,
+its task runs' Prefect cost included; its rows and details are what the step returned. The
+task runs of each phase (those the run started while the step ran) are read from Prefect
+afterwards (`task_runs.TaskRunLedger`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +57,7 @@ def timed(run: str, name: str, fn: Callable[[], Any], rows: Callable[[Any], int]
 
 
 # Each step of the pipeline as a phase: the phase's name and the rows it handled, read from
-# what the step's subflow returned.
+# what the step returned.
 STEP_PHASES: dict[str, tuple[str, Callable[[dict[str, Any]], int]]] = {
     "sync": ("load", lambda r: r["inserted"] + r["updated"]),
     "detect": ("detect", lambda r: r["candidates"]),
@@ -67,11 +68,12 @@ STEP_PHASES: dict[str, tuple[str, Callable[[dict[str, Any]], int]]] = {
 
 
 class StepClock:
-    """Watches the steps of a `dunning_run` (see `watching_steps`): each step's seconds and
-    peak RSS, and the flow run they belong to."""
+    """Watches the steps of a `dunning_run` (see `watching_steps`): each step's seconds, peak
+    RSS and span of wall-clock time, and the flow run they belong to."""
 
     def __init__(self) -> None:
         self.steps: dict[str, tuple[float, float]] = {}
+        self.spans: dict[str, tuple[datetime, datetime]] = {}
         self.flow_run_id: str | None = None
 
     @contextmanager
@@ -80,9 +82,11 @@ class StepClock:
 
         self.flow_run_id = flow_run.id
         reset_peak_rss()
+        begun = datetime.now(UTC)
         started = time.perf_counter()
         yield
         self.steps[step] = (time.perf_counter() - started, peak_rss_mib())
+        self.spans[step] = (begun, datetime.now(UTC))
 
 
 @dataclass
@@ -103,7 +107,7 @@ def pipeline_phases(
 ) -> PipelineRun:
     """One `dunning_run` without escalation on `url` and `source`, each step a phase."""
     from dunning.flows.fanout import run_local_shard
-    from dunning.flows.pipeline import step_named, watching_steps
+    from dunning.flows.pipeline import watching_steps
 
     clock = StepClock()
     started = time.perf_counter()
@@ -115,15 +119,17 @@ def pipeline_phases(
         name, rows = STEP_PHASES[step]
         result = summary[step]
         phases.append(Phase(run, name, step_seconds, rows(result), peak, details=dict(result)))
-        phases[-1].details["subflow"] = step_named(step).run.name
+        begun, ended = clock.spans[step]
+        phases[-1].details["span"] = [begun.isoformat(), ended.isoformat()]
     assert clock.flow_run_id, "the pipeline ran no step"
     return PipelineRun(phases, clock.flow_run_id, seconds)
 
 
 def count_pipeline(ledger: TaskRunLedger, key: str, done: PipelineRun) -> None:
-    """Read the task runs of `done` (each phase's subflow, and the whole run as `key`)."""
+    """Read the task runs of `done` (each phase's span of it, and the whole run as `key`)."""
     for phase in done.phases:
-        ledger.phase(phase, done.flow_run_id, phase.details["subflow"])
+        begun, ended = (datetime.fromisoformat(t) for t in phase.details["span"])
+        ledger.phase(phase, done.flow_run_id, (begun, ended))
     ledger.run(key, done.flow_run_id)
 
 

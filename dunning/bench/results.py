@@ -13,8 +13,8 @@ from typing import Any
 from dunning.bench.phases import Phase, PipelineRun
 
 TASK_RUNS_NOTE = (
-    "read from Prefect: the task runs of each phase's subflow run (escalation: its flow "
-    "run); task_runs_cold is the cold dunning-run's, all its subflow runs included "
+    "read from Prefect: the task runs each phase's step started in its dunning-run "
+    "(escalation: its flow run's); task_runs_cold is the cold dunning-run's "
     "(it runs without the escalate step, which the escalation rounds measure)"
 )
 

@@ -156,7 +156,7 @@ __all__ = ["advance", "perform"]
     retries=2,
     retry_delay_seconds=[5, 30],
     persist_result=False,
-    tags=["outside"],
+    calls_outside=True,
 )
 def advance_task(url: str, as_of: datetime, shard: int | None, shards: int) -> dict[str, Any]:
     """Claim due steps and send them, batch by batch. A retry is safe: what was sent is

@@ -157,7 +157,7 @@ def apply_updates(
     retries=2,
     retry_delay_seconds=[2, 10],
     persist_result=False,
-    tags=["outside"],
+    calls_outside=True,
 )
 def sync_partner_task(url: str, as_of: datetime) -> dict[str, Any]:
     """Partner updates. An unreachable partner (already retried with backoff by the HTTP

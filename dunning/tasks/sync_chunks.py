@@ -209,7 +209,7 @@ def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
     retry_delay_seconds=[2, 10],
     retry_condition_fn=_worth_retrying,
     persist_result=False,  # it holds the source token: nothing of it goes to storage
-    tags=["outside"],
+    calls_outside=True,
 )
 def sync_batches(
     database_url: str,
