@@ -132,3 +132,22 @@ def test_shard_refresh_touches_only_its_merchants(migrated_db):
     assert set(got) == set(EXPECTED)
     assert (got[4]["state"], got[4]["refreshed_at"]) == ("on_hold", later)
     assert (got[1]["state"], got[1]["refreshed_at"]) == ("reminder_1", AS_OF)
+
+
+def test_the_first_board_builds_its_indexes_once_after_the_rows(migrated_db):
+    """PostgreSQL: into an empty board the rows go first and the indexes are built after;
+    every index of the model is there when the refresh commits."""
+    from dunning.db.dialect import is_postgres
+    from dunning.models.report_tables import CaseReportRow
+
+    build_board(migrated_db)
+    refresh_report(migrated_db, AS_OF)
+    with get_engine(migrated_db).connect() as conn:
+        if not is_postgres(conn):
+            return
+        present = set(
+            conn.execute(
+                text("SELECT indexname FROM pg_indexes WHERE tablename = 'case_report_rows'")
+            ).scalars()
+        )
+    assert {i.name for i in CaseReportRow.__table__.indexes} | {"pk_case_report"} == present
