@@ -1,18 +1,19 @@
-"""Handover's statements where SQLite and PostgreSQL differ (`dunning.tasks.handover` runs
-them). Issue 8: on PostgreSQL the new cases whose address is certainly complete are routed
-by one statement, and the next steps of scheduled cases are written from arrays in one
-UPDATE; on SQLite every new case takes the generic path (read, classify, ORM updates)."""
+"""Handover's statements where SQLite and PostgreSQL differ. On PostgreSQL detection opens
+the new cases whose address is certainly complete already routed (`open_routed_sql`), and
+the next steps of scheduled cases are written from arrays in one UPDATE; on SQLite every
+new case takes the generic path (`dunning.tasks.handover.route_new_cases`: read, classify,
+ORM updates)."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import text, update
 from sqlalchemy.orm import Session
 
 from dunning.db.dialect import is_postgres
-from dunning.models.address import REQUIRED_FIELDS, certainly_complete_sql
+from dunning.models.address import certainly_complete_sql
 from dunning.models.schema import Case
 
 
@@ -21,91 +22,104 @@ def routes_in_bulk(session: Session) -> bool:
     return is_postgres(session)
 
 
-# The planner's statistics rarely know of the cases just opened (it expects one): `plan`
-# is MATERIALIZED, and the guard (still unrouted, still awaiting approval) compares with
-# what plan read rather than with constants, which an index on state or the partial index
-# of unrouted cases would answer; so the UPDATE finds each case by its key instead of
-# walking such an index once per case (6 s instead of 0.1 s for 5k new cases at 1M orders).
-# `fresh` first: the address test runs on the new cases' buyers only; as a filter of the
-# join the planner ran it on every buyer (0.43 s of 2.5 s at 200k orders, 57k new cases).
-_ROUTE_COMPLETE_PG = """
-WITH fresh AS MATERIALIZED (
-  SELECT c.case_id, c.state, c.routed_at, c.kind, c.default_date, c.merchant_id, {address}
-  FROM cases c JOIN buyers b ON b.order_id = c.order_id
-  WHERE c.routed_at IS NULL AND c.state = 'awaiting_approval' AND {scope}
-), plan AS MATERIALIZED (
-  SELECT c.case_id, c.state, c.routed_at, c.kind, c.default_date,
-         CASE WHEN ms.dunning_option IS NULL
-              THEN CASE WHEN c.kind = 'chargeback' THEN :auto_cb ELSE :auto_overdue END
-              ELSE CASE WHEN c.kind = 'chargeback' THEN ms.auto_chargebacks
-                        ELSE ms.auto_overdue END END AS auto,
-         s.at AS first_step_at, COALESCE(ms.dunning_option, :option) AS option
-  FROM fresh c
-  LEFT JOIN merchant_settings ms ON ms.merchant_id = c.merchant_id
-  LEFT JOIN unnest(CAST(:step_dates AS date[]), CAST(:step_days AS int[]),
-                   CAST(:step_at AS timestamptz[])) AS s(d, n, at)
-         ON s.d = c.default_date
-        AND s.n = {r1_days}
-  WHERE {complete}
-), routed AS (
-  UPDATE cases SET
-    state = CASE WHEN p.auto THEN 'scheduled' ELSE 'awaiting_approval' END,
-    routed_at = :as_of, updated_at = :as_of, blocked_reason = NULL,
-    started_at = CASE WHEN p.auto THEN :as_of ELSE cases.started_at END,
-    next_step_at = CASE WHEN p.auto THEN p.first_step_at ELSE cases.next_step_at END,
-    dunning_option = CASE WHEN p.auto THEN p.option ELSE cases.dunning_option END
-  FROM plan p
-  WHERE cases.case_id = p.case_id AND cases.state = p.state
-    AND cases.routed_at IS NOT DISTINCT FROM p.routed_at
-  RETURNING cases.case_id, cases.state, p.kind, p.auto
-), history AS (
-  INSERT INTO case_history (case_id, at, actor, from_state, to_state, reason)
-  SELECT case_id, :as_of, :actor, NULL, state, CASE {reasons} END FROM routed
-)
-SELECT state, COUNT(*) FROM routed GROUP BY state
-"""
-
-# reminder_1_days of the case's merchant (merchant_rules: the defaults without settings)
+# The handover rules inside detection's opening statement (PostgreSQL): a new case whose
+# address is certainly complete opens routed, so it is written once (routing it by an
+# UPDATE afterwards rewrote every new case and its index entries: 7.2 s of a million-order
+# first run). `n` is the opening row (kind, merchant_id, default_date, ...), `b` its buyer,
+# `ms` its merchant's settings (none: the installation's defaults), `s` the first steps
+# computed in Python once per (default date, reminder_1_days) (`stage_first_steps`).
 _R1_DAYS_PG = "CASE WHEN ms.dunning_option IS NULL THEN :r1_days ELSE ms.reminder_1_days END"
+_AUTO_PG = """COALESCE(CASE WHEN ms.dunning_option IS NULL
+              THEN CASE WHEN n.kind = 'chargeback' THEN :auto_cb ELSE :auto_overdue END
+              ELSE CASE WHEN n.kind = 'chargeback' THEN ms.auto_chargebacks
+                        ELSE ms.auto_overdue END END, FALSE)"""
 
-_UNROUTED_STEPS_PG = """
-SELECT DISTINCT c.default_date, {r1_days}
-FROM cases c LEFT JOIN merchant_settings ms ON ms.merchant_id = c.merchant_id
-WHERE c.routed_at IS NULL AND c.state = 'awaiting_approval' AND {scope}
+_FIRST_STEPS_PG = f"""
+SELECT DISTINCT COALESCE(f.cb_date, f.due_date), {_R1_DAYS_PG}
+FROM detect_facts f JOIN detect_orders d ON d.order_id = f.order_id
+LEFT JOIN merchant_settings ms ON ms.merchant_id = d.merchant_id
 """
 
-
-def _scope(sharded: bool) -> str:
-    if not sharded:
-        return "TRUE"
-    return "c.merchant_id IN (SELECT merchant_id FROM merchants WHERE shard_key % :shards = :shard)"
-
-
-def unrouted_steps(session: Session, params: dict[str, Any]) -> list[tuple[date, int]]:
-    """The distinct (default_date, reminder_1_days) of the new cases not routed yet, in the
-    scope of `params` (`shard`, `shards`; `r1_days`: the default without settings)."""
-    sql = _UNROUTED_STEPS_PG.format(scope=_scope(params["shard"] is not None), r1_days=_R1_DAYS_PG)
-    return [(d, n) for d, n in session.execute(text(sql), params)]
+CASE_COLUMNS = (
+    "order_id, merchant_id, kind, state, dunning_option, currency, opened_at, default_date, "
+    "principal_amount, fees_amount, interest_amount, cancellation_costs, paid_amount, "
+    "partner_paid_amount, outstanding_amount, updated_at"
+)
 
 
-def route_complete(
-    session: Session, params: dict[str, Any], reasons: dict[tuple[str, bool], str]
-) -> list[tuple[str, int]]:
-    """Route, in one statement, the new cases whose address is certainly complete, with
-    their first step (`step_dates`, `step_days` -> `step_at`) and first history row (the
-    reason by case kind and auto-handover switch); returns (state, count) per state."""
+def first_step_candidates(session: Session, params: dict[str, Any]) -> list[tuple[date, int]]:
+    """Every (default date, reminder_1_days) a case opened from detect_facts may need: each
+    fact's default day with its merchant's reminder_1_days (`r1_days`: the default)."""
+    return [(d, n) for d, n in session.execute(text(_FIRST_STEPS_PG), params)]
+
+
+def stage_first_steps(session: Session, steps: list[tuple[date, int, datetime]]) -> None:
+    """The first steps (default date, reminder_1_days, when) into the temp table
+    `detect_steps` the opening statement looks up by key (joined from an array, the planner
+    rescanned it for every new case: 0.3 s of 5,700)."""
+    session.execute(text("DROP TABLE IF EXISTS detect_steps"))
+    session.execute(
+        text(
+            "CREATE TEMPORARY TABLE detect_steps (d DATE, days INTEGER, at TIMESTAMPTZ, "
+            "PRIMARY KEY (d, days))"
+        )
+    )
+    session.execute(
+        text(
+            "INSERT INTO detect_steps SELECT * FROM unnest(CAST(:d AS date[]), "
+            "CAST(:n AS int[]), CAST(:at AS timestamptz[]))"
+        ),
+        {
+            "d": [d for d, _, _ in steps],
+            "n": [n for _, n, _ in steps],
+            "at": [a for *_, a in steps],
+        },
+    )
+    session.execute(text("ANALYZE detect_steps"))
+
+
+def open_routed_sql(opening_select: str, reasons: dict[tuple[str, bool], str]) -> str:
+    """Insert the rows of `opening_select` (CASE_COLUMNS, one per new case) routed where
+    the address is certainly complete (and the first step known): `scheduled` with its
+    first step when the auto-handover switch of its kind is on, else `awaiting_approval`;
+    with their first history row by the handover rules (`:router`, reason by kind and
+    switch). The others open unrouted for `route_new_cases`. Returns (case_id, state,
+    routed) per new case."""
     when = " ".join(
-        f"WHEN kind = '{kind}' AND auto = {str(auto).upper()} THEN '{reason}'"
+        f"WHEN kind = '{kind}' AND state {'=' if auto else '<>'} 'scheduled' THEN '{reason}'"
         for (kind, auto), reason in reasons.items()
     )
-    sql = _ROUTE_COMPLETE_PG.format(
-        scope=_scope(params["shard"] is not None),
-        address=", ".join(f"b.{field}" for field in REQUIRED_FIELDS),
-        complete=certainly_complete_sql("c"),
-        reasons=when,
-        r1_days=_R1_DAYS_PG,
+    values = ", ".join(
+        "CASE WHEN r.routed AND a.auto THEN 'scheduled' ELSE 'awaiting_approval' END"
+        if c == "state"
+        else f"CAST(n.{c} AS timestamptz)"
+        if c.endswith("_at")
+        else f"n.{c}"
+        for c in CASE_COLUMNS.split(", ")
     )
-    return [(state, int(n)) for state, n in session.execute(text(sql), params)]
+    return f"""
+WITH opened AS (
+  INSERT INTO cases ({CASE_COLUMNS}, routed_at, started_at, next_step_at)
+  SELECT {values},
+         CASE WHEN r.routed THEN CAST(:as_of AS timestamptz) END,
+         CASE WHEN r.routed AND a.auto THEN CAST(:as_of AS timestamptz) END,
+         CASE WHEN r.routed AND a.auto THEN s.at END
+  FROM ({opening_select}) n
+  LEFT JOIN buyers b ON b.order_id = n.order_id
+  LEFT JOIN merchant_settings ms ON ms.merchant_id = n.merchant_id
+  LEFT JOIN detect_steps s ON s.d = n.default_date AND s.days = {_R1_DAYS_PG}
+  CROSS JOIN LATERAL (SELECT {_AUTO_PG} AS auto) a
+  CROSS JOIN LATERAL (SELECT COALESCE({certainly_complete_sql("b")}, FALSE)
+                             AND (NOT a.auto OR s.at IS NOT NULL) AS routed) r
+  ORDER BY n.order_id
+  ON CONFLICT DO NOTHING
+  RETURNING case_id, kind, state, routed_at
+), history AS (
+  INSERT INTO case_history (case_id, at, actor, from_state, to_state, reason)
+  SELECT case_id, CAST(:as_of AS timestamptz), :router, NULL, state, CASE {when} END
+  FROM opened WHERE routed_at IS NOT NULL
+)
+SELECT case_id, state, routed_at IS NOT NULL FROM opened"""
 
 
 def route_scheduled(

@@ -19,14 +19,16 @@ One transaction, a fixed handful of SQL statements per run whatever the number o
    (`case_items`); recompute items and case amounts; only changed rows are written.
 5. close: claim vanished (nothing owed) -> `cancelled` with the reason; fully paid -> `paid`.
 
-New cases stay `awaiting_approval` with `routed_at` NULL until the handover rules route them
-(`dunning.tasks.handover`), which writes their first history row.
+New cases open routed by the handover rules (`dunning.tasks.handover`) with their first
+history row: on PostgreSQL those whose address is certainly complete within the opening
+statement itself (one write per case), the others (and every new case on SQLite) by
+`route_new_cases` at the end of the run. The handover step then re-checks blocked cases.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -41,18 +43,26 @@ from dunning.db.detect_sql import (
     candidates_are_many,
     room_for_aggregates,
 )
+from dunning.db.handover_sql import (
+    CASE_COLUMNS,
+    first_step_candidates,
+    open_routed_sql,
+    routes_in_bulk,
+    stage_first_steps,
+)
 from dunning.db.types import UTCDateTime
 from dunning.models.claims import claim_outcome, refresh_outstanding, vanished_reason
 from dunning.models.clock import local_date
 from dunning.models.enums import OPEN_STATES, CaseState
+from dunning.models.operator import first_step_at
+from dunning.models.routing import ROUTE_REASONS, ROUTER
 from dunning.models.schema import Case, DetectMark
+from dunning.tasks.handover import route_new_cases
 from dunning.tasks.prefect_task import task
-from dunning.tasks.synced_since import newest_stamp, since_mark
+from dunning.tasks.synced_since import FULL_EVERY, newest_stamp, scope_name, since_mark
 from dunning.tasks.transitions import move_cases
 
 ACTOR = "detect"
-# Safety net: whatever the marks say, one full scan per scope at least this often.
-FULL_EVERY = timedelta(days=7)
 OPEN = "state NOT IN ('paid', 'cancelled', 'uncollectible')"  # = uq_cases_open_order's WHERE
 NO_NEW_CASE_STATUSES = "('cancelled', 'refunded')"
 # In default and claimable: an installment whose claim a closed case settled otherwise is
@@ -64,10 +74,6 @@ IN_DEFAULT = """f.owed - f.paid > 0 AND (f.due_date < :today OR f.cb_date IS NOT
                     AND (gc.state IN ('cancelled', 'uncollectible')
                          OR (gc.state = 'paid' AND gc.partner_paid_amount > 0))
                     AND gi.installment_number = f.number AND gi.item_type = 'principal')"""
-
-
-def scope_name(shard: int | None, shards: int) -> str:
-    return "all" if shard is None else f"{shard}/{shards}"
 
 
 def _typed(sql: str, **params: Any):
@@ -157,8 +163,8 @@ WHERE (q.owed - q.paid > 0 AND (q.due_date < :today OR q.cb_date IS NOT NULL))
    OR EXISTS (SELECT 1 FROM detect_open o WHERE o.order_id = q.order_id)"""
 
 
-def open_cases_sql(d: Spelling) -> str:
-    """Open a case per order in default, with its final amounts at once.
+def opening_select(d: Spelling) -> str:
+    """A new case per order in default, with its final amounts at once (CASE_COLUMNS).
 
     principal, paid, chargeback fees, default date and outstanding are what the joins and
     recomputations below would give it (principal items of the installments in default,
@@ -173,27 +179,33 @@ def open_cases_sql(d: Spelling) -> str:
         "ROUND(SUM(CASE WHEN f.cb_date IS NOT NULL AND f.cb_fee > 0 THEN f.cb_fee ELSE 0 END), 2)"
     )
     return f"""
-INSERT INTO cases (order_id, merchant_id, kind, state, dunning_option, currency, opened_at,
-                   default_date, principal_amount, fees_amount, interest_amount,
-                   cancellation_costs, paid_amount, partner_paid_amount, outstanding_amount,
-                   updated_at)
-SELECT d.order_id, d.merchant_id,
+SELECT d.order_id AS order_id, d.merchant_id AS merchant_id,
        CASE WHEN MAX(CASE WHEN f.cb_date IS NOT NULL THEN 1 ELSE 0 END) = 1
-            THEN 'chargeback' ELSE 'overdue' END,
-       'awaiting_approval', COALESCE(ms.dunning_option, :default_option), d.currency, :as_of,
+            THEN 'chargeback' ELSE 'overdue' END AS kind,
+       'awaiting_approval' AS state,
+       COALESCE(ms.dunning_option, :default_option) AS dunning_option,
+       d.currency AS currency, :as_of AS opened_at,
        COALESCE(MIN(CASE WHEN {paid} < f.owed THEN COALESCE(f.cb_date, f.due_date) END),
-                MIN(COALESCE(f.cb_date, f.due_date))),
-       {principal}, {fees}, 0, 0, {paid_sum}, 0,
-       ROUND({principal} + {fees} - {paid_sum}, 2), :as_of
+                MIN(COALESCE(f.cb_date, f.due_date))) AS default_date,
+       {principal} AS principal_amount, {fees} AS fees_amount, 0 AS interest_amount,
+       0 AS cancellation_costs, {paid_sum} AS paid_amount, 0 AS partner_paid_amount,
+       ROUND({principal} + {fees} - {paid_sum}, 2) AS outstanding_amount, :as_of AS updated_at
 FROM detect_orders d
 JOIN detect_facts f ON f.order_id = d.order_id
 LEFT JOIN merchant_settings ms ON ms.merchant_id = d.merchant_id
 WHERE d.status NOT IN {NO_NEW_CASE_STATUSES} AND {IN_DEFAULT}
   AND NOT EXISTS (SELECT 1 FROM cases c WHERE c.order_id = d.order_id AND c.{OPEN})
-GROUP BY d.order_id, d.merchant_id, d.currency, ms.dunning_option
-ORDER BY d.order_id
+GROUP BY d.order_id, d.merchant_id, d.currency, ms.dunning_option"""
+
+
+def open_cases_sql(d: Spelling) -> str:
+    """Open a case per order in default (`opening_select`), unrouted (SQLite)."""
+    return f"""
+INSERT INTO cases ({CASE_COLUMNS})
+{opening_select(d)}
+ORDER BY order_id
 ON CONFLICT DO NOTHING
-RETURNING case_id"""
+RETURNING case_id, state"""
 
 
 # The open cases of the candidates from case id :from_id on: all of them before the new
@@ -211,8 +223,8 @@ def paid_counted(d: Spelling) -> str:
     return d.greatest("f.paid - f.refunded", "0")
 
 
-# The PostgreSQL text of open_cases_sql (tests EXPLAIN it by this name).
-OPEN_CASES_SQL = open_cases_sql(Spelling.for_postgres())
+# The PostgreSQL text of the opening statement (tests EXPLAIN it by this name).
+OPEN_CASES_SQL = open_routed_sql(opening_select(Spelling.for_postgres()), ROUTE_REASONS)
 
 
 def join_principal_sql(d: Spelling) -> str:
@@ -330,7 +342,7 @@ def _create_temp_tables(session: Session) -> None:
 
 
 def _drop_temp_tables(session: Session) -> None:
-    for name in ("detect_open", "detect_facts", "detect_orders"):
+    for name in ("detect_steps", "detect_open", "detect_facts", "detect_orders"):
         session.execute(text(f"DROP TABLE IF EXISTS {name}"))
 
 
@@ -398,7 +410,8 @@ def detect(
     analyze_temp_table(session, "detect_facts")
     candidates = session.scalar(text("SELECT COUNT(*) FROM detect_orders")) or 0
 
-    new_ids = list(session.scalars(_typed(open_cases_sql(d), **params)))
+    opened = _open_cases(session, d, params, installation)
+    new_ids = [case_id for case_id, _, _ in opened]
     # Fee items of the cases just opened carry their amount at once (open_cases_sql put
     # it into fees_amount); older cases get theirs through FEE_DELTA_SQL.
     params["first_new"] = min(new_ids) if new_ids else 2**62
@@ -446,6 +459,12 @@ def detect(
         )
         closed[outcome] += len(moved)
     _drop_temp_tables(session)
+    routed = _routed_counts(opened)
+    if len(opened) > sum(routed.values()):  # addresses the opening could not be sure of
+        new_cases = Case.case_id >= params["first_new"]
+        for state, n in route_new_cases(session, as_of, installation, new_cases).items():
+            if state != "checked":
+                routed[state] = routed.get(state, 0) + n
 
     if mark is None:
         mark = DetectMark(scope=scope, full_as_of=as_of)
@@ -469,7 +488,43 @@ def detect(
         "items_joined": int(joined),
         "paid": closed["paid"],
         "cancelled": closed["cancelled"],
+        **{f"routed_{state}": n for state, n in sorted(routed.items())},
     }
+
+
+def _open_cases(
+    session: Session, d: Spelling, params: dict[str, Any], installation: Settings
+) -> list[tuple[int, str, bool]]:
+    """Open the new cases: (case_id, state, routed) each. PostgreSQL opens those whose
+    address is certainly complete already routed by the handover rules (`open_routed_sql`),
+    their first steps computed here once per (default date, reminder_1_days)."""
+    if not routes_in_bulk(session):
+        opened = session.execute(_typed(open_cases_sql(d), **params))
+        return [(case_id, state, False) for case_id, state in opened]
+    rules = {
+        "router": ROUTER,
+        "auto_overdue": installation.default_auto_overdue,
+        "auto_cb": installation.default_auto_chargebacks,
+        "r1_days": installation.default_reminder_1_days,
+    }
+    as_of, zone = params["as_of"], installation.zone
+    stage_first_steps(
+        session,
+        [
+            (day, n, first_step_at(day, n, as_of, zone))
+            for day, n in first_step_candidates(session, rules)
+        ],
+    )
+    sql = open_routed_sql(opening_select(d), ROUTE_REASONS)
+    return [tuple(r) for r in session.execute(_typed(sql, **params, **rules))]
+
+
+def _routed_counts(opened: list[tuple[int, str, bool]]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for _, state, routed in opened:
+        if routed:
+            counts[state] += 1
+    return dict(counts)
 
 
 def _read_whole(session: Session, full: bool, shard: int | None) -> bool:

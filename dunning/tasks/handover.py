@@ -1,10 +1,12 @@
 """Apply the handover rules (SPEC §2): route new cases, re-check blocked ones. Set-based.
 
-On PostgreSQL the new cases whose address is certainly complete are routed by one
-statement. The other new cases, and the blocked cases whose order changed since the last
-run (all blocked cases weekly), are read with their buyer and merchant settings, classified
-with the pure rules (address completeness, the auto-handover switch of the case's kind),
-and written by one guarded UPDATE per outcome group:
+Detection opens each case routed: on PostgreSQL those whose address is certainly complete
+within its opening statement (`dunning.db.handover_sql.open_routed_sql`), the others by
+`route_new_cases` at its end. The handover step re-checks the blocked cases whose order
+changed since the last run (all blocked cases weekly) and routes any new case left
+unrouted. Cases are read with their buyer and merchant settings, classified with the pure
+rules (address completeness, the auto-handover switch of the case's kind), and written by
+one guarded UPDATE per outcome group:
 
 - incomplete address -> `blocked`, the fields named, whatever the switches say;
 - auto-handover on for the case's kind -> `scheduled`, next_step_at = max(local midnight of
@@ -26,22 +28,20 @@ from sqlalchemy.orm import Session
 
 from dunning.config import Settings, get_settings
 from dunning.db.handover_sql import (
-    route_complete,
     route_scheduled,
     routes_in_bulk,
-    unrouted_steps,
     write_ladder,
 )
 from dunning.models.address import REQUIRED_FIELDS, check_address
 from dunning.models.enums import CaseKind, CaseState
 from dunning.models.operator import first_step_at
+from dunning.models.routing import ROUTE_REASONS, ROUTER
 from dunning.models.schema import Buyer, Case, HandoverMark, Merchant, MerchantSettings, Order
-from dunning.tasks.detect import FULL_EVERY, scope_name
 from dunning.tasks.prefect_task import task
-from dunning.tasks.synced_since import newest_stamp, since_mark
+from dunning.tasks.synced_since import FULL_EVERY, newest_stamp, scope_name, since_mark
 from dunning.tasks.transitions import CHUNK, move_cases, record_history
 
-ACTOR = "handover"
+ACTOR = ROUTER
 
 
 @dataclass(frozen=True)
@@ -61,15 +61,6 @@ def merchant_rules(row: Any, installation: Settings) -> tuple[bool, bool, int, s
             installation.default_option,
         )
     return (bool(row.auto_overdue), bool(row.auto_chargebacks), row.r1_days, row.ms_option)
-
-
-# The history reason of a routing, by (case kind, auto-handover switch of that kind).
-ROUTE_REASONS = {
-    (CaseKind.CHARGEBACK.value, True): "auto-handover of chargebacks is on",
-    (CaseKind.CHARGEBACK.value, False): "auto-handover of chargebacks is off",
-    (CaseKind.OVERDUE.value, True): "auto-handover of overdue claims is on",
-    (CaseKind.OVERDUE.value, False): "auto-handover of overdue claims is off",
-}
 
 
 def decide_route(kind: str, buyer: dict[str, Any], auto_overdue: bool, auto_cb: bool) -> Route:
@@ -120,67 +111,11 @@ def route(
         )
     counts: dict[str, int] = defaultdict(int)
     ladder_values: list[dict[str, Any]] = []
-    bulk = routes_in_bulk(session)
 
-    # 1. new cases: first routing, history from NULL. On PostgreSQL the cases whose address
-    # is certainly complete are routed by one statement; the rest are read and checked here.
-    if bulk:
-        for state, n in _route_complete(session, as_of, installation, shard, shards):
-            counts[state] += n
-    new_rows = session.execute(
-        _query(
-            and_(
-                Case.routed_at.is_(None),
-                Case.state == CaseState.AWAITING_APPROVAL.value,
-                scope,
-            )
-        )
-    ).all()
-    groups: dict[Route, list[Any]] = defaultdict(list)
-    for row in new_rows:
-        auto_o, auto_c, _, _ = merchant_rules(row, installation)
-        buyer = {f: getattr(row, f) for f in REQUIRED_FIELDS}
-        groups[decide_route(row.kind, buyer, auto_o, auto_c)].append(row)
-    for target, rows in groups.items():
-        values: dict[str, Any] = {
-            "state": target.state.value,
-            "routed_at": as_of,
-            "updated_at": as_of,
-            "blocked_reason": target.blocked_reason,
-        }
-        if target.state is CaseState.SCHEDULED:
-            values["started_at"] = as_of
-        by_id = {r.case_id: r for r in rows}
-        ids = list(by_id)
-        moved: list[int] = []
-        if target.state is CaseState.SCHEDULED and bulk:
-            # Issue 8: state and ladder in one UPDATE per row, from arrays (writing each
-            # new case twice cost ~25 s at a million orders).
-            ladder = [_ladder(r, as_of, installation, zone) for r in rows]
-            moved = route_scheduled(session, values, ladder)
-            ids = []
-        for start in range(0, len(ids), CHUNK):
-            moved += session.scalars(
-                update(Case)
-                .where(
-                    Case.case_id.in_(ids[start : start + CHUNK]),
-                    Case.routed_at.is_(None),
-                    Case.state == CaseState.AWAITING_APPROVAL.value,
-                )
-                .values(**values)
-                .returning(Case.case_id)
-                .execution_options(synchronize_session=False)
-            ).all()
-        record_history(
-            session,
-            [(cid, None, target.state.value) for cid in moved],
-            actor=ACTOR,
-            reason=target.reason,
-            as_of=as_of,
-        )
-        counts[target.state.value] += len(moved)
-        if target.state is CaseState.SCHEDULED and not bulk:
-            ladder_values += [_ladder(by_id[cid], as_of, installation, zone) for cid in moved]
+    # 1. new cases left unrouted: detection routes what it opens (`route_new_cases`), so
+    # these are only cases opened before it did.
+    counts.update(route_new_cases(session, as_of, installation, scope))
+    new_checked = counts.pop("checked", 0)
 
     # 2. blocked cases: re-checked when their order changed since the last run (a newer
     # snapshot may bring the missing address); every one on a first run and once a week.
@@ -235,37 +170,78 @@ def route(
     mark.synced_mark, mark.synced_count, mark.updated_at = newest, newest_count, as_of
     if full:
         mark.full_as_of = as_of
-    counts["checked"] = len(new_rows) + len(blocked_rows)
+    counts["checked"] = new_checked + len(blocked_rows)
     return dict(counts)
 
 
-def _route_complete(
-    session: Session, as_of: datetime, installation: Settings, shard: int | None, shards: int
-) -> list[tuple[str, int]]:
-    """Issue 8: route, in one statement, the new cases whose address is certainly complete
-    (`certainly_complete_sql`), with their first step and history row; the same outcome as
-    decide_route + _ladder, without reading ~300k cases into Python on a first run. The
-    first steps are computed here, once per (default date, reminder_1_days)."""
-    params: dict[str, Any] = {
-        "as_of": as_of,
-        "actor": ACTOR,
-        "auto_overdue": installation.default_auto_overdue,
-        "auto_cb": installation.default_auto_chargebacks,
-        "r1_days": installation.default_reminder_1_days,
-        "option": installation.default_option,
-        "shard": shard,
-        "shards": shards,
-    }
-    pairs = unrouted_steps(session, params)
-    if not pairs:
-        return []
+def route_new_cases(
+    session: Session, as_of: datetime, installation: Settings, scope: Any = None
+) -> dict[str, int]:
+    """First routing of the new cases not routed yet (in `scope`, a condition on Case):
+    read with buyer and settings, classified by `decide_route`, one guarded UPDATE per
+    outcome, history from NULL. Detection calls it for the cases it opened (on PostgreSQL
+    only those whose address the opening statement could not be sure of); the handover step
+    for any left over. Returns counts per state and `checked` (the cases read)."""
     zone = installation.zone
-    params.update(
-        step_dates=[d for d, _ in pairs],
-        step_days=[n for _, n in pairs],
-        step_at=[first_step_at(d, n, as_of, zone) for d, n in pairs],
-    )
-    return route_complete(session, params, ROUTE_REASONS)
+    counts: dict[str, int] = defaultdict(int)
+    bulk = routes_in_bulk(session)
+    new_rows = session.execute(
+        _query(
+            and_(
+                Case.routed_at.is_(None),
+                Case.state == CaseState.AWAITING_APPROVAL.value,
+                true() if scope is None else scope,
+            )
+        )
+    ).all()
+    groups: dict[Route, list[Any]] = defaultdict(list)
+    for row in new_rows:
+        auto_o, auto_c, _, _ = merchant_rules(row, installation)
+        buyer = {f: getattr(row, f) for f in REQUIRED_FIELDS}
+        groups[decide_route(row.kind, buyer, auto_o, auto_c)].append(row)
+    for target, rows in groups.items():
+        values: dict[str, Any] = {
+            "state": target.state.value,
+            "routed_at": as_of,
+            "updated_at": as_of,
+            "blocked_reason": target.blocked_reason,
+        }
+        if target.state is CaseState.SCHEDULED:
+            values["started_at"] = as_of
+        by_id = {r.case_id: r for r in rows}
+        ids = list(by_id)
+        moved: list[int] = []
+        if target.state is CaseState.SCHEDULED and bulk:
+            # Issue 8: state and ladder in one UPDATE per row, from arrays (writing each
+            # new case twice cost ~25 s at a million orders).
+            ladder = [_ladder(r, as_of, installation, zone) for r in rows]
+            moved = route_scheduled(session, values, ladder)
+            ids = []
+        for start in range(0, len(ids), CHUNK):
+            moved += session.scalars(
+                update(Case)
+                .where(
+                    Case.case_id.in_(ids[start : start + CHUNK]),
+                    Case.routed_at.is_(None),
+                    Case.state == CaseState.AWAITING_APPROVAL.value,
+                )
+                .values(**values)
+                .returning(Case.case_id)
+                .execution_options(synchronize_session=False)
+            ).all()
+        record_history(
+            session,
+            [(cid, None, target.state.value) for cid in moved],
+            actor=ACTOR,
+            reason=target.reason,
+            as_of=as_of,
+        )
+        counts[target.state.value] += len(moved)
+        if target.state is CaseState.SCHEDULED and not bulk:
+            write_ladder(session, [_ladder(by_id[cid], as_of, installation, zone) for cid in moved])
+
+    counts["checked"] = len(new_rows)
+    return dict(counts)
 
 
 def _ladder(row: Any, as_of: datetime, installation: Settings, zone) -> dict[str, Any]:

@@ -1,4 +1,5 @@
-"""Which orders a sync wrote since a mark: shared by detection and handover.
+"""Which orders a sync wrote since a mark: shared by detection and handover, with the
+name of a run's scope and how often a scope is read whole whatever its marks say.
 
 Sync stamps every order it writes with its run's as_of (`orders.synced_at`) and counts its
 writes per stamp (`sync_stamps`, in each batch's transaction). A reader keeps the newest
@@ -9,7 +10,7 @@ reader looked, and that stamp is read again (>=).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -17,6 +18,13 @@ from sqlalchemy.orm import Session
 from dunning.models.schema import Order, SyncStamp
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+# Safety net: whatever the marks say, one full scan per scope at least this often.
+FULL_EVERY = timedelta(days=7)
+
+
+def scope_name(shard: int | None, shards: int) -> str:
+    return "all" if shard is None else f"{shard}/{shards}"
 
 
 def newest_stamp(session: Session) -> tuple[datetime | None, int]:

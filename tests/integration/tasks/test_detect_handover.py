@@ -351,8 +351,8 @@ def test_blocked_cases_are_read_again_when_their_order_changed_and_weekly(migrat
     blocked = order_record("nostreet", buyer=address(street="  "))
     other = order_record("other", buyer=address(street=None))
     load_orders(migrated_db, [blocked, other])
-    first = run(migrated_db, at("2026-01-20"))["handover"]
-    assert first["blocked"] == 2
+    first = run(migrated_db, at("2026-01-20"))
+    assert first["detect"]["routed_blocked"] == 2  # detection routes what it opens
     assert run(migrated_db, at("2026-01-21"))["handover"].get("checked") == 0
     load_orders(migrated_db, [newer(other, total_amount="99.00")])  # still no street
     assert run(migrated_db, at("2026-01-22"))["handover"]["checked"] == 1
@@ -399,7 +399,8 @@ def test_auto_handover_on_and_off_per_kind(migrated_db):
         ],
     )
     out = run(migrated_db, at("2026-01-20"))
-    assert out["handover"]["scheduled"] == 2 and out["handover"]["awaiting_approval"] == 3
+    routed = out["detect"]
+    assert routed["routed_scheduled"] == 2 and routed["routed_awaiting_approval"] == 3
     states = {
         o: (the_case(migrated_db, o).kind, the_case(migrated_db, o).state)
         for o in ("o_over", "cb_over", "o_cb", "cb_cb", "o_default")
@@ -524,6 +525,7 @@ def test_detection_statements_use_indexes_on_postgres(postgres_url):
     transactions or cases."""
     from dunning.db import upgrade
     from dunning.db.detect_sql import Spelling
+    from dunning.db.handover_sql import stage_first_steps
     from dunning.tasks.detect import (
         OPEN_CASES_SQL,
         _create_temp_tables,
@@ -608,7 +610,9 @@ ANALYZE;
             assert f"Seq Scan on {big}" not in facts_plan, facts_plan
         s.execute(text("INSERT INTO detect_facts " + facts_sql(d)), run)
         s.execute(text("ANALYZE detect_facts"))
-        open_plan = explain(s, OPEN_CASES_SQL, run)
+        stage_first_steps(s, [(date(2026, 1, 1), 10, datetime(2026, 1, 11, tzinfo=UTC))])
+        routing = {"router": "handover", "auto_overdue": True, "auto_cb": True, "r1_days": 10}
+        open_plan = explain(s, OPEN_CASES_SQL, run | routing)
         assert "Seq Scan on cases" not in open_plan, open_plan
 
 
