@@ -110,7 +110,10 @@ def live_server(app) -> Iterator[str]:
     thread.join(timeout=10)
 
 
-@pytest.fixture(scope="session")
+# Per module, not per session: Playwright's sync API leaves its event loop set as the
+# thread's running loop until it stops, and Prefect's sync calls (`state.result()`, the
+# client) then return coroutines to any later test of the same worker.
+@pytest.fixture(scope="module")
 def browser():
     if not CHROMIUM.exists():
         if shutil.which("apt-get") is None:
