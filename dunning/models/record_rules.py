@@ -1,9 +1,10 @@
 """The rules of the order record contract that the Structs do not check, after decoding.
 
 `broken_rule` returns the first broken rule as a `RecordError` naming its field, or None:
-no NUL character in any string; amounts, dates and codes in their format (the patterns of
-`dunning.models.records`); stamps and dates within their bounds; and the rules across the
-lists of one order (unique numbers and ids, references that resolve).
+no NUL character in any string; stamps, addresses, amounts, dates and codes in their
+format (as `dunning.models.records` defines it); stamps and dates within their bounds;
+and the rules across the lists of one order (unique numbers and ids, references that
+resolve).
 """
 
 from __future__ import annotations
@@ -23,8 +24,12 @@ from dunning.models.records import (
     EARLIEST,
     FIRST_DATE,
     LAST_DATE,
+    TIMESTAMP_RULE,
     OrderRecord,
     RecordError,
+    email_problem,
+    is_email,
+    is_timestamp_form,
 )
 
 _fromiso = datetime.fromisoformat
@@ -53,6 +58,8 @@ def broken_rule(r: OrderRecord, latest: datetime, nul_free: bool = False) -> Rec
     ) or _amount("total_amount", r.total_amount)
     if problem is not None:
         return problem
+    if not is_email(r.buyer.email):
+        return RecordError("buyer.email", email_problem(r.buyer.email))
     country = r.buyer.country_code
     if country is not None:
         problem = _code("buyer.country_code", country, _COUNTRIES, COUNTRY_RE, COUNTRY_RULE)
@@ -117,7 +124,9 @@ def _reversal(r: OrderRecord, reversals: list[int], sales: set[str]) -> RecordEr
 
 
 def _moment(value: str, latest: datetime) -> str | None:
-    """Why a stamp (its pattern checked by msgspec) is no plausible moment, or None."""
+    """Why a stamp is no plausible moment, or None."""
+    if not is_timestamp_form(value):
+        return f"{TIMESTAMP_RULE}; got '{value[:40]}'"
     try:
         moment = _fromiso(value)
     except ValueError:  # the pattern took it, the calendar does not (a 13th month)
@@ -168,7 +177,7 @@ def _code(
 
 
 def _nul_field(r: OrderRecord) -> str | None:
-    """The first free-text field holding a NUL (the patterned ones refuse it already)."""
+    """The first free-text field holding a NUL (the formatted ones refuse it anyway)."""
     for name in ("order_id", "merchant_id", "merchant_name"):
         if _has_nul(getattr(r, name)):
             return name
@@ -178,7 +187,7 @@ def _nul_field(r: OrderRecord) -> str | None:
                 return f"product.{name}"
     b = r.buyer
     for name in b.__struct_fields__:
-        if _has_nul(getattr(b, name)):
+        if name != "email" and _has_nul(getattr(b, name)):
             return f"buyer.{name}"
     for i, t in enumerate(r.transactions):
         for name in ("transaction_id", "reverses_transaction_id", "reason_code"):
