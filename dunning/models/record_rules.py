@@ -21,9 +21,11 @@ from dunning.models.records import (
     CURRENCY_RULE,
     DATE_RE,
     DATE_RULE,
+    DIGITS_AS_ZERO,
     EARLIEST,
     FIRST_DATE,
     LAST_DATE,
+    TIMESTAMP_FORMS,
     TIMESTAMP_RULE,
     OrderRecord,
     RecordError,
@@ -50,22 +52,25 @@ def broken_rule(r: OrderRecord, latest: datetime, nul_free: bool = False) -> Rec
         field = _nul_field(r)
         if field is not None:
             return RecordError(field, "contains a NUL character")
-    for name in ("order_date", "updated_at"):
-        if reason := _moment(getattr(r, name), latest):
-            return RecordError(name, reason)
-    problem = _code(
-        "currency", r.currency, _CURRENCIES, CURRENCY_RE, CURRENCY_RULE, quote=False
-    ) or _amount("total_amount", r.total_amount)
-    if problem is not None:
+    for name, value in (("order_date", r.order_date), ("updated_at", r.updated_at)):
+        if not _plausible(value, latest):
+            return RecordError(name, _moment(value, latest))
+    amounts = _AMOUNTS
+    if r.currency not in _CURRENCIES and (
+        problem := _code("currency", r.currency, _CURRENCIES, CURRENCY_RE, CURRENCY_RULE, False)
+    ):
         return problem
-    if not is_email(r.buyer.email):
-        return RecordError("buyer.email", email_problem(r.buyer.email))
-    country = r.buyer.country_code
-    if country is not None:
+    if r.total_amount not in amounts and (problem := _amount("total_amount", r.total_amount)):
+        return problem
+    buyer = r.buyer
+    if not is_email(buyer.email):
+        return RecordError("buyer.email", email_problem(buyer.email))
+    country = buyer.country_code
+    if country is not None and country not in _COUNTRIES:
         problem = _code("buyer.country_code", country, _COUNTRIES, COUNTRY_RE, COUNTRY_RULE)
         if problem is not None:
             return problem
-    amounts, dates = _AMOUNTS, _DATES
+    dates = _DATES
     numbers: set[int] = set()
     for i, inst in enumerate(r.installments):
         if inst.due_date not in dates and (problem := _date(i, inst.due_date)):
@@ -87,8 +92,8 @@ def broken_rule(r: OrderRecord, latest: datetime, nul_free: bool = False) -> Rec
             return problem
         if fee is not None and (problem := _amount(f"transactions[{i}].fee", fee)):
             return problem
-        if reason := _moment(t.processed_at, latest):
-            return RecordError(f"transactions[{i}].processed_at", reason)
+        if not _plausible(t.processed_at, latest):
+            return RecordError(f"transactions[{i}].processed_at", _moment(t.processed_at, latest))
         tid = t.transaction_id
         if tid in ids:
             return RecordError(
@@ -121,6 +126,17 @@ def _reversal(r: OrderRecord, reversals: list[int], sales: set[str]) -> RecordEr
                 field, f"{t.type} reverses {reverses!r}, which is not a sale of this order"
             )
     return None
+
+
+def _plausible(value: str, latest: datetime) -> bool:
+    """A stamp in a form the contract accepts, of a real moment within the bounds."""
+    try:
+        return (
+            value.encode().translate(DIGITS_AS_ZERO) in TIMESTAMP_FORMS
+            and EARLIEST <= _fromiso(value) <= latest
+        )
+    except ValueError:  # a lone surrogate (UnicodeEncodeError), a 13th month
+        return False
 
 
 def _moment(value: str, latest: datetime) -> str | None:
