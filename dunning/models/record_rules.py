@@ -12,6 +12,9 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 
+from msgspec.structs import astuple
+
+from dunning.models.record_rows import OrderRows, rows_of
 from dunning.models.records import (
     AMOUNT_RE,
     AMOUNT_RULE,
@@ -45,9 +48,19 @@ _PROVEN_MAX = 100_000
 
 
 def broken_rule(r: OrderRecord, latest: datetime, nul_free: bool = False) -> RecordError | None:
-    """In the order of the record's fields. `nul_free`: the caller proved no string holds a
-    NUL (a JSON line without the escape `\\u0000` cannot), which spares a look at every
-    string. `latest`: `latest_moment()` of the run."""
+    """The first broken rule, in the order of the record's fields, or None. `nul_free`: the
+    caller proved no string holds a NUL (a JSON line without the escape `\\u0000` cannot),
+    which spares a look at every string. `latest`: `latest_moment()` of the run."""
+    found = rows_or_broken_rule(r, latest, nul_free)
+    return found if type(found) is RecordError else None
+
+
+def rows_or_broken_rule(
+    r: OrderRecord, latest: datetime, nul_free: bool = False
+) -> OrderRows | RecordError:
+    """The record's rows (`OrderRows`) when every rule holds, else the first broken rule
+    (see `broken_rule`). The walk over the installments and transactions gathers their
+    rows on its way: a second pass to build them cost nearly as much as the rules."""
     if not nul_free:
         field = _nul_field(r)
         if field is not None:
@@ -70,53 +83,59 @@ def broken_rule(r: OrderRecord, latest: datetime, nul_free: bool = False) -> Rec
         problem = _code("buyer.country_code", country, _COUNTRIES, COUNTRY_RE, COUNTRY_RULE)
         if problem is not None:
             return problem
+    key = (r.order_id,)  # a child's row: the order id, then its Struct's fields
     dates = _DATES
     numbers: set[int] = set()
+    installments: list[tuple] = []
     for i, inst in enumerate(r.installments):
-        if inst.due_date not in dates and (problem := _date(i, inst.due_date)):
+        row = key + astuple(inst)
+        _, number, due, amount = row
+        if due not in dates and (problem := _date(i, due)):
             return problem
-        amount = inst.amount
         if amount not in amounts and (problem := _amount(f"installments[{i}].amount", amount)):
             return problem
-        if inst.number in numbers:
+        if number in numbers:
             return RecordError(
-                f"installments[{i}].number", f"installment number {inst.number} appears twice"
+                f"installments[{i}].number", f"installment number {number} appears twice"
             )
-        numbers.add(inst.number)
+        numbers.add(number)
+        installments.append(row)
     ids: set[str] = set()
-    sales: set[str] = set()
-    reversals: list[int] = []
+    reverses = False
+    transactions: list[tuple] = []
     for i, t in enumerate(r.transactions):
-        amount, fee = t.amount, t.fee
+        row = key + astuple(t)
+        _, tid, kind, amount, moment, n, _, fee, _ = row
         if amount not in amounts and (problem := _amount(f"transactions[{i}].amount", amount)):
             return problem
         if fee is not None and (problem := _amount(f"transactions[{i}].fee", fee)):
             return problem
-        if not _plausible(t.processed_at, latest):
-            return RecordError(f"transactions[{i}].processed_at", _moment(t.processed_at, latest))
-        tid = t.transaction_id
+        if not _plausible(moment, latest):
+            return RecordError(f"transactions[{i}].processed_at", _moment(moment, latest))
         if tid in ids:
             return RecordError(
                 f"transactions[{i}].transaction_id", f"duplicate transaction id {tid!r}"
             )
         ids.add(tid)
-        if t.type == "sale":
-            sales.add(tid)
-        else:
-            reversals.append(i)
-        n = t.installment_number
+        if kind != "sale":
+            reverses = True
         if n is not None and n not in numbers:
             return RecordError(
                 f"transactions[{i}].installment_number",
                 f"names installment {n}, which the order does not have",
             )
-    return _reversal(r, reversals, sales) if reversals else None
+        transactions.append(row)
+    if reverses and (problem := _reversal(r)):
+        return problem
+    return rows_of(r, installments, transactions)
 
 
-def _reversal(r: OrderRecord, reversals: list[int], sales: set[str]) -> RecordError | None:
+def _reversal(r: OrderRecord) -> RecordError | None:
     """A refund or chargeback names a sale of the same order."""
-    for i in reversals:
-        t = r.transactions[i]
+    sales = {t.transaction_id for t in r.transactions if t.type == "sale"}
+    for i, t in enumerate(r.transactions):
+        if t.type == "sale":
+            continue
         reverses = t.reverses_transaction_id
         field = f"transactions[{i}].reverses_transaction_id"
         if not reverses:
