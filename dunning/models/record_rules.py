@@ -65,9 +65,10 @@ def rows_or_broken_rule(
         field = _nul_field(r)
         if field is not None:
             return RecordError(field, "contains a NUL character")
-    for name, value in (("order_date", r.order_date), ("updated_at", r.updated_at)):
-        if not _plausible(value, latest):
-            return RecordError(name, _moment(value, latest))
+    if not _plausible(r.order_date, latest):
+        return RecordError("order_date", _moment(r.order_date, latest))
+    if not _plausible(r.updated_at, latest):
+        return RecordError("updated_at", _moment(r.updated_at, latest))
     amounts = _AMOUNTS
     if r.currency not in _CURRENCIES and (
         problem := _code("currency", r.currency, _CURRENCIES, CURRENCY_RE, CURRENCY_RULE, False)

@@ -19,6 +19,7 @@ from dunning.db.quarantine import BadRecord, quarantine, resolve_quarantine
 from dunning.db.sync_state import count_stamp, set_watermark
 from dunning.models.record_check import to_rows
 from dunning.models.record_rows import OrderRows
+from dunning.models.record_rules import rows_or_broken_rule
 from dunning.models.records import EARLIEST, OrderRecord, RecordError, latest_moment
 from dunning.models.sharding import shard_key
 
@@ -123,9 +124,13 @@ def prepare_batch(
                 continue
         raw = item.raw
         # JSON can carry a NUL only as the escape \u0000: a line without it has none (and
-        # most lines have no backslash at all, which one memchr tells).
-        nul_free = raw is not None and (b"\\" not in raw or b"\\u0000" not in raw)
-        rows = to_rows(value, nul_free, latest)
+        # most lines have no backslash at all, which one memchr tells: an int needle, as a
+        # bytes one takes the slower general search)
+        nul_free = raw is not None and (_BACKSLASH not in raw or b"\\u0000" not in raw)
+        if type(value) is OrderRecord:  # typed by the reader: straight to the rules' walk
+            rows = rows_or_broken_rule(value, latest, nul_free)
+        else:
+            rows = to_rows(value, nul_free, latest)
         if type(rows) is RecordError:
             # A broken record does not move the watermark: were its stamp bogus (far in
             # the future), it would hide every later change. It is simply read again.
@@ -154,6 +159,7 @@ def prepare_batch(
 
 
 _updated_at = attrgetter("updated_at")
+_BACKSLASH = ord("\\")
 
 
 def write_batch(
