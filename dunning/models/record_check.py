@@ -50,7 +50,7 @@ def to_rows(
     obj: Any, nul_free: bool = False, latest: datetime | None = None
 ) -> OrderRows | RecordError:
     """Validate one record (see `check_record`) and turn it into the loader's rows."""
-    typed = obj if type(obj) is OrderRecord else _typed(obj)
+    typed = _typed(obj)
     if type(typed) is RecordError:
         return typed
     return rows_or_broken_rule(typed, latest or latest_moment(), nul_free)

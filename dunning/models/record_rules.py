@@ -165,7 +165,7 @@ def _moment(value: str, latest: datetime) -> str | None:
         return f"{TIMESTAMP_RULE}; got '{value[:40]}'"
     try:
         moment = _fromiso(value)
-    except ValueError:  # the pattern took it, the calendar does not (a 13th month)
+    except ValueError:  # the form is right, the calendar is not (a 13th month)
         return f"is not a real moment: '{value}'"
     if EARLIEST <= moment <= latest:
         return None

@@ -1,8 +1,9 @@
 """The order record contract (`contracts/order-record.schema.json`) as msgspec Structs.
 
 This is the one definition: msgspec decodes a JSON line (or converts a parsed value) into
-`OrderRecord` and checks types, lengths, patterns and enums in C. What a type cannot say is
-in `dunning.models.record_rules` (run after decoding); `dunning.models.record_check` is the
+`OrderRecord` and checks types, lengths and enums in C. Formats (stamps, addresses,
+amounts, dates, codes; defined here) and what a type cannot say are checked by
+`dunning.models.record_rules` after decoding; `dunning.models.record_check` is the
 entry point and `dunning.models.record_errors` words a refusal as (field path, rule).
 Rules beyond the JSON schema, because the tables and the case rules need them:
 
@@ -53,7 +54,7 @@ def is_email(value: str) -> bool:
     if domain not in _DOMAINS:
         if not _DOMAIN_RE.fullmatch(domain):
             return False
-        if len(_DOMAINS) < 100_000:
+        if len(_DOMAINS) < 100_000:  # bounded, never emptied
             _DOMAINS.add(domain)
     return _LOCAL_RE.fullmatch(local) is not None
 
