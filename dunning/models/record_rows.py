@@ -81,10 +81,11 @@ def rows_of(
     r: OrderRecord,
     installments: list[tuple] | None = None,
     transactions: list[tuple] | None = None,
+    updated_at: datetime | None = None,
 ) -> OrderRows:
     """The rows of a record that passed the rules. A child's row is the order id and then
-    its Struct's fields, which are in column order (as are the buyer's); `installments` and
-    `transactions`: those rows when the caller gathered them already (record_rules)."""
+    its Struct's fields, which are in column order (as are the buyer's). `installments`,
+    `transactions`, `updated_at` (parsed): what the caller (record_rules) has already."""
     key = (r.order_id,)
     if installments is None:
         installments = [key + astuple(i) for i in r.installments]
@@ -109,7 +110,7 @@ def rows_of(
             r.payment_plan,
             r.payment_method,
         ),
-        _fromiso(r.updated_at),
+        updated_at or _fromiso(r.updated_at),
         key + buyer,
         installments,
         transactions,

@@ -65,9 +65,10 @@ def rows_or_broken_rule(
         field = _nul_field(r)
         if field is not None:
             return RecordError(field, "contains a NUL character")
-    if not _plausible(r.order_date, latest):
+    if _plausible(r.order_date, latest) is None:
         return RecordError("order_date", _moment(r.order_date, latest))
-    if not _plausible(r.updated_at, latest):
+    updated_at = _plausible(r.updated_at, latest)
+    if updated_at is None:
         return RecordError("updated_at", _moment(r.updated_at, latest))
     amounts = _AMOUNTS
     if r.currency not in _CURRENCIES and (
@@ -111,7 +112,7 @@ def rows_or_broken_rule(
             return problem
         if fee is not None and (problem := _amount(f"transactions[{i}].fee", fee)):
             return problem
-        if not _plausible(moment, latest):
+        if _plausible(moment, latest) is None:
             return RecordError(f"transactions[{i}].processed_at", _moment(moment, latest))
         if tid in ids:
             return RecordError(
@@ -128,7 +129,7 @@ def rows_or_broken_rule(
         transactions.append(row)
     if reverses and (problem := _reversal(r)):
         return problem
-    return rows_of(r, installments, transactions)
+    return rows_of(r, installments, transactions, updated_at)
 
 
 def _reversal(r: OrderRecord) -> RecordError | None:
@@ -148,15 +149,17 @@ def _reversal(r: OrderRecord) -> RecordError | None:
     return None
 
 
-def _plausible(value: str, latest: datetime) -> bool:
-    """A stamp in a form the contract accepts, of a real moment within the bounds."""
+def _plausible(value: str, latest: datetime) -> datetime | None:
+    """The moment of a stamp in a form the contract accepts, real and within the bounds;
+    else None (`_moment` says why)."""
     try:
-        return (
-            value.encode().translate(DIGITS_AS_ZERO) in TIMESTAMP_FORMS
-            and EARLIEST <= _fromiso(value) <= latest
-        )
+        if value.encode().translate(DIGITS_AS_ZERO) in TIMESTAMP_FORMS:
+            moment = _fromiso(value)
+            if EARLIEST <= moment <= latest:
+                return moment
     except ValueError:  # a lone surrogate (UnicodeEncodeError), a 13th month
-        return False
+        pass
+    return None
 
 
 def _moment(value: str, latest: datetime) -> str | None:
