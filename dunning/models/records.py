@@ -72,6 +72,8 @@ DIGITS_AS_ZERO = bytes.maketrans(b"0123456789", b"0" * 10)
 
 
 def is_timestamp_form(value: str) -> bool:
+    """The stamp is written in one of TIMESTAMP_FORMS (whether it is a real moment is
+    record_rules' question)."""
     try:
         return value.encode().translate(DIGITS_AS_ZERO) in TIMESTAMP_FORMS
     except UnicodeEncodeError:  # a lone surrogate
