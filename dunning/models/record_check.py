@@ -14,11 +14,14 @@ from typing import Any
 import msgspec
 
 from dunning.models.record_errors import explain
-from dunning.models.record_rows import OrderRows, rows_of
-from dunning.models.record_rules import broken_rule
+from dunning.models.record_rows import OrderRows
+from dunning.models.record_rules import broken_rule, rows_or_broken_rule
 from dunning.models.records import OrderRecord, RecordError, latest_moment
 
-_decode = msgspec.json.Decoder(OrderRecord).decode
+# The reader calls the decoder itself, a call less per line: `decode_record(line)` raises
+# one of NOT_TYPED where `decode_line` returns None.
+decode_record = msgspec.json.Decoder(OrderRecord).decode
+NOT_TYPED = (msgspec.DecodeError, RecursionError)  # ValidationError is a DecodeError
 _convert = msgspec.convert
 
 
@@ -26,8 +29,8 @@ def decode_line(line: bytes) -> OrderRecord | None:
     """The record typed straight from its JSON bytes, or None when its types do not fit
     (the caller then parses it plainly and `check_record` says why)."""
     try:
-        return _decode(line)
-    except (msgspec.DecodeError, RecursionError):  # ValidationError is a DecodeError
+        return decode_record(line)
+    except NOT_TYPED:
         return None
 
 
@@ -36,23 +39,33 @@ def check_record(
 ) -> OrderRecord | RecordError:
     """`obj`: an `OrderRecord` from `decode_line`, or any parsed JSON value.
     `latest`: `latest_moment()` of the run. `nul_free`: see `broken_rule`."""
-    if type(obj) is not OrderRecord:
-        if not isinstance(obj, dict):
-            return RecordError("(record)", f"must be a JSON object, not {_json_kind(obj)}")
-        try:
-            obj = _convert(obj, OrderRecord)
-        except msgspec.ValidationError as exc:
-            return explain(exc, obj)
-    problem = broken_rule(obj, latest or latest_moment(), nul_free)
-    return obj if problem is None else problem
+    typed = _typed(obj)
+    if type(typed) is RecordError:
+        return typed
+    problem = broken_rule(typed, latest or latest_moment(), nul_free)
+    return typed if problem is None else problem
 
 
 def to_rows(
     obj: Any, nul_free: bool = False, latest: datetime | None = None
 ) -> OrderRows | RecordError:
     """Validate one record (see `check_record`) and turn it into the loader's rows."""
-    checked = check_record(obj, latest, nul_free)
-    return checked if type(checked) is RecordError else rows_of(checked)
+    typed = _typed(obj)
+    if type(typed) is RecordError:
+        return typed
+    return rows_or_broken_rule(typed, latest or latest_moment(), nul_free)
+
+
+def _typed(obj: Any) -> OrderRecord | RecordError:
+    """The value in the contract's types, or why its types do not fit."""
+    if type(obj) is OrderRecord:
+        return obj
+    if not isinstance(obj, dict):
+        return RecordError("(record)", f"must be a JSON object, not {_json_kind(obj)}")
+    try:
+        return _convert(obj, OrderRecord)
+    except msgspec.ValidationError as exc:
+        return explain(exc, obj)
 
 
 def _json_kind(obj: Any) -> str:

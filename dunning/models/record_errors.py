@@ -52,8 +52,6 @@ def _reason(msg: str, info: Any, meta: mi.Metadata | None, value: Any) -> str:
     if got:  # a wrong JSON type: msgspec names it (null, int, float, str, array, object)
         rule = rule or "must be " + _KIND.get(type(info), "of another type")
         return f"has the wrong type: {rule}, not {got[1]}"
-    if "why" in extra and isinstance(value, str):
-        return extra["why"](value)
     if rule:
         return f"{rule}; got '{str(value)[:40]}'" if extra.get("quote") else rule
     length = _LENGTH.search(msg)

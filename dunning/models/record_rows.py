@@ -19,7 +19,12 @@ from datetime import datetime
 from msgspec import Struct
 from msgspec.structs import astuple
 
-from dunning.models.records import OrderRecord
+from dunning.models.records import (
+    BuyerRecord,
+    InstallmentRecord,
+    OrderRecord,
+    TransactionRecord,
+)
 
 ORDER_COLUMNS = (
     "order_id",
@@ -72,17 +77,27 @@ class OrderRows(Struct, gc=False):  # a Struct: built in C, millions of times pe
     transactions: list[tuple]
 
 
-def rows_of(r: OrderRecord) -> OrderRows:
-    """The rows of a record that passed `check_record` (the Structs' fields are in column
-    order, so the buyer and transaction rows are the records' own tuples)."""
-    oid = r.order_id
+def rows_of(
+    r: OrderRecord,
+    installments: list[tuple] | None = None,
+    transactions: list[tuple] | None = None,
+    updated_at: datetime | None = None,
+) -> OrderRows:
+    """The rows of a record that passed the rules. A child's row is the order id and then
+    its Struct's fields, which are in column order (as are the buyer's). `installments`,
+    `transactions`, `updated_at` (parsed): what the caller (record_rules) has already."""
+    key = (r.order_id,)
+    if installments is None:
+        installments = [key + astuple(i) for i in r.installments]
+    if transactions is None:
+        transactions = [key + astuple(t) for t in r.transactions]
     p = r.product
     buyer = astuple(r.buyer)
     if buyer[-1] is None:  # the buyer's type: consumer unless the record says business
         buyer = (*buyer[:-1], "consumer")
     return OrderRows(
         (
-            oid,
+            key[0],
             r.merchant_id,
             r.merchant_name,
             r.order_date,
@@ -95,11 +110,15 @@ def rows_of(r: OrderRecord) -> OrderRows:
             r.payment_plan,
             r.payment_method,
         ),
-        _fromiso(r.updated_at),
-        (oid, *buyer),
-        [(oid, i.number, i.due_date, i.amount) for i in r.installments],
-        [(oid, *astuple(t)) for t in r.transactions],
+        updated_at or _fromiso(r.updated_at),
+        key + buyer,
+        installments,
+        transactions,
     )
 
 
 _fromiso = datetime.fromisoformat
+# The rows above rely on it: a Struct's fields in the order of its table's columns.
+assert InstallmentRecord.__struct_fields__ == INSTALLMENT_COLUMNS[1:]
+assert TransactionRecord.__struct_fields__ == TRANSACTION_COLUMNS[1:]
+assert BuyerRecord.__struct_fields__[:-1] == BUYER_COLUMNS[1:-1]  # type: buyer_type

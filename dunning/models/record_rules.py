@@ -1,9 +1,10 @@
 """The rules of the order record contract that the Structs do not check, after decoding.
 
 `broken_rule` returns the first broken rule as a `RecordError` naming its field, or None:
-no NUL character in any string; amounts, dates and codes in their format (the patterns of
-`dunning.models.records`); stamps and dates within their bounds; and the rules across the
-lists of one order (unique numbers and ids, references that resolve).
+no NUL character in any string; stamps, addresses, amounts, dates and codes in their
+format (as `dunning.models.records` defines it); stamps and dates within their bounds;
+and the rules across the lists of one order (unique numbers and ids, references that
+resolve).
 """
 
 from __future__ import annotations
@@ -11,6 +12,9 @@ from __future__ import annotations
 import re
 from datetime import date, datetime
 
+from msgspec.structs import astuple
+
+from dunning.models.record_rows import OrderRows, rows_of
 from dunning.models.records import (
     AMOUNT_RE,
     AMOUNT_RULE,
@@ -20,11 +24,17 @@ from dunning.models.records import (
     CURRENCY_RULE,
     DATE_RE,
     DATE_RULE,
+    DIGITS_AS_ZERO,
     EARLIEST,
     FIRST_DATE,
     LAST_DATE,
+    TIMESTAMP_FORMS,
+    TIMESTAMP_RULE,
     OrderRecord,
     RecordError,
+    email_problem,
+    is_email,
+    is_timestamp_form,
 )
 
 _fromiso = datetime.fromisoformat
@@ -38,73 +48,96 @@ _PROVEN_MAX = 100_000
 
 
 def broken_rule(r: OrderRecord, latest: datetime, nul_free: bool = False) -> RecordError | None:
-    """In the order of the record's fields. `nul_free`: the caller proved no string holds a
-    NUL (a JSON line without the escape `\\u0000` cannot), which spares a look at every
-    string. `latest`: `latest_moment()` of the run."""
+    """The first broken rule, in the order of the record's fields, or None. `nul_free`: the
+    caller proved no string holds a NUL (a JSON line without the escape `\\u0000` cannot),
+    which spares a look at every string. `latest`: `latest_moment()` of the run."""
+    found = rows_or_broken_rule(r, latest, nul_free)
+    return found if type(found) is RecordError else None
+
+
+def rows_or_broken_rule(
+    r: OrderRecord, latest: datetime, nul_free: bool = False
+) -> OrderRows | RecordError:
+    """The record's rows (`OrderRows`) when every rule holds, else the first broken rule
+    (see `broken_rule`). The walk over the installments and transactions gathers their
+    rows on its way: a second pass to build them cost nearly as much as the rules."""
     if not nul_free:
         field = _nul_field(r)
         if field is not None:
             return RecordError(field, "contains a NUL character")
-    for name in ("order_date", "updated_at"):
-        if reason := _moment(getattr(r, name), latest):
-            return RecordError(name, reason)
-    problem = _code(
-        "currency", r.currency, _CURRENCIES, CURRENCY_RE, CURRENCY_RULE, quote=False
-    ) or _amount("total_amount", r.total_amount)
-    if problem is not None:
+    if _plausible(r.order_date, latest) is None:
+        return RecordError("order_date", _moment(r.order_date, latest))
+    updated_at = _plausible(r.updated_at, latest)
+    if updated_at is None:
+        return RecordError("updated_at", _moment(r.updated_at, latest))
+    amounts = _AMOUNTS
+    if r.currency not in _CURRENCIES and (
+        problem := _code("currency", r.currency, _CURRENCIES, CURRENCY_RE, CURRENCY_RULE, False)
+    ):
         return problem
-    country = r.buyer.country_code
-    if country is not None:
+    if r.total_amount not in amounts and (problem := _amount("total_amount", r.total_amount)):
+        return problem
+    buyer = r.buyer
+    if not is_email(buyer.email):
+        return RecordError("buyer.email", email_problem(buyer.email))
+    country = buyer.country_code
+    if country is not None and country not in _COUNTRIES:
         problem = _code("buyer.country_code", country, _COUNTRIES, COUNTRY_RE, COUNTRY_RULE)
         if problem is not None:
             return problem
-    amounts, dates = _AMOUNTS, _DATES
+    key = (r.order_id,)  # a child's row: the order id, then its Struct's fields
+    dates = _DATES
     numbers: set[int] = set()
+    installments: list[tuple] = []
     for i, inst in enumerate(r.installments):
-        if inst.due_date not in dates and (problem := _date(i, inst.due_date)):
+        row = key + astuple(inst)
+        _, number, due, amount = row
+        if due not in dates and (problem := _date(i, due)):
             return problem
-        amount = inst.amount
         if amount not in amounts and (problem := _amount(f"installments[{i}].amount", amount)):
             return problem
-        if inst.number in numbers:
+        if number in numbers:
             return RecordError(
-                f"installments[{i}].number", f"installment number {inst.number} appears twice"
+                f"installments[{i}].number", f"installment number {number} appears twice"
             )
-        numbers.add(inst.number)
+        numbers.add(number)
+        installments.append(row)
     ids: set[str] = set()
-    sales: set[str] = set()
-    reversals: list[int] = []
+    reverses = False
+    transactions: list[tuple] = []
     for i, t in enumerate(r.transactions):
-        amount, fee = t.amount, t.fee
+        row = key + astuple(t)
+        _, tid, kind, amount, moment, n, _, fee, _ = row
         if amount not in amounts and (problem := _amount(f"transactions[{i}].amount", amount)):
             return problem
         if fee is not None and (problem := _amount(f"transactions[{i}].fee", fee)):
             return problem
-        if reason := _moment(t.processed_at, latest):
-            return RecordError(f"transactions[{i}].processed_at", reason)
-        tid = t.transaction_id
+        if _plausible(moment, latest) is None:
+            return RecordError(f"transactions[{i}].processed_at", _moment(moment, latest))
         if tid in ids:
             return RecordError(
                 f"transactions[{i}].transaction_id", f"duplicate transaction id {tid!r}"
             )
         ids.add(tid)
-        if t.type == "sale":
-            sales.add(tid)
-        else:
-            reversals.append(i)
-        n = t.installment_number
+        if kind != "sale":
+            reverses = True
         if n is not None and n not in numbers:
             return RecordError(
                 f"transactions[{i}].installment_number",
                 f"names installment {n}, which the order does not have",
             )
-    return _reversal(r, reversals, sales) if reversals else None
+        transactions.append(row)
+    if reverses and (problem := _reversal(r)):
+        return problem
+    return rows_of(r, installments, transactions, updated_at)
 
 
-def _reversal(r: OrderRecord, reversals: list[int], sales: set[str]) -> RecordError | None:
+def _reversal(r: OrderRecord) -> RecordError | None:
     """A refund or chargeback names a sale of the same order."""
-    for i in reversals:
-        t = r.transactions[i]
+    sales = {t.transaction_id for t in r.transactions if t.type == "sale"}
+    for i, t in enumerate(r.transactions):
+        if t.type == "sale":
+            continue
         reverses = t.reverses_transaction_id
         field = f"transactions[{i}].reverses_transaction_id"
         if not reverses:
@@ -116,11 +149,26 @@ def _reversal(r: OrderRecord, reversals: list[int], sales: set[str]) -> RecordEr
     return None
 
 
+def _plausible(value: str, latest: datetime) -> datetime | None:
+    """The moment of a stamp in a form the contract accepts, real and within the bounds;
+    else None (`_moment` says why)."""
+    try:
+        if value.encode().translate(DIGITS_AS_ZERO) in TIMESTAMP_FORMS:
+            moment = _fromiso(value)
+            if EARLIEST <= moment <= latest:
+                return moment
+    except ValueError:  # a lone surrogate (UnicodeEncodeError), a 13th month
+        pass
+    return None
+
+
 def _moment(value: str, latest: datetime) -> str | None:
-    """Why a stamp (its pattern checked by msgspec) is no plausible moment, or None."""
+    """Why a stamp is no plausible moment, or None."""
+    if not is_timestamp_form(value):
+        return f"{TIMESTAMP_RULE}; got '{value[:40]}'"
     try:
         moment = _fromiso(value)
-    except ValueError:  # the pattern took it, the calendar does not (a 13th month)
+    except ValueError:  # the form is right, the calendar is not (a 13th month)
         return f"is not a real moment: '{value}'"
     if EARLIEST <= moment <= latest:
         return None
@@ -168,7 +216,7 @@ def _code(
 
 
 def _nul_field(r: OrderRecord) -> str | None:
-    """The first free-text field holding a NUL (the patterned ones refuse it already)."""
+    """The first free-text field holding a NUL (the formatted ones refuse it anyway)."""
     for name in ("order_id", "merchant_id", "merchant_name"):
         if _has_nul(getattr(r, name)):
             return name
@@ -178,7 +226,7 @@ def _nul_field(r: OrderRecord) -> str | None:
                 return f"product.{name}"
     b = r.buyer
     for name in b.__struct_fields__:
-        if _has_nul(getattr(b, name)):
+        if name != "email" and _has_nul(getattr(b, name)):
             return f"buyer.{name}"
     for i, t in enumerate(r.transactions):
         for name in ("transaction_id", "reverses_transaction_id", "reason_code"):

@@ -27,7 +27,7 @@ from urllib.parse import urlsplit
 import jinja2
 
 from dunning.models.controls import strip_controls
-from dunning.models.records import EMAIL_RE
+from dunning.models.records import is_email
 
 TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
 
@@ -139,7 +139,7 @@ def recipient(buyer: dict[str, Any]) -> str:
     """The To: header from validated parts only: one bare address, a name without
     control characters (a line break would start a header of the sender's choosing)."""
     address = buyer.get("email")
-    if type(address) is not str or not EMAIL_RE.fullmatch(address):
+    if type(address) is not str or not is_email(address):
         raise MailBuildError("the buyer's e-mail address is not exactly one valid address")
     name = strip_controls(f"{buyer.get('first_name') or ''} {buyer.get('last_name') or ''}")
     try:

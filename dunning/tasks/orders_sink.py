@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import Connection
@@ -18,6 +19,7 @@ from dunning.db.quarantine import BadRecord, quarantine, resolve_quarantine
 from dunning.db.sync_state import count_stamp, set_watermark
 from dunning.models.record_check import to_rows
 from dunning.models.record_rows import OrderRows
+from dunning.models.record_rules import rows_or_broken_rule
 from dunning.models.records import EARLIEST, OrderRecord, RecordError, latest_moment
 from dunning.models.sharding import shard_key
 
@@ -100,7 +102,7 @@ def prepare_batch(
     out = PreparedBatch()
     best: dict[str, OrderRows] = {}
     bad = out.bad
-    top: datetime | None = None
+    read = superseded = 0
     sharded = shard is not None and shards > 1
     for item in items:
         value = item.value
@@ -109,8 +111,8 @@ def prepare_batch(
             owner = shard_key(mid) % shards if type(mid) is str else 0
             if owner != shard:
                 continue
-        out.read += 1
-        if isinstance(value, RecordError):
+        read += 1
+        if type(value) is RecordError:
             bad.append(
                 BadRecord(item.position, item.raw_bytes(), None, None, value.field, value.reason)
             )
@@ -122,10 +124,14 @@ def prepare_batch(
                 continue
         raw = item.raw
         # JSON can carry a NUL only as the escape \u0000: a line without it has none (and
-        # most lines have no backslash at all, which one memchr tells).
-        nul_free = raw is not None and (b"\\" not in raw or b"\\u0000" not in raw)
-        rows = to_rows(value, nul_free, latest)
-        if isinstance(rows, RecordError):
+        # most lines have no backslash at all, which one memchr tells: an int needle, as a
+        # bytes one takes the slower general search)
+        nul_free = raw is not None and (_BACKSLASH not in raw or b"\\u0000" not in raw)
+        if type(value) is OrderRecord:  # typed by the reader: straight to the rules' walk
+            rows = rows_or_broken_rule(value, latest, nul_free)
+        else:
+            rows = to_rows(value, nul_free, latest)
+        if type(rows) is RecordError:
             # A broken record does not move the watermark: were its stamp bogus (far in
             # the future), it would hide every later change. It is simply read again.
             moment = _peek_updated(value)
@@ -140,20 +146,20 @@ def prepare_batch(
                 )
             )
             continue
-        moment = rows.updated_at
-        if top is None or moment > top:
-            top = moment
-        oid = rows.order[0]
-        prev = best.get(oid)
-        if prev is None:
-            best[oid] = rows
-        else:
-            out.superseded += 1
-            if moment > prev.updated_at:
-                best[oid] = rows
+        prev = best.setdefault(rows.order[0], rows)
+        if prev is not rows:
+            superseded += 1
+            if rows.updated_at > prev.updated_at:
+                best[rows.order[0]] = rows
+    out.read, out.superseded = read, superseded
     out.orders = list(best.values())
-    out.max_updated_at = top
+    # the newest valid stamp: a superseded snapshot is never newer than the one kept
+    out.max_updated_at = max(map(_updated_at, out.orders), default=None)
     return out
+
+
+_updated_at = attrgetter("updated_at")
+_BACKSLASH = ord("\\")
 
 
 def write_batch(

@@ -36,7 +36,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import orjson
 
-from dunning.models.record_check import decode_line
+from dunning.models.record_check import NOT_TYPED, decode_record
 from dunning.models.records import RecordError
 
 MAX_LINE_BYTES = 4 * 1024 * 1024
@@ -217,12 +217,9 @@ def source_name(url: str) -> str:
 # --- JSON Lines files --------------------------------------------------------------------
 
 
-def _parse_line(line: bytes) -> Any:
-    # Typed in one pass when the line fits the contract's types (nearly always); what does
-    # not is parsed plainly, so the quarantine can say what is wrong with it.
-    record = decode_line(line)
-    if record is not None:
-        return record
+def _parse_plainly(line: bytes) -> Any:
+    """A line that does not fit the contract's types, parsed plainly so that the
+    quarantine can say what is wrong with it (or why it is no JSON at all)."""
     try:
         return orjson.loads(line)
     except orjson.JSONDecodeError as exc:
@@ -322,11 +319,14 @@ class FileSource:
                 else:
                     if line_no == 1 and line.startswith(b"\xef\xbb\xbf"):
                         line = line[3:]
-                    value = _parse_line(line)
-                    if type(value) is RecordError:
-                        if not line.strip():
-                            continue  # a blank line carries nothing
-                        line = _line_excerpt(line)
+                    try:  # typed in one pass when the line fits (nearly always)
+                        value = decode_record(line)
+                    except NOT_TYPED:
+                        value = _parse_plainly(line)
+                        if type(value) is RecordError:
+                            if not line.strip():
+                                continue  # a blank line carries nothing
+                            line = _line_excerpt(line)
                     items.append(Item(f"line {line_no}", line, value))
                 if len(items) >= batch_size:
                     next_pos = f"{offset}:{line_no}"
