@@ -465,6 +465,10 @@ def detect(
         for state, n in route_new_cases(session, as_of, installation, new_cases).items():
             if state != "checked":
                 routed[state] = routed.get(state, 0) + n
+        # The statistics taken after the opening saw these cases unrouted: without a second
+        # look the handover step's lookup of blocked cases by state, planned for one row,
+        # took 11 s at a million orders instead of 0.1 s.
+        refresh_statistics(session.connection(), ("cases",), len(new_ids))
 
     if mark is None:
         mark = DetectMark(scope=scope, full_as_of=as_of)
