@@ -46,7 +46,8 @@ def detect_cases(
     shards: int = 1,
     full: bool = False,
 ) -> dict[str, Any]:
-    """Open cases for overdue installments and chargebacks; update and close open ones."""
+    """Open cases for overdue installments and chargebacks, each routed by the handover
+    rules (ladder, approval, blocked); update and close open ones."""
     return detect_step(as_of, shard, shards, full)
 
 
@@ -72,7 +73,8 @@ def apply_handover_rules(
     shard: int | None = None,
     shards: int = 1,
 ) -> dict[str, int]:
-    """Route new cases (ladder, approval, blocked) and re-check blocked ones."""
+    """Re-check blocked cases (a newer snapshot may complete the address) and route any new
+    case left unrouted (ladder, approval, blocked)."""
     return handover_step(as_of, shard, shards)
 
 
