@@ -28,17 +28,6 @@ def _resolve(as_of: datetime | None) -> tuple[datetime, str]:
     return (as_of or datetime.now(UTC)).astimezone(UTC), url
 
 
-def detect_step(
-    as_of: datetime | None = None, shard: int | None = None, shards: int = 1, full: bool = False
-) -> dict[str, Any]:
-    """Detection in whichever flow run calls it (its deployment's or the pipeline's)."""
-    check_shard(shard, shards)
-    as_of, url = _resolve(as_of)
-    counts = detect_task(url, as_of, shard, shards, full)
-    get_run_logger().info("detection (%s): %s", counts.get("mode"), counts)
-    return counts
-
-
 @flow(name="detect-cases", flow_run_name=flow_run_namer("detect-cases"), log_prints=False)
 def detect_cases(
     as_of: datetime | None = None,
@@ -48,18 +37,10 @@ def detect_cases(
 ) -> dict[str, Any]:
     """Open cases for overdue installments and chargebacks, each routed by the handover
     rules (ladder, approval, blocked); update and close open ones."""
-    return detect_step(as_of, shard, shards, full)
-
-
-def handover_step(
-    as_of: datetime | None = None, shard: int | None = None, shards: int = 1
-) -> dict[str, int]:
-    """The handover rules in whichever flow run calls it (its deployment's or the
-    pipeline's)."""
     check_shard(shard, shards)
     as_of, url = _resolve(as_of)
-    counts = handover_task(url, as_of, shard, shards)
-    get_run_logger().info("handover rules: %s", counts)
+    counts = detect_task(url, as_of, shard, shards, full)
+    get_run_logger().info("detection (%s): %s", counts.get("mode"), counts)
     return counts
 
 
@@ -75,7 +56,11 @@ def apply_handover_rules(
 ) -> dict[str, int]:
     """Re-check blocked cases (a newer snapshot may complete the address) and route any new
     case left unrouted (ladder, approval, blocked)."""
-    return handover_step(as_of, shard, shards)
+    check_shard(shard, shards)
+    as_of, url = _resolve(as_of)
+    counts = handover_task(url, as_of, shard, shards)
+    get_run_logger().info("handover rules: %s", counts)
+    return counts
 
 
 @flow(

@@ -47,10 +47,19 @@ def _warn_stale_base_rates(claims: int, as_of: datetime, settings: Settings) -> 
     )
 
 
-def escalate_step(
-    as_of: datetime | None = None, shard: int | None = None, shards: int = 1
+@flow(name="escalate-cases", flow_run_name=flow_run_namer("escalate-cases"), log_prints=False)
+def escalate_cases(
+    as_of: datetime | None = None,
+    shard: int | None = None,
+    shards: int = 1,
 ) -> dict[str, Any]:
-    """Escalation in whichever flow run calls it (its deployment's or the pipeline's)."""
+    """Advance every due case one step: reminders, handover, court or cancellation.
+
+    Args:
+        as_of: The moment the run counts as (ISO date-time with offset); empty means now.
+        shard: Which shard of merchants this run handles (0 to shards-1); empty: all.
+        shards: Into how many shards the merchants are split (1: no sharding).
+    """
     check_shard(shard, shards)
     logger = get_run_logger()
     url = get_settings().database_url
@@ -83,19 +92,3 @@ def escalate_step(
     except Exception:  # artifacts are a nicety; never fail the run for one
         logger.debug("no artifact", exc_info=True)
     return stats
-
-
-@flow(name="escalate-cases", flow_run_name=flow_run_namer("escalate-cases"), log_prints=False)
-def escalate_cases(
-    as_of: datetime | None = None,
-    shard: int | None = None,
-    shards: int = 1,
-) -> dict[str, Any]:
-    """Advance every due case one step: reminders, handover, court or cancellation.
-
-    Args:
-        as_of: The moment the run counts as (ISO date-time with offset); empty means now.
-        shard: Which shard of merchants this run handles (0 to shards-1); empty: all.
-        shards: Into how many shards the merchants are split (1: no sharding).
-    """
-    return escalate_step(as_of, shard, shards)

@@ -1,8 +1,7 @@
 """`refresh_reporting`: rebuild the case board and record the last data update.
 
 The task and its plain-Python core `refresh_reporting_core` (tests, CLI) are in
-`dunning.tasks.report`; `refresh_step` adds a log line for operators, the flow a named run
-of its own.
+`dunning.tasks.report`; the flow adds a named run and a log line for operators.
 """
 
 from __future__ import annotations
@@ -15,29 +14,6 @@ from dunning.config import get_settings
 from dunning.flows.artifacts import flow_run_namer
 from dunning.models.sharding import check_shard
 from dunning.tasks.report import rebuild_case_report
-
-
-def refresh_step(
-    as_of: datetime | None = None, shard: int | None = None, shards: int = 1
-) -> dict[str, object]:
-    """The board refresh in whichever flow run calls it: its own deployment's
-    (`refresh_reporting`) or the pipeline's, where it is one task run."""
-    check_shard(shard, shards)
-    as_of = as_of or datetime.now(UTC)
-    url = get_settings().database_url
-    result = rebuild_case_report(as_of, url, shard, shards)
-    get_run_logger().info(
-        "case board refreshed: %d cases, %d snapshot rows for %s",
-        result.cases,
-        result.snapshot_rows,
-        result.snapshot_date,
-    )
-    return {
-        "cases": result.cases,
-        "snapshot_rows": result.snapshot_rows,
-        "snapshot_date": result.snapshot_date.isoformat(),
-        "as_of": result.as_of.isoformat(),
-    }
 
 
 @flow(
@@ -57,4 +33,19 @@ def refresh_reporting(
         shard: Which shard of merchants this run handles (0 to shards-1); empty: all.
         shards: Into how many shards the merchants are split (1: no sharding).
     """
-    return refresh_step(as_of, shard, shards)
+    check_shard(shard, shards)
+    as_of = as_of or datetime.now(UTC)
+    url = get_settings().database_url
+    result = rebuild_case_report(as_of, url, shard, shards)
+    get_run_logger().info(
+        "case board refreshed: %d cases, %d snapshot rows for %s",
+        result.cases,
+        result.snapshot_rows,
+        result.snapshot_date,
+    )
+    return {
+        "cases": result.cases,
+        "snapshot_rows": result.snapshot_rows,
+        "snapshot_date": result.snapshot_date.isoformat(),
+        "as_of": result.as_of.isoformat(),
+    }

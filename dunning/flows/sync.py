@@ -55,7 +55,8 @@ def _run_name() -> str:
     return name
 
 
-def sync_step(
+@flow(name="sync-orders", flow_run_name=_run_name, log_prints=False)
+def sync_orders(
     full: bool = False,
     as_of: datetime | None = None,
     shard: int | None = None,
@@ -63,7 +64,17 @@ def sync_step(
     batch_size: int | None = None,
     batches_per_task: int = 10,
 ) -> dict[str, Any]:
-    """The sync in whichever flow run calls it (its deployment's or the pipeline's)."""
+    """Sync orders from the configured source (DUNNING_SOURCE_URL): a JSON Lines file or
+    the orders API. Returns the counts: read, inserted, updated, unchanged, quarantined.
+
+    Args:
+        full: Reload every order instead of the changes since the last sync.
+        as_of: The moment the run counts as (ISO date-time with offset); empty means now.
+        shard: Which shard of merchants this run handles (0 to shards-1); empty: all.
+        shards: Into how many shards the merchants are split (1: no sharding).
+        batch_size: Orders per batch read from the source; empty: the installation's setting.
+        batches_per_task: Batches one task run writes before the next task run takes over.
+    """
     import time
 
     from prefect.artifacts import (
@@ -123,26 +134,3 @@ def sync_step(
         )
     logger.info("sync done: %s; watermark now %s", total.as_dict(), after)
     return {**summary, "watermark": after.isoformat() if after else None}
-
-
-@flow(name="sync-orders", flow_run_name=_run_name, log_prints=False)
-def sync_orders(
-    full: bool = False,
-    as_of: datetime | None = None,
-    shard: int | None = None,
-    shards: int = 1,
-    batch_size: int | None = None,
-    batches_per_task: int = 10,
-) -> dict[str, Any]:
-    """Sync orders from the configured source (DUNNING_SOURCE_URL): a JSON Lines file or
-    the orders API. Returns the counts: read, inserted, updated, unchanged, quarantined.
-
-    Args:
-        full: Reload every order instead of the changes since the last sync.
-        as_of: The moment the run counts as (ISO date-time with offset); empty means now.
-        shard: Which shard of merchants this run handles (0 to shards-1); empty: all.
-        shards: Into how many shards the merchants are split (1: no sharding).
-        batch_size: Orders per batch read from the source; empty: the installation's setting.
-        batches_per_task: Batches one task run writes before the next task run takes over.
-    """
-    return sync_step(full, as_of, shard, shards, batch_size, batches_per_task)
