@@ -64,6 +64,10 @@ def test_bootstrap_deploy_worker_and_run(prefect_server, tmp_path: Path):
     assert "created work pool dunning" in run([str(BIN / "dunning"), "bootstrap"], env)
     assert "nothing to do" in run([str(BIN / "dunning"), "bootstrap"], env)
     run([str(BIN / "prefect"), "--no-prompt", "deploy", "--all"], env)
+    # The hourly schedule would start a run as of now when the test crosses the full hour
+    # (it did once in CI: that run escalated everything and the partner-down run found
+    # nothing due). The test starts every run itself.
+    run([str(BIN / "prefect"), "--no-prompt", "deployment", "schedule", "pause", "--all"], env)
     _parameter_forms_are_typed_and_described(env["PREFECT_API_URL"])
 
     with start_partner() as partner:
@@ -208,6 +212,8 @@ def _parameter_forms_are_typed_and_described(api: str) -> None:
 
     deployments = httpx.post(f"{api}/deployments/filter", json={}, timeout=10).json()
     assert {d["name"] for d in deployments} >= set(CHOICES) | {"dunning-run"}
+    schedules = [s for d in deployments for s in d["schedules"]]
+    assert schedules and not any(s["active"] for s in schedules), schedules  # paused above
     for deployment in deployments:
         schema = deployment["parameter_openapi_schema"]
         name = deployment["name"]
