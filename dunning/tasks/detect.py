@@ -412,7 +412,7 @@ def detect(
 
     opened = _open_cases(session, d, params, installation)
     new_ids = [case_id for case_id, _, _ in opened]
-    # Fee items of the cases just opened carry their amount at once (open_cases_sql put
+    # Fee items of the cases just opened carry their amount at once (opening_select put
     # it into fees_amount); older cases get theirs through FEE_DELTA_SQL.
     params["first_new"] = min(new_ids) if new_ids else 2**62
     if new_ids:
@@ -431,7 +431,7 @@ def detect(
     session.execute(_typed(FEE_ITEMS_SQL, **params))
     session.execute(_typed(principal_items_sql(d), **params))
     session.execute(_typed(CASE_TOTALS_SQL, **params))
-    # Cases opened by this run got their final amounts from open_cases_sql: the refreshes
+    # Cases opened by this run got their final amounts from opening_select: the refreshes
     # below look at the cases that were open before (on a first run: none).
     in_scope = Case.case_id.in_(select(column("case_id")).select_from(table("detect_open"))) & (
         Case.case_id < params["first_new"]
