@@ -1,8 +1,9 @@
 """PostgreSQL's way of writing a batch of orders: COPY, and one guarded upsert.
 
 Fresh orders are COPYed straight into their tables; newer snapshots of known orders are
-COPYed into temporary staging tables and upserted from there in one statement each
-(RETURNING tells inserted from updated). `dunning.db.order_writes` chooses this path.
+COPYed into temporary staging tables, the orders upserted from there in one statement
+(RETURNING tells inserted from updated), their rows of the other tables deleted, updated
+or added where they differ. `dunning.db.order_writes` chooses this path.
 """
 
 from __future__ import annotations
@@ -62,17 +63,29 @@ def _json_list(ids: list[str]) -> str:
     return orjson.dumps(ids).decode()
 
 
-def _merge_sql(table: str, columns: tuple[str, ...], key: tuple[str, ...], guard: str) -> str:
-    """Insert the staged rows of `table`; a row that exists is updated only if it differs."""
+def _changed_sql(table: str, columns: tuple[str, ...], key: tuple[str, ...], guard: str) -> str:
+    """Update the rows of `table` whose staged snapshot differs; equal rows are not touched.
+    (An upsert locks every conflicting row, equal or not: a dirtied page, and after a
+    checkpoint a full page image in the WAL, for each of them.)"""
     values = [c for c in columns if c not in key]
-    cols = ", ".join(columns)
+    match = " AND ".join(f"t.{c} = s.{c}" for c in key)
     mine = ", ".join(f"t.{c}" for c in values)
-    theirs = ", ".join(f"EXCLUDED.{c}" for c in values)
+    theirs = ", ".join(f"s.{c}" for c in values)
     return (
-        f"INSERT INTO {table} AS t ({cols}) SELECT {cols} FROM sync_stage_{table} "
-        f"ORDER BY {', '.join(key)} "
-        f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET ({', '.join(values)}) = ROW({theirs}) "
-        f"WHERE {guard}ROW({mine}) IS DISTINCT FROM ROW({theirs})"
+        f"UPDATE {table} AS t SET ({', '.join(values)}) = ROW({theirs}) "
+        f"FROM sync_stage_{table} s WHERE {match} AND {guard}"
+        f"ROW({mine}) IS DISTINCT FROM ROW({theirs})"
+    )
+
+
+def _added_sql(table: str, columns: tuple[str, ...], key: tuple[str, ...]) -> str:
+    """Insert the staged rows `table` does not have yet. The order rows are locked by this
+    transaction, so no other sync adds rows of these orders meanwhile."""
+    cols = ", ".join(columns)
+    match = " AND ".join(f"t.{c} = s.{c}" for c in key)
+    return (
+        f"INSERT INTO {table} ({cols}) SELECT {cols} FROM sync_stage_{table} s "
+        f"WHERE NOT EXISTS (SELECT 1 FROM {table} t WHERE {match}) ORDER BY {', '.join(key)}"
     )
 
 
@@ -87,11 +100,14 @@ def _gone_sql(table: str, key: tuple[str, ...]) -> str:
 
 _MERGE_CHILDREN_PG = (
     _gone_sql("installments", ("order_id", "number")),
-    _merge_sql("installments", INSTALLMENT_COLUMNS, ("order_id", "number"), ""),
+    _changed_sql("installments", INSTALLMENT_COLUMNS, ("order_id", "number"), ""),
+    _added_sql("installments", INSTALLMENT_COLUMNS, ("order_id", "number")),
     _gone_sql("transactions", ("order_id", "transaction_id")),
-    _merge_sql("transactions", TRANSACTION_COLUMNS, ("order_id", "transaction_id"), ""),
+    _changed_sql("transactions", TRANSACTION_COLUMNS, ("order_id", "transaction_id"), ""),
+    _added_sql("transactions", TRANSACTION_COLUMNS, ("order_id", "transaction_id")),
     # A purged buyer stays purged: a newer snapshot does not bring the data back.
-    _merge_sql("buyers", BUYER_COLUMNS, ("order_id",), "t.anonymised_at IS NULL AND "),
+    _changed_sql("buyers", BUYER_COLUMNS, ("order_id",), "t.anonymised_at IS NULL AND "),
+    _added_sql("buyers", BUYER_COLUMNS, ("order_id",)),
 )
 _ORDERS_PG = f"""
 INSERT INTO orders AS o ({_ORDER_COLS}, source, synced_at)

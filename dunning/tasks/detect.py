@@ -28,6 +28,7 @@ statement itself (one write per case), the others (and every new case on SQLite)
 from __future__ import annotations
 
 from collections import defaultdict
+from contextlib import nullcontext
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -37,6 +38,7 @@ from sqlalchemy.orm import Session
 
 from dunning.config import Settings, get_settings
 from dunning.db import prefer_index_lookups, refresh_statistics
+from dunning.db.bulk_fill import first_fill
 from dunning.db.detect_sql import (
     Spelling,
     analyze_temp_table,
@@ -65,6 +67,7 @@ from dunning.tasks.transitions import move_cases
 ACTOR = "detect"
 OPEN = "state NOT IN ('paid', 'cancelled', 'uncollectible')"  # = uq_cases_open_order's WHERE
 NO_NEW_CASE_STATUSES = "('cancelled', 'refunded')"
+FIRST_FILL_TABLES = ("cases", "case_history", "case_items")  # what the opening fills
 # In default and claimable: an installment whose claim a closed case settled otherwise is
 # not claimed again by a new case: given up (cancelled by an operator, uncollectible), or
 # paid to the collection partner (the source never sees that money).
@@ -410,20 +413,24 @@ def detect(
     analyze_temp_table(session, "detect_facts")
     candidates = session.scalar(text("SELECT COUNT(*) FROM detect_orders")) or 0
 
-    opened = _open_cases(session, d, params, installation)
-    new_ids = [case_id for case_id, _, _ in opened]
-    # Fee items of the cases just opened carry their amount at once (opening_select put
-    # it into fees_amount); older cases get theirs through FEE_DELTA_SQL.
-    params["first_new"] = min(new_ids) if new_ids else 2**62
-    if new_ids:
-        session.execute(text(OPEN_OF_CANDIDATES_SQL), {"from_id": params["first_new"]})
-    analyze_temp_table(session, "detect_open")
-    # With the statistics of before this transaction (on a first run: nothing) the planner
-    # joins the new cases by nested loops (>10 min at 1M orders).
-    refresh_statistics(session.connection(), ("cases",), len(new_ids))
-    joined = session.execute(_typed(join_principal_sql(d), **params)).rowcount or 0
-    refresh_statistics(session.connection(), ("case_items",), joined)
-    fees = session.execute(_typed(JOIN_FEES_SQL, **params)).rowcount or 0
+    # A first run into empty tables: their secondary indexes and foreign keys come back
+    # after the bulk inserts below (bulk_fill), each key checked by one join.
+    filling = first_fill(session.connection(), FIRST_FILL_TABLES) if full else nullcontext()
+    with filling:
+        opened = _open_cases(session, d, params, installation)
+        new_ids = [case_id for case_id, _, _ in opened]
+        # Fee items of the cases just opened carry their amount at once (opening_select put
+        # it into fees_amount); older cases get theirs through FEE_DELTA_SQL.
+        params["first_new"] = min(new_ids) if new_ids else 2**62
+        if new_ids:
+            session.execute(text(OPEN_OF_CANDIDATES_SQL), {"from_id": params["first_new"]})
+        analyze_temp_table(session, "detect_open")
+        # With the statistics of before this transaction (on a first run: nothing) the planner
+        # joins the new cases by nested loops (>10 min at 1M orders).
+        refresh_statistics(session.connection(), ("cases",), len(new_ids))
+        joined = session.execute(_typed(join_principal_sql(d), **params)).rowcount or 0
+        refresh_statistics(session.connection(), ("case_items",), joined)
+        fees = session.execute(_typed(JOIN_FEES_SQL, **params)).rowcount or 0
     # Fee items come after the principal items' ANALYZE: without a second one the planner
     # believes there are none and walks every fee item to update a few.
     refresh_statistics(session.connection(), ("case_items",), fees)

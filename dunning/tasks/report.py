@@ -54,7 +54,7 @@ from sqlalchemy import (
 from dunning.config import get_settings
 from dunning.crashpoints import crashpoint
 from dunning.db import get_engine, prefer_index_lookups
-from dunning.db.bulk_indexes import defer_indexes, restore_indexes
+from dunning.db.bulk_fill import defer_indexes, restore_indexes
 from dunning.db.detect_sql import room_for_aggregates
 from dunning.db.report_sql import (
     ROWCOUNT,
@@ -151,7 +151,7 @@ def refresh_report(
         taken = take_pending(conn, shard, shards, keep=not rebuild)
         if rebuild:
             # The first board of all: into an empty table, its indexes built once after
-            # (bulk_indexes; the trigram index alone made the insert 3.3 s instead of 0.2 s
+            # (bulk_fill; the trigram index alone made the insert 3.3 s instead of 0.2 s
             # at 285k cases, its build takes 1.2 s).
             deferred = scope == "all" and defer_indexes(conn, BOARD_TABLES)
             room_for_aggregates(conn)  # the joins of every case in memory, not on disk

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from dunning.db.bulk_indexes import defer_indexes, restore_indexes
+from dunning.db.bulk_fill import defer_indexes, restore_indexes
 from dunning.db.sync_state import (
     read_watermark,
     set_watermark,
@@ -104,7 +104,7 @@ def plan_sync(
     key = state_key(name, shard, shards)
     with get_engine(database_url).begin() as conn:
         before = read_watermark(conn, key)
-        # Into empty tables: secondary indexes built once by finish_sync (bulk_indexes).
+        # Into empty tables: secondary indexes built once by finish_sync (bulk_fill).
         if not defer_indexes(conn, SYNCED_TABLES):
             restore_indexes(conn, SYNCED_TABLES)  # after a load that died midway
     return SyncPlan(name, key, None if full else before, before, ordered)

@@ -1,7 +1,14 @@
-"""A first load into empty tables builds their secondary indexes once, at its end
-(PostgreSQL). Inserting 1M orders' installments into `due_date` and transactions into
-`processed_at` dirties index pages all over: each such page is WAL-logged in full again
-after every checkpoint. Measured at 200k orders: 357 MiB of WAL with the indexes kept,
+"""A first fill of empty tables builds their secondary indexes once, at its end, and checks
+its foreign keys once, in one query each (PostgreSQL).
+
+The load (`defer_indexes`, `restore_indexes`): batches commit on their own, so the
+indexes come back at the end of the sync or, after a load that died, at the next one.
+Detection's first run (`first_fill`) is one transaction: what it drops comes back before
+its commit, or with its rollback.
+
+Why the load's indexes wait: inserting 1M orders' installments into `due_date` and
+transactions into `processed_at` dirties index pages all over: each such page is WAL-logged
+in full again after every checkpoint. Measured at 200k orders: 357 MiB of WAL with the indexes kept,
 233 MiB dropped and built after; database CPU 4.6 -> 3.4 s (the build included).
 
 Primary keys stay: the loader's lookups and upserts need them. A load that dies between
@@ -10,6 +17,9 @@ builds them (`restore_indexes`: a no-op when they exist).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from sqlalchemy import Connection, Index
 from sqlalchemy.schema import CreateIndex
@@ -65,3 +75,28 @@ def restore_indexes(conn: Connection, tables: tuple[str, ...]) -> int:
     for index in missing:
         conn.execute(CreateIndex(index, if_not_exists=True))
     return len(missing)
+
+
+@contextmanager
+def first_fill(conn: Connection, tables: tuple[str, ...]) -> Iterator[bool]:
+    """Within this block, fill `tables` without their secondary indexes and foreign keys if
+    the first of them is empty (whether it is: the block's value); at its end the indexes are
+    built and each foreign key is added back as it was, checked by one join instead of one
+    lookup per row. At a million orders detection's first run opens 285k cases with 268k
+    history rows and 382k items: the per-row checks of the three foreign keys took 4 s, the
+    six indexes 1.2 s. The tables (and the tables their keys refer to) stay locked until the
+    commit; a rollback brings everything back as it was."""
+    if not defer_indexes(conn, tables):
+        yield False
+        return
+    keys = conn.exec_driver_sql(
+        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
+        "WHERE contype = 'f' AND conrelid = ANY(%(t)s::regclass[]) ORDER BY 1, 2",
+        {"t": list(tables)},
+    ).all()
+    for table, name, _ in keys:
+        conn.exec_driver_sql(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
+    yield True
+    restore_indexes(conn, tables)
+    for table, name, definition in keys:
+        conn.exec_driver_sql(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')

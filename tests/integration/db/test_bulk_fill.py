@@ -1,0 +1,191 @@
+"""A first load builds the synced tables' secondary indexes at its end (PostgreSQL); a load
+that died before its end gets them back from the next sync."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+import pytest
+from sqlalchemy import text
+
+from dunning.db import get_engine, upgrade
+from dunning.db.bulk_fill import _secondary, defer_indexes, restore_indexes
+from dunning.sample import generate_orders, write_jsonl
+from dunning.tasks.sync_run import SYNCED_TABLES, plan_sync, run_sync
+
+pytestmark = pytest.mark.postgres
+AS_OF = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
+SECONDARY = {index.name for index in _secondary(SYNCED_TABLES)}
+
+
+def present(url: str) -> set[str]:
+    with get_engine(url).connect() as conn:
+        names = conn.scalars(text("SELECT indexname FROM pg_indexes")).all()
+    return SECONDARY & set(names)
+
+
+def test_secondary_indexes_are_the_non_unique_ones_of_the_synced_tables():
+    assert {
+        "ix_orders_merchant_id",
+        "ix_orders_synced_at",
+        "ix_installments_due_date",
+        "ix_transactions_processed_at",
+    } == SECONDARY
+
+
+def test_dropped_only_while_empty_and_built_once(postgres_url):
+    upgrade(postgres_url)
+    engine = get_engine(postgres_url)
+    with engine.begin() as conn:
+        assert defer_indexes(conn, SYNCED_TABLES)
+    assert present(postgres_url) == set()
+    with engine.begin() as conn:
+        assert restore_indexes(conn, SYNCED_TABLES) == len(SECONDARY)
+        assert restore_indexes(conn, SYNCED_TABLES) == 0
+    assert present(postgres_url) == SECONDARY
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO orders (order_id, merchant_id, order_date, updated_at, status, "
+                "currency, total_amount, payment_plan, payment_method, source, synced_at) "
+                "VALUES ('o1', 'm1', :t, :t, 'active', 'EUR', 9, 'one_time_payment', 'sepa', "
+                "'test', :t)"
+            ),
+            {"t": AS_OF},
+        )
+    with engine.begin() as conn:
+        assert not defer_indexes(conn, SYNCED_TABLES)
+    assert present(postgres_url) == SECONDARY
+
+
+def test_a_cold_sync_ends_with_its_indexes_and_the_next_plan_repairs_a_dead_one(
+    postgres_url, tmp_path
+):
+    upgrade(postgres_url)
+    path = tmp_path / "shop.jsonl"
+    write_jsonl(list(generate_orders(300, merchants=3, seed=7, as_of=AS_OF)), path)
+    assert run_sync(postgres_url, str(path), batch_size=100, as_of=AS_OF).counts.inserted == 300
+    assert present(postgres_url) == SECONDARY
+    with get_engine(postgres_url).begin() as conn:  # as if a load had died after its plan
+        for name in SECONDARY:
+            conn.execute(text(f"DROP INDEX {name}"))
+    plan_sync(postgres_url, str(path), full=False, shard=None, shards=1)
+    assert present(postgres_url) == SECONDARY
+
+
+# --- detection's first run: one transaction ------------------------------------------------
+
+FILLED = ("cases", "case_history", "case_items")
+
+
+def foreign_keys(url: str) -> set[tuple[str, str, bool]]:
+    with get_engine(url).connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint "
+                "WHERE contype = 'f' AND conrelid = ANY(CAST(:t AS regclass[]))"
+            ),
+            {"t": list(FILLED)},
+        )
+        return {tuple(row) for row in rows}
+
+
+def indexes(url: str) -> set[str]:
+    with get_engine(url).connect() as conn:
+        return set(
+            conn.scalars(
+                text("SELECT indexname FROM pg_indexes WHERE tablename = ANY(:t)"),
+                {"t": list(FILLED)},
+            )
+        )
+
+
+def test_a_first_detection_ends_with_every_key_and_index_it_dropped(
+    postgres_url, tmp_path, monkeypatch
+):
+    import dunning.tasks.detect as detect_module
+    from dunning.config import get_settings
+    from dunning.tasks.detect import FIRST_FILL_TABLES, detect_cases_core
+
+    assert FIRST_FILL_TABLES == FILLED
+    upgrade(postgres_url)
+    keys, names = foreign_keys(postgres_url), indexes(postgres_url)
+    assert {"fk_cases_order_id_orders", "fk_case_items_case_id_cases"} <= {k[0] for k in keys}
+    assert {"ix_cases_state_next_step_at", "ix_case_history_case_id"} <= names
+    path = tmp_path / "shop.jsonl"
+    write_jsonl(list(generate_orders(300, merchants=3, seed=7, as_of=AS_OF)), path)
+    run_sync(postgres_url, str(path), batch_size=100, as_of=AS_OF)
+
+    filled: list[bool] = []
+    real = detect_module.first_fill
+
+    @contextmanager
+    def watched(conn, tables):
+        with real(conn, tables) as filling:
+            filled.append(filling)
+            yield filling
+
+    monkeypatch.setattr(detect_module, "first_fill", watched)
+    opened = detect_cases_core(postgres_url, AS_OF, get_settings(), full=True)["new_cases"]
+    assert filled == [True] and opened > 0
+    assert foreign_keys(postgres_url) == keys  # the same keys, validated
+    assert indexes(postgres_url) == names
+
+
+def test_a_failed_first_fill_leaves_the_schema_as_it_was(postgres_url):
+    from dunning.db.bulk_fill import first_fill
+
+    upgrade(postgres_url)
+    keys, names = foreign_keys(postgres_url), indexes(postgres_url)
+    engine = get_engine(postgres_url)
+    with pytest.raises(RuntimeError), engine.begin() as conn, first_fill(conn, FILLED) as filling:
+        assert filling
+        assert foreign_keys_in(conn) == []
+        raise RuntimeError("the fill died")
+    assert foreign_keys(postgres_url) == keys
+    assert indexes(postgres_url) == names
+
+
+def foreign_keys_in(conn) -> list[str]:
+    return list(
+        conn.scalars(
+            text(
+                "SELECT conname FROM pg_constraint WHERE contype = 'f' "
+                "AND conrelid = ANY(CAST(:t AS regclass[]))"
+            ),
+            {"t": list(FILLED)},
+        )
+    )
+
+
+def test_a_fill_of_tables_that_hold_rows_drops_nothing(postgres_url):
+    from dunning.db.bulk_fill import first_fill
+
+    upgrade(postgres_url)
+    engine = get_engine(postgres_url)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO orders (order_id, merchant_id, order_date, updated_at, status, "
+                "currency, total_amount, payment_plan, payment_method, source, synced_at) "
+                "VALUES ('o1', 'm1', :t, :t, 'active', 'EUR', 9, 'one_time_payment', 'sepa', "
+                "'test', :t)"
+            ),
+            {"t": AS_OF},
+        )
+        conn.execute(
+            text(
+                "INSERT INTO cases (order_id, merchant_id, kind, state, dunning_option, "
+                "currency, opened_at, default_date, principal_amount, fees_amount, "
+                "interest_amount, cancellation_costs, paid_amount, partner_paid_amount, "
+                "outstanding_amount, updated_at) VALUES ('o1', 'm1', 'overdue', "
+                "'awaiting_approval', 'dunning', 'EUR', :t, '2026-02-01', 9, 0, 0, 0, 0, 0, 9, :t)"
+            ),
+            {"t": AS_OF},
+        )
+    keys, names = foreign_keys(postgres_url), indexes(postgres_url)
+    with engine.begin() as conn, first_fill(conn, FILLED) as filling:
+        assert not filling
+        assert len(foreign_keys_in(conn)) == len(keys)
+    assert indexes(postgres_url) == names
