@@ -4,6 +4,9 @@ has."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
@@ -45,6 +48,21 @@ def room_for_aggregates(session: Session) -> None:
     if is_postgres(session):
         session.execute(text("SET LOCAL work_mem = '256MB'"))
         session.execute(text("SET LOCAL jit = off"))
+
+
+@contextmanager
+def sorted_aggregates(session: Session, wanted: bool) -> Iterator[None]:
+    """PostgreSQL, `wanted`: aggregate by sorting within the block. Summing a million
+    orders' sales per installment in a hash table took 1.3 s, grouping them in key order
+    0.5 s; the planner, misjudging the number of groups, picks the hash."""
+    if not (wanted and is_postgres(session)):
+        yield
+        return
+    session.execute(text("SET LOCAL enable_hashagg = off"))
+    try:
+        yield
+    finally:
+        session.execute(text("SET LOCAL enable_hashagg = on"))
 
 
 def analyze_temp_table(session: Session, name: str) -> None:
