@@ -27,7 +27,7 @@ statement itself (one write per case), the others (and every new case on SQLite)
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from contextlib import nullcontext
 from datetime import date, datetime
 from decimal import Decimal
@@ -69,6 +69,7 @@ ACTOR = "detect"
 OPEN = "state NOT IN ('paid', 'cancelled', 'uncollectible')"  # = uq_cases_open_order's WHERE
 NO_NEW_CASE_STATUSES = "('cancelled', 'refunded')"
 FIRST_FILL_TABLES = ("cases", "case_history", "case_items")  # what the opening fills
+FIRST_FILL_FROM = 50_000  # candidates; below, dropping and rebuilding costs more than it saves
 # In default and claimable: an installment whose claim a closed case settled otherwise is
 # not claimed again by a new case: given up (cancelled by an operator, uncollectible), or
 # paid to the collection partner (the source never sees that money).
@@ -426,21 +427,20 @@ def detect(
     analyze_temp_table(session, "detect_facts")
     candidates = session.scalar(text("SELECT COUNT(*) FROM detect_orders")) or 0
 
-    # A first run into empty tables: their secondary indexes and foreign keys come back
-    # after the bulk inserts below (bulk_fill), each key checked by one join.
-    filling = first_fill(session.connection(), FIRST_FILL_TABLES) if full else nullcontext()
+    # A first run of many orders into empty tables: their secondary indexes and foreign
+    # keys come back after the bulk inserts below (bulk_fill), each key checked by one join.
+    bulk = full and candidates >= FIRST_FILL_FROM
+    filling = first_fill(session.connection(), FIRST_FILL_TABLES) if bulk else nullcontext()
     with filling:
         opened = _open_cases(session, d, params, installation)
-        new_ids = [case_id for case_id, _, _ in opened]
+        opened_count = sum(n for _, _, n, _ in opened)
         # Fee items of the cases just opened carry their amount at once (opening_select put
         # it into fees_amount); older cases get theirs through FEE_DELTA_SQL.
-        params["first_new"] = min(new_ids) if new_ids else 2**62
-        if new_ids:
-            session.execute(text(OPEN_OF_CANDIDATES_SQL), {"from_id": params["first_new"]})
+        params["first_new"] = min((first for *_, first in opened), default=2**62)
         analyze_temp_table(session, "detect_open")
         # With the statistics of before this transaction (on a first run: nothing) the planner
         # joins the new cases by nested loops (>10 min at 1M orders).
-        refresh_statistics(session.connection(), ("cases",), len(new_ids))
+        refresh_statistics(session.connection(), ("cases",), opened_count)
         joined = session.execute(_typed(join_principal_sql(d), **params)).rowcount or 0
         refresh_statistics(session.connection(), ("case_items",), joined)
         fees = session.execute(_typed(JOIN_FEES_SQL, **params)).rowcount or 0
@@ -480,15 +480,15 @@ def detect(
         closed[outcome] += len(moved)
     _drop_temp_tables(session)
     routed = _routed_counts(opened)
-    if len(opened) > sum(routed.values()):  # addresses the opening could not be sure of
-        new_cases = Case.case_id >= params["first_new"]
-        for state, n in route_new_cases(session, as_of, installation, new_cases).items():
+    if opened_count > sum(routed.values()):  # addresses the opening could not be sure of
+        new_ones = Case.case_id >= params["first_new"]
+        for state, n in route_new_cases(session, as_of, installation, new_ones).items():
             if state != "checked":
                 routed[state] = routed.get(state, 0) + n
         # The statistics taken after the opening saw these cases unrouted: without a second
         # look the handover step's lookup of blocked cases by state, planned for one row,
         # took 11 s at a million orders instead of 0.1 s.
-        refresh_statistics(session.connection(), ("cases",), len(new_ids))
+        refresh_statistics(session.connection(), ("cases",), opened_count)
 
     if mark is None:
         mark = DetectMark(scope=scope, full_as_of=as_of)
@@ -508,7 +508,7 @@ def detect(
     return {
         "mode": "full" if full else "incremental",
         "candidates": int(candidates),
-        "new_cases": len(new_ids),
+        "new_cases": opened_count,
         "items_joined": int(joined),
         "paid": closed["paid"],
         "cancelled": closed["cancelled"],
@@ -518,13 +518,19 @@ def detect(
 
 def _open_cases(
     session: Session, d: Spelling, params: dict[str, Any], installation: Settings
-) -> list[tuple[int, str, bool]]:
-    """Open the new cases: (case_id, state, routed) each. PostgreSQL opens those whose
-    address is certainly complete already routed by the handover rules (`open_routed_sql`),
-    their first steps computed here once per (default date, reminder_1_days)."""
+) -> list[tuple[str, bool, int, int]]:
+    """Open the new cases and add them to `detect_open`: (state, routed, how many, lowest
+    case id) per state and routed-or-not. PostgreSQL opens those whose address is certainly
+    complete already routed by the handover rules (`open_routed_sql`), their first steps
+    computed here once per (default date, reminder_1_days)."""
     if not routes_in_bulk(session):
-        opened = session.execute(_typed(open_cases_sql(d), **params))
-        return [(case_id, state, False) for case_id, state in opened]
+        rows = session.execute(_typed(open_cases_sql(d), **params)).all()
+        if not rows:
+            return []
+        first = min(case_id for case_id, _ in rows)
+        session.execute(text(OPEN_OF_CANDIDATES_SQL), {"from_id": first})
+        states = Counter(state for _, state in rows)
+        return [(state, False, n, first) for state, n in states.items()]
     rules = {
         "router": ROUTER,
         "auto_overdue": installation.default_auto_overdue,
@@ -543,11 +549,11 @@ def _open_cases(
     return [tuple(r) for r in session.execute(_typed(sql, **params, **rules))]
 
 
-def _routed_counts(opened: list[tuple[int, str, bool]]) -> dict[str, int]:
+def _routed_counts(opened: list[tuple[str, bool, int, int]]) -> dict[str, int]:
     counts: dict[str, int] = defaultdict(int)
-    for _, state, routed in opened:
+    for state, routed, n, _ in opened:
         if routed:
-            counts[state] += 1
+            counts[state] += n
     return dict(counts)
 
 

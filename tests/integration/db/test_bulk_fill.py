@@ -127,6 +127,7 @@ def test_a_first_detection_ends_with_every_key_and_index_it_dropped(
             yield filling
 
     monkeypatch.setattr(detect_module, "first_fill", watched)
+    monkeypatch.setattr(detect_module, "FIRST_FILL_FROM", 1)  # 300 orders are many here
     opened = detect_cases_core(postgres_url, AS_OF, get_settings(), full=True)["new_cases"]
     assert filled == [True] and opened > 0
     assert foreign_keys(postgres_url) == keys  # the same keys, validated
