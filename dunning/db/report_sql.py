@@ -45,6 +45,13 @@ def _pg_lower(value):
     return func.lower(func.translate(value, _UPPER, _LOWER))
 
 
+def _lower_folds_umlauts(bind) -> bool:
+    """Whether the database's own lower() folds every letter `_pg_lower` translates (any
+    UTF-8 LC_CTYPE does): then the translate() is left out, the same text for 0.4 s less
+    on a board of 285k cases."""
+    return bool(bind.execute(select(func.lower(literal(_UPPER)) == literal(_LOWER))).scalar())
+
+
 def in_shard(merchant_col, shard: int | None, shards: int):
     """A condition restricting `merchant_col` to one shard's merchants; None for all."""
     if shard is None or shards <= 1:
@@ -66,7 +73,7 @@ def report_select(bind, as_of: datetime, zone: str, shard: int | None, shards: i
     closed_or_now = func.coalesce(Case.closed_at, as_of_param)
     if is_postgres(bind):
         local_day = cast(func.timezone(zone, closed_or_now), Date)
-        lower = _pg_lower
+        lower = func.lower if _lower_folds_umlauts(bind) else _pg_lower
     else:
         local_day = func.dunning_local_date(closed_or_now, zone)
         lower = func.dunning_lower

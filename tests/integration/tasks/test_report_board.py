@@ -80,3 +80,28 @@ def test_limit_reports_the_total(board):
     assert (len(rows), total) == (2, 6)
     # Newest opened first.
     assert [r["case_id"] for r in rows] == [4, 5]
+
+
+@pytest.mark.postgres
+def test_the_search_text_is_the_same_whether_lower_folds_umlauts_or_not(postgres_url, monkeypatch):
+    """PostgreSQL under a UTF-8 LC_CTYPE folds Ä itself; under C the board translates first.
+    Both spellings write the same search text."""
+    from sqlalchemy import text
+
+    import dunning.db.report_sql as report_sql
+    from dunning.db import get_engine, upgrade
+
+    upgrade(postgres_url)
+    build_board(postgres_url)
+
+    def search_texts() -> list[str]:
+        refresh_report(postgres_url, AS_OF, full=True)
+        with get_engine(postgres_url).connect() as conn:
+            return list(conn.scalars(text("SELECT search_text FROM case_report_rows ORDER BY 1")))
+
+    with get_engine(postgres_url).connect() as conn:
+        native = report_sql._lower_folds_umlauts(conn)
+    first = search_texts()
+    monkeypatch.setattr(report_sql, "_lower_folds_umlauts", lambda bind: not native)
+    assert search_texts() == first
+    assert any("müller" in t for t in first)
