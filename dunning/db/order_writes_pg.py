@@ -31,10 +31,14 @@ CREATE TEMP TABLE IF NOT EXISTS sync_stage_orders (
 ) ON COMMIT DELETE ROWS
 """
 
+# Merchants the table already has as they are are left out before the upsert, which would
+# lock each of them (every batch names most merchants again: 200k locks at a million orders).
 _MERCHANTS_PG = """
 INSERT INTO merchants AS m (merchant_id, name, shard_key, created_at, updated_at)
 SELECT id, name, key, %(now)s, %(now)s
 FROM json_to_recordset(%(merchants)s::json) AS u(id text, name text, key int)
+WHERE NOT EXISTS (SELECT 1 FROM merchants k WHERE k.merchant_id = u.id
+                  AND (u.name IS NULL OR k.name IS NOT DISTINCT FROM u.name))
 ORDER BY id
 ON CONFLICT (merchant_id) DO UPDATE SET name = EXCLUDED.name, updated_at = EXCLUDED.updated_at
 WHERE EXCLUDED.name IS NOT NULL AND m.name IS DISTINCT FROM EXCLUDED.name
