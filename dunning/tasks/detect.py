@@ -429,7 +429,8 @@ def detect(
 
     # A first run of many orders into empty tables: their secondary indexes and foreign
     # keys come back after the bulk inserts below (bulk_fill), each key checked by one join.
-    bulk = full and candidates >= FIRST_FILL_FROM
+    # Not for one shard of several: its locks would make the other shards wait for it.
+    bulk = full and shard is None and candidates >= FIRST_FILL_FROM
     filling = first_fill(session.connection(), FIRST_FILL_TABLES) if bulk else nullcontext()
     with filling:
         opened = _open_cases(session, d, params, installation)
