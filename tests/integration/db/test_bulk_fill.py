@@ -128,6 +128,12 @@ def test_a_first_detection_ends_with_every_key_and_index_it_dropped(
 
     monkeypatch.setattr(detect_module, "first_fill", watched)
     monkeypatch.setattr(detect_module, "FIRST_FILL_FROM", 1)  # 300 orders are many here
+    # One shard of two does not: its locks would hold up the other shard's detection.
+    detect_cases_core(postgres_url, AS_OF, get_settings(), shard=1, shards=2, full=True)
+    assert filled == [] and foreign_keys(postgres_url) == keys
+    with get_engine(postgres_url).begin() as conn:  # empty again, for the unsharded run
+        for table in ("case_items", "case_history", "detect_marks", "cases"):
+            conn.execute(text(f"DELETE FROM {table}"))
     opened = detect_cases_core(postgres_url, AS_OF, get_settings(), full=True)["new_cases"]
     assert filled == [True] and opened > 0
     assert foreign_keys(postgres_url) == keys  # the same keys, validated
