@@ -59,10 +59,8 @@ def sorted_aggregates(session: Session, wanted: bool) -> Iterator[None]:
         yield
         return
     session.execute(text("SET LOCAL enable_hashagg = off"))
-    try:
-        yield
-    finally:
-        session.execute(text("SET LOCAL enable_hashagg = on"))
+    yield  # an error aborts the transaction, and the setting ends with it
+    session.execute(text("SET LOCAL enable_hashagg = on"))
 
 
 def analyze_temp_table(session: Session, name: str) -> None:

@@ -79,16 +79,19 @@ def test_a_cold_sync_ends_with_its_indexes_and_the_next_plan_repairs_a_dead_one(
 FILLED = ("cases", "case_history", "case_items")
 
 
+_KEYS = text(
+    "SELECT conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint "
+    "WHERE contype = 'f' AND conrelid = ANY(CAST(:t AS regclass[]))"
+)
+
+
+def keys_in(conn) -> set[tuple[str, str, bool]]:
+    return {tuple(row) for row in conn.execute(_KEYS, {"t": list(FILLED)})}
+
+
 def foreign_keys(url: str) -> set[tuple[str, str, bool]]:
     with get_engine(url).connect() as conn:
-        rows = conn.execute(
-            text(
-                "SELECT conname, pg_get_constraintdef(oid), convalidated FROM pg_constraint "
-                "WHERE contype = 'f' AND conrelid = ANY(CAST(:t AS regclass[]))"
-            ),
-            {"t": list(FILLED)},
-        )
-        return {tuple(row) for row in rows}
+        return keys_in(conn)
 
 
 def indexes(url: str) -> set[str]:
@@ -148,22 +151,10 @@ def test_a_failed_first_fill_leaves_the_schema_as_it_was(postgres_url):
     engine = get_engine(postgres_url)
     with pytest.raises(RuntimeError), engine.begin() as conn, first_fill(conn, FILLED) as filling:
         assert filling
-        assert foreign_keys_in(conn) == []
+        assert keys_in(conn) == set()
         raise RuntimeError("the fill died")
     assert foreign_keys(postgres_url) == keys
     assert indexes(postgres_url) == names
-
-
-def foreign_keys_in(conn) -> list[str]:
-    return list(
-        conn.scalars(
-            text(
-                "SELECT conname FROM pg_constraint WHERE contype = 'f' "
-                "AND conrelid = ANY(CAST(:t AS regclass[]))"
-            ),
-            {"t": list(FILLED)},
-        )
-    )
 
 
 def test_a_fill_of_tables_that_hold_rows_drops_nothing(postgres_url):
@@ -194,5 +185,5 @@ def test_a_fill_of_tables_that_hold_rows_drops_nothing(postgres_url):
     keys, names = foreign_keys(postgres_url), indexes(postgres_url)
     with engine.begin() as conn, first_fill(conn, FILLED) as filling:
         assert not filling
-        assert len(foreign_keys_in(conn)) == len(keys)
+        assert keys_in(conn) == keys
     assert indexes(postgres_url) == names
