@@ -38,20 +38,42 @@ def _secondary(tables: tuple[str, ...]) -> list[Index]:
     ]
 
 
-def defer_indexes(conn: Connection, tables: tuple[str, ...]) -> bool:
-    """Drop the secondary indexes of `tables` if the first of them is empty; whether it did.
-    Checked again under a lock that holds until commit (a concurrent first batch waits)."""
-    if not is_postgres(conn):
-        return False
-    empty = f"SELECT NOT EXISTS (SELECT 1 FROM {tables[0]})"
-    if not conn.exec_driver_sql(empty).scalar():
+def defer_indexes(
+    conn: Connection,
+    tables: tuple[str, ...],
+    *,
+    also_lock: tuple[str, ...] = (),
+    rows_from: tuple[str, int] | None = None,
+) -> bool:
+    """Drop the secondary indexes of `tables` if the first of them is empty (and the table
+    of `rows_from` holds at least its number of rows); whether it did.
+
+    The check is made first in a short transaction of its own, so that the caller's holds
+    no lock on the tables when it takes the one it needs: ACCESS EXCLUSIVE on `tables` and
+    `also_lock` until commit. Two callers then wait for each other in turn; had each read
+    the table first, each would hold a lock the other's DROP waits for (a deadlock, seen
+    with two syncs at once). Under the lock the emptiness is checked again."""
+    if not is_postgres(conn) or not _fillable_elsewhere(conn, tables[0], rows_from):
         return False  # the usual case: no lock taken
-    conn.exec_driver_sql(f"LOCK TABLE {', '.join(tables)} IN SHARE ROW EXCLUSIVE MODE")
-    if not conn.exec_driver_sql(empty).scalar():
+    conn.exec_driver_sql(f"LOCK TABLE {', '.join(tables + also_lock)} IN ACCESS EXCLUSIVE MODE")
+    if conn.exec_driver_sql(f"SELECT EXISTS (SELECT 1 FROM {tables[0]})").scalar():
         return False
     for index in _secondary(tables):
         conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{index.name}"')
     return True
+
+
+def _fillable_elsewhere(conn: Connection, table: str, rows_from: tuple[str, int] | None) -> bool:
+    """`table` is empty and `rows_from` (table, n) holds at least n rows, read on another
+    connection of the same engine (its locks end with it)."""
+    with conn.engine.connect() as own:
+        if own.exec_driver_sql(f"SELECT EXISTS (SELECT 1 FROM {table})").scalar():
+            return False
+        if rows_from is None:
+            return True
+        name, n = rows_from
+        found = own.exec_driver_sql(f"SELECT COUNT(*) FROM (SELECT 1 FROM {name} LIMIT {n}) x")
+        return found.scalar() >= n
 
 
 def restore_indexes(conn: Connection, tables: tuple[str, ...]) -> int:
@@ -78,25 +100,34 @@ def restore_indexes(conn: Connection, tables: tuple[str, ...]) -> int:
 
 
 @contextmanager
-def first_fill(conn: Connection, tables: tuple[str, ...]) -> Iterator[bool]:
+def first_fill(
+    conn: Connection, tables: tuple[str, ...], rows_from: tuple[str, int] | None = None
+) -> Iterator[bool]:
     """Within this block, fill `tables` without their secondary indexes and foreign keys if
-    the first of them is empty (whether it is: the block's value); at its end the indexes are
-    built and each foreign key is added back as it was, checked by one join instead of one
-    lookup per row. At a million orders detection's first run opens 285k cases with 268k
-    history rows and 382k items: the per-row checks of the three foreign keys took 4 s, the
-    six indexes 1.2 s. The tables (and the tables their keys refer to) stay locked until the
-    commit; a rollback brings everything back as it was."""
-    if not defer_indexes(conn, tables):
+    the first of them is empty and `rows_from` (table, n) holds at least n rows (whether
+    so: the block's value); at its end the indexes are built and each foreign key is added
+    back as it was, checked by one join instead of one lookup per row. At a million orders
+    detection's first run opens 285k cases with 268k history rows and 382k items: the
+    per-row checks of the three foreign keys took 4 s, the six indexes 1.2 s.
+
+    Enter it before the transaction reads any of `tables` or the tables their keys refer
+    to (see `defer_indexes`): they stay locked (ACCESS EXCLUSIVE) until the commit. A
+    rollback brings everything back as it was."""
+    keys = []
+    if is_postgres(conn):
+        keys = conn.exec_driver_sql(
+            "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid), "
+            "confrelid::regclass::text FROM pg_constraint "
+            "WHERE contype = 'f' AND conrelid = ANY(%(t)s::regclass[]) ORDER BY 1, 2",
+            {"t": list(tables)},
+        ).all()
+    referred = tuple(sorted({ref for *_, ref in keys} - set(tables)))
+    if not defer_indexes(conn, tables, also_lock=referred, rows_from=rows_from):
         yield False
         return
-    keys = conn.exec_driver_sql(
-        "SELECT conrelid::regclass::text, conname, pg_get_constraintdef(oid) FROM pg_constraint "
-        "WHERE contype = 'f' AND conrelid = ANY(%(t)s::regclass[]) ORDER BY 1, 2",
-        {"t": list(tables)},
-    ).all()
-    for table, name, _ in keys:
+    for table, name, _, _ in keys:
         conn.exec_driver_sql(f'ALTER TABLE {table} DROP CONSTRAINT "{name}"')
     yield True
     restore_indexes(conn, tables)
-    for table, name, definition in keys:
+    for table, name, definition, _ in keys:
         conn.exec_driver_sql(f'ALTER TABLE {table} ADD CONSTRAINT "{name}" {definition}')

@@ -69,7 +69,7 @@ ACTOR = "detect"
 OPEN = "state NOT IN ('paid', 'cancelled', 'uncollectible')"  # = uq_cases_open_order's WHERE
 NO_NEW_CASE_STATUSES = "('cancelled', 'refunded')"
 FIRST_FILL_TABLES = ("cases", "case_history", "case_items")  # what the opening fills
-FIRST_FILL_FROM = 50_000  # candidates; below, dropping and rebuilding costs more than it saves
+FIRST_FILL_FROM = 50_000  # orders; below, dropping and rebuilding costs more than it saves
 # In default and claimable: an installment whose claim a closed case settled otherwise is
 # not claimed again by a new case: given up (cancelled by an operator, uncollectible), or
 # paid to the collection partner (the source never sees that money).
@@ -371,14 +371,36 @@ def detect(
     full: bool = False,
 ) -> dict[str, Any]:
     """Run detection in the session's transaction; returns counts."""
+    scope = scope_name(shard, shards)
+    mark = session.get(DetectMark, scope)
+    full = full or mark is None or as_of < mark.as_of or as_of - mark.full_as_of >= FULL_EVERY
+    # The first run of a large shop fills empty tables: their secondary indexes and foreign
+    # keys come back at the end (bulk_fill), each key checked by one join. Entered before
+    # anything is read; not for one shard of several (its locks would hold up the others).
+    filling = (
+        first_fill(session.connection(), FIRST_FILL_TABLES, ("orders", FIRST_FILL_FROM))
+        if full and shard is None
+        else nullcontext()
+    )
+    with filling:
+        return _detect(session, as_of, installation, shard, shards, full, mark)
+
+
+def _detect(
+    session: Session,
+    as_of: datetime,
+    installation: Settings,
+    shard: int | None,
+    shards: int,
+    full: bool,
+    mark: DetectMark | None,
+) -> dict[str, Any]:
     zone = installation.zone
     d = Spelling.of(session)
     today = local_date(as_of, zone)
     scope = scope_name(shard, shards)
-    mark = session.get(DetectMark, scope)
     # Orders synced since the last run (dunning.tasks.synced_since).
     synced_max, synced_count = newest_stamp(session)
-    full = full or mark is None or as_of < mark.as_of or as_of - mark.full_as_of >= FULL_EVERY
     params: dict[str, Any] = {
         "as_of": as_of,
         "today": today,
@@ -427,24 +449,18 @@ def detect(
     analyze_temp_table(session, "detect_facts")
     candidates = session.scalar(text("SELECT COUNT(*) FROM detect_orders")) or 0
 
-    # A first run of many orders into empty tables: their secondary indexes and foreign
-    # keys come back after the bulk inserts below (bulk_fill), each key checked by one join.
-    # Not for one shard of several: its locks would make the other shards wait for it.
-    bulk = full and shard is None and candidates >= FIRST_FILL_FROM
-    filling = first_fill(session.connection(), FIRST_FILL_TABLES) if bulk else nullcontext()
-    with filling:
-        opened = _open_cases(session, d, params, installation)
-        opened_count = sum(n for _, _, n, _ in opened)
-        # Fee items of the cases just opened carry their amount at once (opening_select put
-        # it into fees_amount); older cases get theirs through FEE_DELTA_SQL.
-        params["first_new"] = min((first for *_, first in opened), default=2**62)
-        analyze_temp_table(session, "detect_open")
-        # With the statistics of before this transaction (on a first run: nothing) the planner
-        # joins the new cases by nested loops (>10 min at 1M orders).
-        refresh_statistics(session.connection(), ("cases",), opened_count)
-        joined = session.execute(_typed(join_principal_sql(d), **params)).rowcount or 0
-        refresh_statistics(session.connection(), ("case_items",), joined)
-        fees = session.execute(_typed(JOIN_FEES_SQL, **params)).rowcount or 0
+    opened = _open_cases(session, d, params, installation)
+    opened_count = sum(n for _, _, n, _ in opened)
+    # Fee items of the cases just opened carry their amount at once (opening_select put
+    # it into fees_amount); older cases get theirs through FEE_DELTA_SQL.
+    params["first_new"] = min((first for *_, first in opened), default=2**62)
+    analyze_temp_table(session, "detect_open")
+    # With the statistics of before this transaction (on a first run: nothing) the planner
+    # joins the new cases by nested loops (>10 min at 1M orders).
+    refresh_statistics(session.connection(), ("cases",), opened_count)
+    joined = session.execute(_typed(join_principal_sql(d), **params)).rowcount or 0
+    refresh_statistics(session.connection(), ("case_items",), joined)
+    fees = session.execute(_typed(JOIN_FEES_SQL, **params)).rowcount or 0
     # Fee items come after the principal items' ANALYZE: without a second one the planner
     # believes there are none and walks every fee item to update a few.
     refresh_statistics(session.connection(), ("case_items",), fees)

@@ -74,6 +74,38 @@ def test_a_cold_sync_ends_with_its_indexes_and_the_next_plan_repairs_a_dead_one(
     assert present(postgres_url) == SECONDARY
 
 
+def test_two_first_loads_at_once_wait_for_each_other(postgres_url):
+    """Both see empty tables; the second waits for the first's lock instead of holding a
+    read lock its DROP INDEX would wait for (a deadlock, seen with two syncs at once)."""
+    import threading
+    import time
+
+    upgrade(postgres_url)
+    engine = get_engine(postgres_url)
+    errors: list[Exception] = []
+    for _ in range(5):
+        barrier = threading.Barrier(2)
+
+        def one(barrier: threading.Barrier = barrier) -> None:
+            try:
+                with engine.begin() as conn:
+                    barrier.wait()
+                    defer_indexes(conn, SYNCED_TABLES)
+                    time.sleep(0.05)
+            except Exception as exc:  # pragma: no cover - the assertion shows it
+                errors.append(exc)
+
+        threads = [threading.Thread(target=one) for _ in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with engine.begin() as conn:
+            restore_indexes(conn, SYNCED_TABLES)
+    assert not errors, errors
+    assert present(postgres_url) == SECONDARY
+
+
 # --- detection's first run: one transaction ------------------------------------------------
 
 FILLED = ("cases", "case_history", "case_items")
@@ -124,8 +156,8 @@ def test_a_first_detection_ends_with_every_key_and_index_it_dropped(
     real = detect_module.first_fill
 
     @contextmanager
-    def watched(conn, tables):
-        with real(conn, tables) as filling:
+    def watched(conn, tables, rows_from=None):
+        with real(conn, tables, rows_from) as filling:
             filled.append(filling)
             yield filling
 
