@@ -160,6 +160,18 @@ def _automations(notification_block_id: str | None) -> list:
 _COMPARED = ("description", "trigger", "actions")
 
 
+def _canonical(value):
+    """A dump with its lists of strings sorted: a trigger's `expect` and `for_each` are sets,
+    dumped in the order the set iterates, which for a set read back from the server can
+    differ from the one built here (an automation reported changed when it was not)."""
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, list):
+        items = [_canonical(v) for v in value]
+        return sorted(items) if all(isinstance(v, str) for v in items) else items
+    return value
+
+
 def _upsert_automation(automation) -> str | None:
     """Create the automation, or bring one of that name up to date (bootstrap runs after
     every upgrade); "created", "updated" or None when it was current."""
@@ -172,8 +184,8 @@ def _upsert_automation(automation) -> str | None:
     if existing is None:
         automation.create()
         return "created"
-    wanted = automation.model_dump(mode="json", include=set(_COMPARED))
-    if existing.model_dump(mode="json", include=set(_COMPARED)) == wanted:
+    wanted = _canonical(automation.model_dump(mode="json", include=set(_COMPARED)))
+    if _canonical(existing.model_dump(mode="json", include=set(_COMPARED))) == wanted:
         return None
     for field in _COMPARED:
         setattr(existing, field, getattr(automation, field))
