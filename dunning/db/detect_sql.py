@@ -1,6 +1,6 @@
 """Detection's SQL where SQLite and PostgreSQL differ (`dunning.tasks.detect` runs it): the
-spelling of its statement texts, and the planner settings and statistics only PostgreSQL
-has."""
+spelling of its statement texts, the facts statement, and the planner settings and
+statistics only PostgreSQL has."""
 
 from __future__ import annotations
 
@@ -77,3 +77,59 @@ def candidates_are_many(session: Session) -> bool:
     candidates = session.scalar(text("SELECT COUNT(*) FROM detect_orders")) or 0
     total = session.scalar(text("SELECT reltuples FROM pg_class WHERE relname = 'orders'")) or 0
     return candidates > 50_000 and candidates > 0.1 * total
+
+
+def facts_sql(d: Spelling, every_order: bool = False) -> str:
+    """`every_order`: detect_orders holds every order (an unsharded full run), so the
+    installments and sales are read whole instead of being joined to it (~2 s less at 1M
+    orders); chargebacks still reach their merchant's settings through detect_orders.
+
+    Only installments that can be in default (due before today, or charged back) or belong
+    to an open case are joined to their sales: the outer WHERE keeps no other (at 1M
+    orders 1.6M of 3M installments, 0.7 s less)."""
+    if every_order:
+        inst = "installments i"
+        sales = "transactions t"
+    else:
+        inst = "detect_orders d\n    JOIN installments i ON i.order_id = d.order_id"
+        sales = "detect_orders d2\n    JOIN transactions t ON t.order_id = d2.order_id"
+    return f"""
+SELECT q.order_id, q.number, q.due_date, q.owed, q.paid, q.cb_fee, q.cb_date, q.refunded
+FROM (
+  SELECT i.order_id, i.number, i.due_date,
+         ROUND(i.amount - COALESCE(i.refunded, 0), 2) AS owed,
+         ROUND(COALESCE(s.paid, 0) - COALESCE(i.charged_back, 0), 2) AS paid,
+         ROUND(COALESCE(i.cb_fee, 0), 2) AS cb_fee,
+         ROUND(COALESCE(i.refunded, 0), 2) AS refunded,
+         {d.local_date("i.cb_at")} AS cb_date
+  FROM (
+    SELECT i.order_id, i.number, i.due_date, i.amount,
+           r.refunded, r.charged_back, r.cb_fee, r.cb_at
+    FROM {inst}
+    LEFT JOIN (
+      SELECT r.order_id, COALESCE(x.installment_number, 1) AS number,
+             SUM(CASE WHEN r.type = 'refund' THEN r.amount ELSE 0 END) AS refunded,
+             SUM(CASE WHEN r.type = 'chargeback' THEN r.amount ELSE 0 END) AS charged_back,
+             SUM(CASE WHEN r.type = 'chargeback'
+                      THEN COALESCE(r.fee, ms.chargeback_fee, :default_fee) ELSE 0 END) AS cb_fee,
+             MIN(CASE WHEN r.type = 'chargeback' THEN r.processed_at END) AS cb_at
+      FROM detect_orders d3
+      JOIN transactions r ON r.order_id = d3.order_id
+      JOIN transactions x ON x.order_id = r.order_id
+                         AND x.transaction_id = r.reverses_transaction_id AND x.type = 'sale'
+      LEFT JOIN merchant_settings ms ON ms.merchant_id = d3.merchant_id
+      WHERE r.type IN ('refund', 'chargeback') AND r.processed_at <= :as_of
+      GROUP BY r.order_id, COALESCE(x.installment_number, 1)
+    ) r ON r.order_id = i.order_id AND r.number = i.number
+    WHERE i.due_date < :today OR r.cb_at IS NOT NULL
+       OR EXISTS (SELECT 1 FROM detect_open o WHERE o.order_id = i.order_id)
+  ) i
+  LEFT JOIN (
+    SELECT t.order_id, COALESCE(t.installment_number, 1) AS number, SUM(t.amount) AS paid
+    FROM {sales}
+    WHERE t.type = 'sale' AND t.processed_at <= :as_of
+    GROUP BY t.order_id, COALESCE(t.installment_number, 1)
+  ) s ON s.order_id = i.order_id AND s.number = i.number
+) q
+WHERE (q.owed - q.paid > 0 AND (q.due_date < :today OR q.cb_date IS NOT NULL))
+   OR EXISTS (SELECT 1 FROM detect_open o WHERE o.order_id = q.order_id)"""
