@@ -193,10 +193,11 @@ def test_partner_updates_end_with_one_error_of_the_degraded_kind(mode, words):
     try:
         with pytest.raises(TransientHTTPError, match=words) as caught:
             list_updates(client, None, deadline=time.time() + DEADLINE)
+        took = time.monotonic() - started  # the call, not the server's shutdown after it
     finally:
         client.close()
         stop(server)
-    assert time.monotonic() - started < DEADLINE + 1.0
+    assert took < DEADLINE + 1.0, took
     assert caught.value.__cause__ is None and caught.value.__context__ is None
     assert PARTNER_SECRET not in repr(caught.value.__dict__) + str(caught.value)
 
