@@ -25,6 +25,18 @@ def present(url: str) -> set[str]:
     return SECONDARY & set(names)
 
 
+def insert_one_order(conn) -> None:
+    conn.execute(
+        text(
+            "INSERT INTO orders (order_id, merchant_id, order_date, updated_at, status, "
+            "currency, total_amount, payment_plan, payment_method, source, synced_at) "
+            "VALUES ('o1', 'm1', :t, :t, 'active', 'EUR', 9, 'one_time_payment', 'sepa', "
+            "'test', :t)"
+        ),
+        {"t": AS_OF},
+    )
+
+
 def test_secondary_indexes_are_the_non_unique_ones_of_the_synced_tables():
     assert {
         "ix_orders_merchant_id",
@@ -45,15 +57,7 @@ def test_dropped_only_while_empty_and_built_once(postgres_url):
         assert restore_indexes(conn, SYNCED_TABLES) == 0
     assert present(postgres_url) == SECONDARY
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO orders (order_id, merchant_id, order_date, updated_at, status, "
-                "currency, total_amount, payment_plan, payment_method, source, synced_at) "
-                "VALUES ('o1', 'm1', :t, :t, 'active', 'EUR', 9, 'one_time_payment', 'sepa', "
-                "'test', :t)"
-            ),
-            {"t": AS_OF},
-        )
+        insert_one_order(conn)
     with engine.begin() as conn:
         assert not defer_indexes(conn, SYNCED_TABLES)
     assert present(postgres_url) == SECONDARY
@@ -195,15 +199,7 @@ def test_a_fill_of_tables_that_hold_rows_drops_nothing(postgres_url):
     upgrade(postgres_url)
     engine = get_engine(postgres_url)
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO orders (order_id, merchant_id, order_date, updated_at, status, "
-                "currency, total_amount, payment_plan, payment_method, source, synced_at) "
-                "VALUES ('o1', 'm1', :t, :t, 'active', 'EUR', 9, 'one_time_payment', 'sepa', "
-                "'test', :t)"
-            ),
-            {"t": AS_OF},
-        )
+        insert_one_order(conn)
         conn.execute(
             text(
                 "INSERT INTO cases (order_id, merchant_id, kind, state, dunning_option, "
