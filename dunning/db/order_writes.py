@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection, Engine, delete, insert, select
 
 from dunning.db.dialect import insert_for, is_postgres
 from dunning.db.order_writes_pg import write_orders_pg
@@ -32,6 +32,12 @@ def write_orders(
     if is_postgres(conn):
         return write_orders_pg(conn, source, orders, as_of)
     return _write_orders_sqlite(conn, source, orders, as_of)
+
+
+def takes_copy_text(bind: Engine | Connection) -> bool:
+    """Whether orders go in by COPY, so that a batch may come encoded for it
+    (`dunning.db.copy_rows`)."""
+    return is_postgres(bind)
 
 
 # --- SQLite: the same decisions with executemany -----------------------------------------

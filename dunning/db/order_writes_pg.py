@@ -14,10 +14,10 @@ from datetime import datetime
 import orjson
 from sqlalchemy import Connection
 
+from dunning.db.copy_rows import ORDER_COPY_COLUMNS, CopyRows, encode
 from dunning.models.record_rows import (
     BUYER_COLUMNS,
     INSTALLMENT_COLUMNS,
-    ORDER_COLUMNS,
     TRANSACTION_COLUMNS,
     OrderRows,
 )
@@ -25,9 +25,10 @@ from dunning.models.sharding import shard_key
 
 _STAGE_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS sync_stage_orders (
-    order_id text, merchant_id text, merchant_name text, order_date timestamptz,
+    order_id text, merchant_id text, order_date timestamptz,
     updated_at timestamptz, status text, currency text, total_amount numeric(14,2),
-    product_id text, product_name text, payment_plan text, payment_method text
+    product_id text, product_name text, payment_plan text, payment_method text,
+    source text, synced_at timestamptz
 ) ON COMMIT DELETE ROWS
 """
 
@@ -44,8 +45,8 @@ ON CONFLICT (merchant_id) DO UPDATE SET name = EXCLUDED.name, updated_at = EXCLU
 WHERE EXCLUDED.name IS NOT NULL AND m.name IS DISTINCT FROM EXCLUDED.name
 """
 
-_ORDER_SET = ", ".join(f"{c} = EXCLUDED.{c}" for c in ORDER_COLUMNS[1:] if c != "merchant_name")
-_ORDER_COLS = ", ".join(c for c in ORDER_COLUMNS if c != "merchant_name")
+_ORDER_SET = ", ".join(f"{c} = EXCLUDED.{c}" for c in ORDER_COPY_COLUMNS[1:])
+_ORDER_COLS = ", ".join(ORDER_COPY_COLUMNS)
 
 _CHILD_STAGE_DDL = """
 CREATE TEMP TABLE IF NOT EXISTS sync_stage_buyers (LIKE buyers) ON COMMIT DELETE ROWS;
@@ -114,127 +115,126 @@ _MERGE_CHILDREN_PG = (
     _added_sql("buyers", BUYER_COLUMNS, ("order_id",)),
 )
 _ORDERS_PG = f"""
-INSERT INTO orders AS o ({_ORDER_COLS}, source, synced_at)
-SELECT {_ORDER_COLS}, %(source)s, %(now)s FROM sync_stage_orders ORDER BY order_id
-ON CONFLICT (order_id) DO UPDATE SET {_ORDER_SET}, source = EXCLUDED.source,
-    synced_at = EXCLUDED.synced_at
+INSERT INTO orders AS o ({_ORDER_COLS})
+SELECT {_ORDER_COLS} FROM sync_stage_orders ORDER BY order_id
+ON CONFLICT (order_id) DO UPDATE SET {_ORDER_SET}
 WHERE o.updated_at < EXCLUDED.updated_at
 RETURNING o.order_id, (o.xmax = 0) AS inserted
 """
 
 
 def write_orders_pg(
-    conn: Connection, source: str, orders: list[OrderRows], as_of: datetime
+    conn: Connection, source: str, orders: CopyRows | list[OrderRows], as_of: datetime
 ) -> tuple[int, int]:
     """Fresh orders are COPYed straight into `orders`; newer snapshots of known orders go
     through the staging table and one guarded upsert. Existing rows of the batch are
     locked first (FOR UPDATE), so the decision holds until commit; should another sync
     insert one of the fresh ids meanwhile, the COPY fails inside a savepoint and the
-    whole batch takes the guarded upsert instead."""
+    whole batch takes the guarded upsert instead. `orders` come encoded for COPY (the
+    sync's reader does that) or as rows."""
+    rows = orders if isinstance(orders, CopyRows) else encode(orders, source, as_of)
     dbapi = conn.connection.driver_connection
     cur = dbapi.cursor()
     try:
         # A crash of the server may lose the newest batches, but never half of one: the
         # watermark commits with its data. Not waiting for the WAL flush saves a fsync.
         cur.execute("SET LOCAL synchronous_commit = off")
-        ids = [o.order[0] for o in orders]
+        ids = rows.ids
         cur.execute(
             f"SELECT order_id, updated_at FROM orders WHERE order_id = ANY({_IDS}) "
             "ORDER BY order_id FOR UPDATE",
             {"ids": _json_list(ids)},
         )
         existing = dict(cur.fetchall())
-        fresh = [o for o in orders if o.order[0] not in existing]
-        newer = [
-            o for o in orders if o.order[0] in existing and existing[o.order[0]] < o.updated_at
-        ]
-        if not fresh and not newer:
-            return 0, 0
-        _upsert_merchants_pg(cur, fresh + newer, as_of)
-        inserted: list[OrderRows] = []
-        if fresh:
-            stamp = as_of.isoformat()  # formatted once, not per row
+        if not existing:
+            fresh: list[int] | None = None  # all of them
+            newer: list[int] = []
+        else:
+            fresh = [i for i, oid in enumerate(ids) if oid not in existing]
+            newer = [
+                i
+                for i, oid in enumerate(ids)
+                if oid in existing and existing[oid] < datetime.fromisoformat(rows.updated[i])
+            ]
+            if not fresh and not newer:
+                return 0, 0
+        _upsert_merchants_pg(cur, rows, _picked(fresh, newer, len(ids)), as_of)
+        inserted: list[int] = []
+        if fresh is None or fresh:
             cur.execute("SAVEPOINT sync_fresh")
             try:
-                _copy(
-                    cur,
-                    "orders",
-                    (*(c for c in ORDER_COLUMNS if c != "merchant_name"), "source", "synced_at"),
-                    (_order_row(o.order, source, stamp) for o in fresh),
-                )
+                _copy(cur, "orders", ORDER_COPY_COLUMNS, rows.text("orders", fresh))
                 cur.execute("RELEASE SAVEPOINT sync_fresh")
-                inserted = fresh
+                inserted = list(range(len(ids))) if fresh is None else fresh
             except Exception as exc:  # a concurrent sync inserted one of them
                 import psycopg
 
                 if not isinstance(exc, psycopg.errors.UniqueViolation):
                     raise
                 cur.execute("ROLLBACK TO SAVEPOINT sync_fresh")
-                newer = fresh + newer
-        updated_ids: list[str] = []
+                newer = sorted((list(range(len(ids))) if fresh is None else fresh) + newer)
+        updated: list[int] = []
         if newer:
             cur.execute(_STAGE_DDL)
-            _copy(cur, "sync_stage_orders", ORDER_COLUMNS, (o.order for o in newer))
-            cur.execute(_ORDERS_PG, {"source": source, "now": as_of})
-            applied = cur.fetchall()
+            _copy(cur, "sync_stage_orders", ORDER_COPY_COLUMNS, rows.text("orders", newer))
+            cur.execute(_ORDERS_PG)
+            applied = dict(cur.fetchall())
             cur.execute("TRUNCATE sync_stage_orders")
-            taken = {oid for oid, was_inserted in applied if was_inserted}
-            updated_ids = [oid for oid, was_inserted in applied if not was_inserted]
-            inserted += [o for o in newer if o.order[0] in taken]
-            if updated_ids:
-                kept = set(updated_ids)
-                _merge_children_pg(cur, [o for o in newer if o.order[0] in kept], updated_ids)
-        _copy_children(cur, inserted, "")
-        return len(inserted), len(updated_ids)
+            inserted += [i for i in newer if applied.get(ids[i]) is True]
+            updated = [i for i in newer if applied.get(ids[i]) is False]
+            if updated:
+                _merge_children_pg(cur, rows, updated)
+        if len(inserted) == len(ids):
+            _copy_children(cur, rows, None, "")
+        elif inserted:
+            _copy_children(cur, rows, sorted(inserted), "")
+        return len(inserted), len(updated)
     finally:
         cur.close()
 
 
-def _merge_children_pg(cur, updated: list[OrderRows], ids: list[str]) -> None:
+def _picked(fresh: list[int] | None, newer: list[int], n: int) -> list[int] | None:
+    """The orders written: all of them (None), or the fresh and the newer ones."""
+    if fresh is None or len(fresh) + len(newer) == n:
+        return None
+    return sorted(fresh + newer)
+
+
+def _merge_children_pg(cur, rows: CopyRows, updated: list[int]) -> None:
     """Buyer, installments and transactions of orders that got a newer snapshot: staged,
     then only what differs is written. A new snapshot mostly adds a payment; rewriting
     every child row cost twice the time (index entries and WAL for unchanged rows)."""
     cur.execute(_CHILD_STAGE_DDL)
-    _copy_children(cur, updated, "sync_stage_")
+    _copy_children(cur, rows, updated, "sync_stage_")
+    ids = _json_list([rows.ids[i] for i in updated])
     for statement in _MERGE_CHILDREN_PG:
-        cur.execute(statement, {"ids": _json_list(ids)} if "%(ids)s" in statement else None)
+        cur.execute(statement, {"ids": ids} if "%(ids)s" in statement else None)
 
 
-def _copy_children(cur, orders: list[OrderRows], prefix: str) -> None:
-    """COPY the buyers, installments and transactions of `orders` into `prefix` + table."""
-    _copy(cur, f"{prefix}buyers", BUYER_COLUMNS, (o.buyer for o in orders))
-    _copy(
-        cur,
-        f"{prefix}installments",
-        INSTALLMENT_COLUMNS,
-        (row for o in orders for row in o.installments),
-    )
-    _copy(
-        cur,
-        f"{prefix}transactions",
-        TRANSACTION_COLUMNS,
-        (row for o in orders for row in o.transactions),
-    )
+def _copy_children(cur, rows: CopyRows, picked: list[int] | None, prefix: str) -> None:
+    """COPY the buyers, installments and transactions of the orders at `picked` (None: all)
+    into `prefix` + table."""
+    _copy(cur, f"{prefix}buyers", BUYER_COLUMNS, rows.text("buyers", picked))
+    _copy(cur, f"{prefix}installments", INSTALLMENT_COLUMNS, rows.text("installments", picked))
+    _copy(cur, f"{prefix}transactions", TRANSACTION_COLUMNS, rows.text("transactions", picked))
 
 
-def _order_row(row: tuple, source: str, as_of: str) -> tuple:
-    # ORDER_COLUMNS without merchant_name (index 2), then source and synced_at
-    return (*row[:2], *row[3:], source, as_of)
-
-
-def _copy(cur, table: str, columns: Iterable[str], rows: Iterable[tuple]) -> None:
+def _copy(cur, table: str, columns: Iterable[str], text: bytes) -> None:
+    if not text:
+        return
     with cur.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy:
-        write = copy.write_row
-        for row in rows:
-            write(row)
+        copy.write(text)
 
 
-def _upsert_merchants_pg(cur, orders: list[OrderRows], as_of: datetime) -> None:
-    names: dict[str, tuple[datetime, str | None]] = {}
-    for o in orders:
-        mid, name = o.order[1], o.order[2]
+def _upsert_merchants_pg(cur, rows: CopyRows, picked: list[int] | None, as_of: datetime) -> None:
+    """The merchants of the orders written, each with the name of its newest snapshot that
+    has one."""
+    names: dict[str, tuple[str, str | None]] = {}
+    mids, given, stamps = rows.merchant_ids, rows.merchant_names, rows.updated
+    for i in range(len(mids)) if picked is None else picked:
+        mid, name = mids[i], given[i]
         prev = names.get(mid)
-        if prev is None or (name is not None and (prev[1] is None or o.updated_at > prev[0])):
-            names[mid] = (o.updated_at, name)
-    rows = [{"id": m, "name": names[m][1], "key": shard_key(m)} for m in sorted(names)]
-    cur.execute(_MERCHANTS_PG, {"merchants": orjson.dumps(rows).decode(), "now": as_of})
+        if prev is None or (name is not None and (prev[1] is None or stamps[i] > prev[0])):
+            names[mid] = (stamps[i], name)
+    merchants = [{"id": m, "name": names[m][1], "key": shard_key(m)} for m in sorted(names)]
+    cur.execute(_MERCHANTS_PG, {"merchants": orjson.dumps(merchants).decode(), "now": as_of})

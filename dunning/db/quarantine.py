@@ -10,7 +10,6 @@ from datetime import datetime
 from sqlalchemy import Connection, select, update
 
 from dunning.db.dialect import insert_for
-from dunning.models.record_rows import OrderRows
 from dunning.models.schema import Buyer, Order, QuarantinedRecord
 
 
@@ -87,10 +86,11 @@ def quarantine(conn: Connection, source: str, bad: list[BadRecord], as_of: datet
 
 
 def resolve_quarantine(
-    conn: Connection, orders: list[OrderRows], bad: list[BadRecord], as_of: datetime
+    conn: Connection, order_ids: list[str], bad: list[BadRecord], as_of: datetime
 ) -> int:
-    """Mark entries resolved whose order now holds a valid snapshot at least as new."""
-    ids = [o.order[0] for o in orders] + [b.order_id for b in bad if b.order_id]
+    """Mark entries resolved whose order now holds a valid snapshot at least as new
+    (`order_ids`: the valid snapshots of the batch)."""
+    ids = order_ids + [b.order_id for b in bad if b.order_id]
     if not ids:
         return 0
     if not bad and not conn.scalar(

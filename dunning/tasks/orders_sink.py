@@ -14,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from dunning.db.copy_rows import CopyRows, encode
 from dunning.db.order_writes import write_orders
 from dunning.db.quarantine import BadRecord, quarantine, resolve_quarantine
 from dunning.db.sync_state import count_stamp, set_watermark
@@ -45,7 +46,8 @@ class SyncCounts:
 
 @dataclass
 class PreparedBatch:
-    orders: list[OrderRows] = field(default_factory=list)
+    # the valid snapshots, one per order: rows, or encoded for PostgreSQL's COPY
+    orders: list[OrderRows] | CopyRows = field(default_factory=list)
     bad: list[BadRecord] = field(default_factory=list)
     read: int = 0
     skipped: int = 0
@@ -158,6 +160,14 @@ def prepare_batch(
     return out
 
 
+def encode_for_copy(batch: PreparedBatch, source: str, as_of: datetime) -> PreparedBatch:
+    """The batch with its orders as COPY text (PostgreSQL): encoded by whoever prepared
+    it, so the writer only passes bytes on."""
+    if type(batch.orders) is list:
+        batch.orders = encode(batch.orders, source, as_of)
+    return batch
+
+
 _updated_at = attrgetter("updated_at")
 _BACKSLASH = ord("\\")
 
@@ -188,7 +198,8 @@ def write_batch(
         counts.updated = updated
         counts.unchanged += len(batch.orders) - inserted - updated
     quarantine(conn, source, batch.bad, as_of)
-    counts.resolved = resolve_quarantine(conn, batch.orders, batch.bad, as_of)
+    ids = batch.orders.ids if type(batch.orders) is CopyRows else [o.order[0] for o in batch.orders]
+    counts.resolved = resolve_quarantine(conn, ids, batch.bad, as_of)
     if advance_watermark and batch.max_updated_at is not None:
         set_watermark(conn, key or source, batch.max_updated_at, as_of)
     if counts.inserted or counts.updated:  # last: its row lock is held only to the commit

@@ -10,14 +10,24 @@ import contextlib
 import gc
 import queue
 import threading
+from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from dunning.crashpoints import crashpoint
+from dunning.db.order_writes import takes_copy_text
 from dunning.db.sync_state import state_key
-from dunning.tasks.orders_sink import SyncCounts, prepare_batch, write_batch
+from dunning.tasks.orders_sink import (
+    PreparedBatch,
+    SyncCounts,
+    encode_for_copy,
+    prepare_batch,
+    write_batch,
+)
 from dunning.tasks.prefect_task import task
+from dunning.tasks.source import Batch
+from dunning.tasks.sync_worker import ChunkJob, worker_batches, worth_a_worker
 
 
 @dataclass
@@ -138,20 +148,30 @@ def _sync_chunk(
     handoff: queue.Queue = queue.Queue(maxsize=2)
     stop = threading.Event()
 
+    if takes_copy_text(engine) and worth_a_worker(src, position):
+        ready = worker_batches(
+            ChunkJob(
+                str(src.path), src.max_line_bytes, src.name, position, since, as_of,
+                batch_size, max_batches, shard, shards,
+            )
+        )  # fmt: skip
+    else:
+        copy_to = src.name if takes_copy_text(engine) else None
+        ready = _prepared_here(src, position, since, batch_size, shard, shards, as_of, copy_to)
+
     def produce() -> None:
-        gen = src.batches(position, since, batch_size)
         try:
-            for n, b in enumerate(gen, start=1):
+            for n, (b, batch) in enumerate(ready, start=1):
                 if stop.is_set():
                     break
-                handoff.put((b, prepare_batch(b.items, since, shard, shards, as_of)))
+                handoff.put((b, batch))
                 if b.done or n >= max_batches:
                     break
         except BaseException as exc:  # handed to the writer, raised there
             handoff.put(exc)
             return
         finally:
-            gen.close()
+            ready.close()
         handoff.put(_STOP)
 
     reader = threading.Thread(target=produce, name="sync-reader", daemon=True)
@@ -193,6 +213,27 @@ def _sync_chunk(
     if last is None:
         return ChunkResult(total, position, True, top)
     return ChunkResult(total, last.next_position, last.done, top, last.bytes_read, last.bytes_total)
+
+
+def _prepared_here(
+    src: Any,
+    position: str,
+    since: datetime | None,
+    batch_size: int,
+    shard: int | None,
+    shards: int,
+    as_of: datetime,
+    copy_to: str | None,
+) -> Generator[tuple[Batch, PreparedBatch], None, None]:
+    """The source's batches prepared on this thread; encoded for COPY when `copy_to` (the
+    source's name) is given."""
+    batches = src.batches(position, since, batch_size)
+    try:
+        for b in batches:
+            batch = prepare_batch(b.items, since, shard, shards, as_of)
+            yield b, batch if copy_to is None else encode_for_copy(batch, copy_to, as_of)
+    finally:
+        batches.close()
 
 
 def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:
