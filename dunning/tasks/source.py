@@ -281,15 +281,23 @@ class FileSource:
         raw = reader.raw_file
         return raw.tell() if raw is not None else reader.tell()
 
-    def batches(self, position: str, since: datetime | None, batch_size: int) -> Iterator[Batch]:
+    def batches(
+        self, position: str, since: datetime | None, batch_size: int, end: int | None = None
+    ) -> Iterator[Batch]:
+        """`end`: the offset of a line's start where to stop (not for gzip files)."""
         offset, line_no = (int(p) for p in (position or "0:0").split(":"))
         reader = self._open(offset)
-        keep = finished = False
+        keep = finished = yielded = False
         try:
             limit = self.max_line_bytes
             items: list[Item] = []
             readline = reader.readline
             while True:
+                if end is not None and offset >= end and offset < self.size:
+                    if items or not yielded:  # the range's last batch
+                        yield Batch(items, f"{offset}:{line_no}", False, offset, self.size)
+                    finished = True
+                    return
                 line = readline(limit + 1)
                 if not line:
                     break
@@ -331,7 +339,7 @@ class FileSource:
                 if len(items) >= batch_size:
                     next_pos = f"{offset}:{line_no}"
                     yield Batch(items, next_pos, False, self._progress(reader), self.size)
-                    items = []
+                    items, yielded = [], True
             finished = True
             yield Batch(items, f"{offset}:{line_no}", True, self.size, self.size)
         except GeneratorExit:

@@ -149,12 +149,11 @@ def _sync_chunk(
     stop = threading.Event()
 
     if takes_copy_text(engine) and worth_a_worker(src, position):
-        ready = worker_batches(
-            ChunkJob(
-                str(src.path), src.max_line_bytes, src.name, position, since, as_of,
-                batch_size, max_batches, shard, shards,
-            )
+        job = ChunkJob(
+            str(src.path), src.max_line_bytes, src.name, position, since, as_of,
+            batch_size, max_batches, shard, shards,
         )  # fmt: skip
+        ready = worker_batches(job, src.identity)
     else:
         copy_to = src.name if takes_copy_text(engine) else None
         ready = _prepared_here(src, position, since, batch_size, shard, shards, as_of, copy_to)

@@ -27,9 +27,9 @@ def worker_for_every_file(monkeypatch) -> list:
     jobs: list = []
     real = sync_worker.worker_batches
 
-    def recorded(job):
+    def recorded(job, *rest):
         jobs.append(job)
-        return real(job)
+        return real(job, *rest)
 
     monkeypatch.setattr(sync_worker, "WORKER_MIN_BYTES", 1)
     monkeypatch.setattr(sync_chunks, "worker_batches", recorded)
@@ -121,18 +121,48 @@ def test_a_workers_error_is_raised_here_and_the_worker_serves_on(shop_file, tmp_
     gone = tmp_path / "gone.jsonl"
     gone.write_bytes(shop_file.read_bytes())
     job = _job(gone)
-    gone.unlink()  # the worker cannot open it
-    with pytest.raises(SourceError, match="source file not found"):
+    gone.unlink()
+    with pytest.raises(SourceError, match="cannot read"):  # found before a worker starts
         list(sync_worker.worker_batches(job))
+    with pytest.raises(SourceError, match="source file not found"):  # the worker's own
+        list(sync_worker._Running(job))
     (worker,) = sync_worker._IDLE[-1:]
     batches = list(sync_worker.worker_batches(_job(shop_file)))
     assert sum(len(prepared.orders) for _, prepared in batches) == 500
     assert batches[-1][0].done
-    assert sync_worker._IDLE[-1] is worker and worker.process.poll() is None  # the same one
+    assert worker in sync_worker._IDLE and worker.process.poll() is None  # serves on
 
 
-def test_a_caller_that_stops_early_ends_its_worker(shop_file):
-    batches = sync_worker.worker_batches(_job(shop_file, batch_size=50))
+def test_the_next_chunk_is_read_ahead_and_taken_by_the_next_call(shop_file):
+    """Chunks of 2 x 100 lines: each call's batches are those of one chunk, the next chunk
+    is waiting read ahead when the next call asks for it, and all 500 orders arrive once."""
+    src = FileSource(shop_file)
+    position, seen, taken_ahead = "", [], 0
+    while True:
+        job = sync_worker.replace(_job(shop_file, batches=2), position=position)
+        key = (src.identity, sync_worker._bounded(job))
+        taken_ahead += key in sync_worker._AHEAD
+        batches = list(sync_worker.worker_batches(job, src.identity))
+        assert len(batches) <= 2
+        seen += [oid for _, p in batches for oid in p.orders.ids]
+        position = batches[-1][0].next_position
+        if batches[-1][0].done:
+            break
+    assert len(seen) == len(set(seen)) == 500
+    assert taken_ahead == 2  # chunks 2 and 3 of 3
+    assert not sync_worker._AHEAD  # nothing left behind after the last chunk
+
+
+@pytest.fixture
+def long_file(tmp_path):
+    """Long enough that a worker is still busy when the test acts (~0.3 s of work)."""
+    path = tmp_path / "long.jsonl"
+    write_jsonl(generate_orders(20_000, merchants=3, seed=3, as_of=AS_OF), path)
+    return path
+
+
+def test_a_caller_that_stops_early_ends_its_worker(long_file, shop_file):
+    batches = sync_worker.worker_batches(_job(long_file, batch_size=50, batches=400))
     first, _ = next(batches)
     assert not first.done
     busy = _busy_worker_pid()
@@ -142,8 +172,8 @@ def test_a_caller_that_stops_early_ends_its_worker(shop_file):
     assert sum(len(p.orders) for _, p in sync_worker.worker_batches(_job(shop_file))) == 500
 
 
-def test_a_worker_that_dies_mid_chunk_fails_the_chunk_plainly(shop_file):
-    batches = sync_worker.worker_batches(_job(shop_file, batch_size=10, batches=50))
+def test_a_worker_that_dies_mid_chunk_fails_the_chunk_plainly(long_file):
+    batches = sync_worker.worker_batches(_job(long_file, batch_size=50, batches=400))
     next(batches)
     os.kill(_busy_worker_pid(), signal.SIGKILL)
     with pytest.raises(sync_worker.WorkerFailed, match="ended early"):
