@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import signal
+import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -203,3 +204,71 @@ def _is_worker(pid: int) -> bool:
     except OSError:
         return False
     return b"dunning.tasks.sync_worker" in cmd and parent == os.getpid()
+
+
+_KILLED_SYNC = """
+import sys
+from datetime import datetime
+from dunning.tasks import sync_worker
+from dunning.tasks.sync_run import run_sync
+sync_worker.WORKER_MIN_BYTES = 1
+run_sync(sys.argv[1], sys.argv[2], batch_size=100, batches_per_chunk=2,
+         as_of=datetime.fromisoformat(sys.argv[3]))
+"""
+
+
+def test_a_sync_killed_with_its_workers_running_leaves_no_worker_and_converges(
+    postgres_url, long_file, tmp_path
+):
+    """SIGKILL after the third committed batch (a chunk being written, the next read
+    ahead): the workers end on their own, and a rerun loads what a clean load does."""
+    import subprocess
+    import sys
+    import time
+
+    upgrade(postgres_url)
+    mark = f"SYNC_WORKER_TEST={uuid.uuid4().hex}"  # its workers inherit the environment
+    env = {
+        **os.environ,
+        "DUNNING_CRASH_AT": "sync.batch:3",
+        "DUNNING_SOURCE_ROOT": str(tmp_path),
+        mark.split("=")[0]: mark.split("=")[1],
+    }
+    killed = subprocess.run(
+        [sys.executable, "-c", _KILLED_SYNC, postgres_url, str(long_file), AS_OF.isoformat()],
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()[-2000:]
+    assert file_tests.rows(postgres_url)["orders"] == 300  # three batches committed
+    deadline = time.monotonic() + 10
+    while _workers_with(mark) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _workers_with(mark)
+    rerun = run_sync(postgres_url, str(long_file), batch_size=5000, as_of=AS_OF)
+    assert (rerun.counts.inserted, rerun.counts.unchanged) == (19_700, 300)
+    clean = f"sqlite:///{tmp_path / 'clean.db'}"
+    upgrade(clean)
+    run_sync(clean, str(long_file), as_of=AS_OF)
+    assert file_tests.snapshot(clean) == file_tests.snapshot(postgres_url)
+
+
+def _workers_with(mark: str) -> list[int]:
+    """Live worker processes whose environment holds `mark`."""
+    found = []
+    for p in os.listdir("/proc"):
+        if not p.isdigit():
+            continue
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                cmd = f.read()
+            with open(f"/proc/{p}/environ", "rb") as f:
+                environ = f.read().split(b"\0")
+            with open(f"/proc/{p}/stat") as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if b"dunning.tasks.sync_worker" in cmd and mark.encode() in environ and state != "Z":
+            found.append(int(p))
+    return found
