@@ -2,8 +2,8 @@
 
 In threads, the sync's Python work (parse, validate, encode: ~15 s at a million orders)
 and the writer's share one GIL, and the load took twice that work's time. Worker processes
-do it while the writer only hands bytes to PostgreSQL: two per chunk, each on half of its
-lines, so that together they keep ahead of the server. They are used for
+do it while the writer only hands bytes to PostgreSQL; unsharded, a second worker reads
+the next chunk ahead meanwhile, so that the server rarely waits. They are used for
 a plain file with `WORKER_MIN_BYTES` or more left to read into PostgreSQL; smaller reads
 (an hourly change file), gzip files (which cannot seek: their reader is kept open between
 chunks) and the orders API (bound by the network) stay on the reader thread.
@@ -131,18 +131,25 @@ def worker_batches(
     job: ChunkJob, identity: tuple | None = None
 ) -> Iterator[tuple[Batch, PreparedBatch]]:
     """The chunk's batches as a worker prepares them, each with its orders encoded. The
-    chunk is `max_batches * batch_size` lines; the next chunk is read ahead by a second
-    worker meanwhile, for the next call (`identity`: the file's, see FileSource). An error
+    chunk is `max_batches * batch_size` lines; unsharded, the next chunk is read ahead by a
+    second worker meanwhile, for the next call (`identity`: the file's, see FileSource). An error
     of a worker (an unreadable file, say) is raised here."""
     job = _bounded(job)
     running = _claim_ahead((identity, job)) or _Running(job)
     try:
-        if job.end is not None and job.end < _size(job.path):
+        if job.end is not None and job.end < _size(job.path) and _reads_ahead(job):
             following = _bounded(replace(job, position=job.following, end=None))
             _read_ahead((identity, following), _Running(following))
         yield from running
     finally:
         running.cancel()
+
+
+def _reads_ahead(job: ChunkJob) -> bool:
+    """Unsharded only: shards run as processes of their own, each with its worker, and
+    already share the cores (two shards of a million: load 29-30 s with the read-ahead,
+    27-29 s without)."""
+    return job.shards == 1
 
 
 def _size(path: str) -> int:

@@ -272,3 +272,11 @@ def _workers_with(mark: str) -> list[int]:
         if b"dunning.tasks.sync_worker" in cmd and mark.encode() in environ and state != "Z":
             found.append(int(p))
     return found
+
+
+def test_a_shard_reads_no_chunk_ahead(shop_file):
+    """Shard processes already share the cores: each keeps to one worker."""
+    src = FileSource(shop_file)
+    job = sync_worker.replace(_job(shop_file, batches=2), shards=2, shard=0)
+    batches = list(sync_worker.worker_batches(job, src.identity))
+    assert not batches[-1][0].done and not sync_worker._AHEAD
