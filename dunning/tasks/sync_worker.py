@@ -58,12 +58,12 @@ class WorkerFailed(RuntimeError):
     """The worker ended without saying why (killed, out of memory)."""
 
 
-def worth_a_worker(src: Any, position: str, min_bytes: int | None = None) -> bool:
+def worth_a_worker(src: Any, position: str) -> bool:
     """A plain file with at least WORKER_MIN_BYTES after `position`."""
     if type(src) is not FileSource or src.gz:
         return False
     offset = int((position or "0:0").split(":")[0])
-    return src.size - offset >= (WORKER_MIN_BYTES if min_bytes is None else min_bytes)
+    return src.size - offset >= WORKER_MIN_BYTES
 
 
 # --- framing: a length, then a pickle -----------------------------------------------------
@@ -100,6 +100,7 @@ class _Worker:
             [sys.executable, "-m", __name__, str(jobs_r), str(out_w)],
             pass_fds=(jobs_r, out_w),
             stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONPATH": _package_root()},
         )
         os.close(jobs_r)
         os.close(out_w)
@@ -111,6 +112,13 @@ class _Worker:
         self.process.wait()
         self.jobs.close()
         self.results.close()
+
+
+def _package_root() -> str:
+    """Where `dunning` is imported from here, first on the worker's path (whatever this
+    process added to its own `sys.path`, the worker would not know)."""
+    root = str(Path(__file__).resolve().parents[2])
+    return os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
 
 
 _IDLE: list[_Worker] = []
@@ -132,8 +140,8 @@ def worker_batches(
 ) -> Iterator[tuple[Batch, PreparedBatch]]:
     """The chunk's batches as a worker prepares them, each with its orders encoded. The
     chunk is `max_batches * batch_size` lines; unsharded, the next chunk is read ahead by a
-    second worker meanwhile, for the next call (`identity`: the file's, see FileSource). An error
-    of a worker (an unreadable file, say) is raised here."""
+    second worker meanwhile, for the next call (`identity`: the file's, see FileSource).
+    An error of a worker (an unreadable file, say) is raised here."""
     job = _bounded(job)
     running = _claim_ahead((identity, job)) or _Running(job)
     try:

@@ -111,11 +111,15 @@ def _job(path, batches: int = 10, batch_size: int = 100) -> sync_worker.ChunkJob
     )
 
 
+def _shop(folder, name: str, orders: int, seed: int):
+    path = folder / name
+    write_jsonl(generate_orders(orders, merchants=3, seed=seed, as_of=AS_OF), path)
+    return path
+
+
 @pytest.fixture
 def shop_file(tmp_path):
-    path = tmp_path / "shop.jsonl"
-    write_jsonl(generate_orders(500, merchants=3, seed=2, as_of=AS_OF), path)
-    return path
+    return _shop(tmp_path, "shop.jsonl", 500, seed=2)
 
 
 def test_a_workers_error_is_raised_here_and_the_worker_serves_on(shop_file, tmp_path):
@@ -157,9 +161,7 @@ def test_the_next_chunk_is_read_ahead_and_taken_by_the_next_call(shop_file):
 @pytest.fixture
 def long_file(tmp_path):
     """Long enough that a worker is still busy when the test acts (~0.3 s of work)."""
-    path = tmp_path / "long.jsonl"
-    write_jsonl(generate_orders(20_000, merchants=3, seed=3, as_of=AS_OF), path)
-    return path
+    return _shop(tmp_path, "long.jsonl", 20_000, seed=3)
 
 
 def test_a_caller_that_stops_early_ends_its_worker(long_file, shop_file):
