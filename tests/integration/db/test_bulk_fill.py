@@ -13,6 +13,7 @@ from dunning.db import get_engine, upgrade
 from dunning.db.bulk_fill import _secondary, defer_indexes, restore_indexes
 from dunning.sample import generate_orders, write_jsonl
 from dunning.tasks.sync_run import SYNCED_TABLES, plan_sync, run_sync
+from tests.concurrency import at_once
 
 pytestmark = pytest.mark.postgres
 AS_OF = datetime(2026, 3, 1, 9, 0, tzinfo=UTC)
@@ -81,32 +82,20 @@ def test_a_cold_sync_ends_with_its_indexes_and_the_next_plan_repairs_a_dead_one(
 def test_two_first_loads_at_once_wait_for_each_other(postgres_url):
     """Both see empty tables; the second waits for the first's lock instead of holding a
     read lock its DROP INDEX would wait for (a deadlock, seen with two syncs at once)."""
-    import threading
     import time
 
     upgrade(postgres_url)
     engine = get_engine(postgres_url)
-    errors: list[Exception] = []
+
+    def first_load() -> None:
+        with engine.begin() as conn:
+            defer_indexes(conn, SYNCED_TABLES)
+            time.sleep(0.05)
+
     for _ in range(5):
-        barrier = threading.Barrier(2)
-
-        def one(barrier: threading.Barrier = barrier) -> None:
-            try:
-                with engine.begin() as conn:
-                    barrier.wait()
-                    defer_indexes(conn, SYNCED_TABLES)
-                    time.sleep(0.05)
-            except Exception as exc:  # pragma: no cover - the assertion shows it
-                errors.append(exc)
-
-        threads = [threading.Thread(target=one) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        at_once(first_load)
         with engine.begin() as conn:
             restore_indexes(conn, SYNCED_TABLES)
-    assert not errors, errors
     assert present(postgres_url) == SECONDARY
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -13,6 +12,7 @@ from dunning.models.schema import Action, Case
 from dunning.tasks.call_partner import call_partner_and_source
 from dunning.tasks.claim_steps import LEASE, claim_due
 from dunning.tasks.escalate import load_actions, perform, run_escalation
+from tests.concurrency import at_once
 from tests.escalation_fixtures import actions, at, case, make_case, one_time, settings_for
 
 D0 = date(2026, 1, 16)
@@ -118,22 +118,11 @@ def test_two_runs_at_once_never_step_a_case_twice(postgres_url, smtp, partner):
     ids = [make_case(postgres_url, one_time(f"o{i}")) for i in range(300)]
     for day in (10, 20, 30):
         as_of = at(D0 + timedelta(days=day))
-        barrier = threading.Barrier(2)
-        errors: list[BaseException] = []
-
-        def run(as_of=as_of, barrier=barrier, errors=errors):
-            try:
-                barrier.wait()
-                run_escalation(as_of, postgres_url, settings=cfg, sync_partner=False)
-            except BaseException as exc:  # pragma: no cover - shown by the assert
-                errors.append(exc)
-
-        threads = [threading.Thread(target=run) for _ in range(2)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert not errors
+        at_once(
+            lambda as_of=as_of: run_escalation(
+                as_of, postgres_url, settings=cfg, sync_partner=False
+            )
+        )
     assert {case(postgres_url, i).state for i in ids} == {"with_partner"}
     assert len(box.messages) == 600 and set(box.by_key().values()) == {1}
     assert set(partner.claim_posts.values()) == {1} and len(partner.claim_posts) == 300

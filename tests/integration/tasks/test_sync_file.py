@@ -24,6 +24,7 @@ from dunning.models.schema import (
 from dunning.models.sharding import shard_key
 from dunning.sample import generate_orders, mutate_orders, write_jsonl
 from dunning.tasks.sync_run import count_rows, run_sync
+from tests.concurrency import at_once
 from tests.factories import address, order_record, sale, schedule
 
 AS_OF = datetime(2026, 11, 26, 6, tzinfo=UTC)
@@ -303,24 +304,9 @@ def test_source_url_forms(migrated_db, tmp_path):
 
 def test_two_syncs_at_once_insert_each_order_once(migrated_db, tmp_path):
     """Two runs over the same file at the same time (e.g. two overlapping schedules)."""
-    import threading
-
     shop = list(generate_orders(1500, merchants=5, seed=12, as_of=AS_OF))
     path = write(tmp_path / "shop.jsonl", shop)
-    results, errors = [], []
-
-    def one() -> None:
-        try:
-            results.append(run_sync(migrated_db, path, batch_size=100, as_of=AS_OF))
-        except Exception as exc:  # pragma: no cover - the assertion shows it
-            errors.append(exc)
-
-    threads = [threading.Thread(target=one) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert not errors, errors
+    results = at_once(lambda: run_sync(migrated_db, path, batch_size=100, as_of=AS_OF))
     assert sum(r.counts.inserted for r in results) == 1500
     assert sum(r.counts.unchanged for r in results) == 1500
     assert rows(migrated_db)["orders"] == 1500
