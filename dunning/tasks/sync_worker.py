@@ -50,7 +50,7 @@ class ChunkJob:
     max_batches: int
     shard: int | None
     shards: int
-    end: int | None = None  # where to stop (a line's start) instead of after max_batches
+    end: int | None = None  # where to stop (a line's start; set by `_bounded`)
     following: str = ""  # the position after `end`
 
 
@@ -143,9 +143,10 @@ def worker_batches(
     second worker meanwhile, for the next call (`identity`: the file's, see FileSource).
     An error of a worker (an unreadable file, say) is raised here."""
     job = _bounded(job)
+    assert job.end is not None
     running = _claim_ahead((identity, job)) or _Running(job)
     try:
-        if job.end is not None and job.end < _size(job.path) and _reads_ahead(job):
+        if job.end < _size(job.path) and _reads_ahead(job):
             following = _bounded(replace(job, position=job.following, end=None))
             _read_ahead((identity, following), _Running(following))
         yield from running
@@ -309,11 +310,11 @@ def _run(job: ChunkJob, out: BinaryIO) -> None:
     src = FileSource(Path(job.path), job.max_line_bytes)
     batches = src.batches(job.position, job.since, job.batch_size, job.end)
     try:
-        for n, b in enumerate(batches, start=1):
+        for b in batches:
             prepared = prepare_batch(b.items, job.since, job.shard, job.shards, job.as_of)
             b.items = []  # the parent needs the batch's position and progress only
             _send(out, (b, encode_for_copy(prepared, job.source, job.as_of)))
-            if b.done or (job.end is None and n >= job.max_batches):
+            if b.done:  # else the source stops at the job's end
                 break
     finally:
         batches.close()
