@@ -69,6 +69,24 @@ def analyze_temp_table(session: Session, name: str) -> None:
         session.execute(text(f"ANALYZE {name}"))
 
 
+def drop_temp_relation(session: Session, name: str) -> None:
+    """Drop the session's temporary table or view `name` if it exists (DROP TABLE refuses
+    a view, and DROP VIEW a table)."""
+    if is_postgres(session):
+        kind = session.scalar(
+            text("SELECT relkind FROM pg_class WHERE oid = to_regclass(:n)"),
+            {"n": f"pg_temp.{name}"},
+        )
+    else:
+        kind = session.scalar(
+            text("SELECT type FROM sqlite_temp_master WHERE name = :n"), {"n": name}
+        )
+    if kind in ("v", "view"):
+        session.execute(text(f"DROP VIEW {name}"))
+    elif kind is not None:
+        session.execute(text(f"DROP TABLE {name}"))
+
+
 def candidates_are_many(session: Session) -> bool:
     """Whether detect_orders holds a large part of all orders (PostgreSQL's estimate of
     the orders table); always False on SQLite."""

@@ -8,7 +8,7 @@ One transaction, a fixed handful of SQL statements per run whatever the number o
    whose settings changed since (the chargeback fee). Nothing else can change the facts of
    an order, so an incremental run costs what changed, not what is open. The first run of a
    scope, a run going back in time, `full=True`, and one run a week (a safety net) take
-   every order.
+   every order (unsharded: `detect_orders` is then a view of `orders`).
 2. facts -> temp table `detect_facts`: per installment of a candidate order, owed, paid,
    chargeback date (merchant's calendar) and chargeback fee (the rules of
    `dunning.models.claims`), kept only where something is in default or a case is open.
@@ -43,6 +43,7 @@ from dunning.db.detect_sql import (
     Spelling,
     analyze_temp_table,
     candidates_are_many,
+    drop_temp_relation,
     facts_sql,
     room_for_aggregates,
     sorted_aggregates,
@@ -273,15 +274,26 @@ FROM detect_open o JOIN cases c ON c.case_id = o.case_id AND c.{OPEN}
 WHERE c.principal_amount <= 0 OR c.outstanding_amount <= 0"""
 
 
-def _create_temp_tables(session: Session) -> None:
+def _create_temp_tables(session: Session, every_order: bool = False) -> None:
+    """The run's working tables. `every_order` (an unsharded full run): the candidates are
+    every order, so `detect_orders` is a view of `orders` instead of a copy (copying and
+    indexing a million rows took 1.6 s; the statements reading it barely notice)."""
     _drop_temp_tables(session)
-    session.execute(
-        text(
-            "CREATE TEMPORARY TABLE detect_orders (order_id VARCHAR(64) PRIMARY KEY, "
-            "merchant_id VARCHAR(64) NOT NULL, status VARCHAR(16) NOT NULL, "
-            "currency VARCHAR(3) NOT NULL)"
+    if every_order:
+        session.execute(
+            text(
+                "CREATE TEMPORARY VIEW detect_orders AS "
+                "SELECT order_id, merchant_id, status, currency FROM orders"
+            )
         )
-    )
+    else:
+        session.execute(
+            text(
+                "CREATE TEMPORARY TABLE detect_orders (order_id VARCHAR(64) PRIMARY KEY, "
+                "merchant_id VARCHAR(64) NOT NULL, status VARCHAR(16) NOT NULL, "
+                "currency VARCHAR(3) NOT NULL)"
+            )
+        )
     session.execute(
         text(
             "CREATE TEMPORARY TABLE detect_facts (order_id VARCHAR(64) NOT NULL, "
@@ -303,7 +315,7 @@ def _create_temp_tables(session: Session) -> None:
 
 def _drop_temp_tables(session: Session) -> None:
     for name in ("detect_steps", "detect_open", "detect_facts", "detect_orders"):
-        session.execute(text(f"DROP TABLE IF EXISTS {name}"))
+        drop_temp_relation(session, name)
 
 
 def detect(
@@ -370,16 +382,20 @@ def _detect(
     room_for_aggregates(session)
     if not full:
         prefer_index_lookups(session.connection())
-    _create_temp_tables(session)
-    session.execute(
-        _typed(
-            "INSERT INTO detect_orders (order_id, merchant_id, status, currency) "
-            + candidates_sql(full=full, sharded=shard is not None, sync_inclusive=sync_inclusive),
-            **params,
+    every_order = full and shard is None
+    _create_temp_tables(session, every_order)
+    if not every_order:
+        session.execute(
+            _typed(
+                "INSERT INTO detect_orders (order_id, merchant_id, status, currency) "
+                + candidates_sql(
+                    full=full, sharded=shard is not None, sync_inclusive=sync_inclusive
+                ),
+                **params,
+            )
         )
-    )
-    # before the facts: how many candidates decides how to join them
-    analyze_temp_table(session, "detect_orders")
+        # before the facts: how many candidates decides how to join them
+        analyze_temp_table(session, "detect_orders")
     session.execute(text(OPEN_OF_CANDIDATES_SQL), {"from_id": 0})
     whole = _read_whole(session, full, shard)
     with sorted_aggregates(session, whole):
