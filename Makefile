@@ -6,10 +6,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: setup demo test lint format lock clean
 
+# Bytecode compiled once here: where PYTHONDONTWRITEBYTECODE is set (containers often set
+# it), every process (the CLI, each sync worker, each Prefect flow) would otherwise compile
+# all of Prefect and SQLAlchemy again: 1.5 s for `dunning --help` instead of 0.7 s.
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --disable-pip-version-check uv
-	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock -e .
+	$(BIN)/uv pip install -q --python $(BIN)/python --compile-bytecode -r requirements.lock -e .
+	$(BIN)/python -m compileall -q dunning
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv with the pinned dependencies
