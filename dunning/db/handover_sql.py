@@ -86,7 +86,9 @@ def open_routed_sql(opening_select: str, reasons: dict[tuple[str, bool], str]) -
     switch). The others open unrouted for `route_new_cases`. Every new case joins
     detection's open cases of its candidates (`detect_open`). Returns (state, routed,
     how many, lowest case id) per state and routed-or-not: the new cases themselves are not
-    sent back (285k rows at a million orders)."""
+    sent back (285k rows at a million orders). The laterals end in OFFSET 0 so that each
+    is computed once per row: inlined, the address check (six regular expressions) ran
+    again for each of the four columns that read `routed`."""
     when = " ".join(
         f"WHEN kind = '{kind}' AND state {'=' if auto else '<>'} 'scheduled' THEN '{reason}'"
         for (kind, auto), reason in reasons.items()
@@ -110,9 +112,9 @@ WITH opened AS (
   LEFT JOIN buyers b ON b.order_id = n.order_id
   LEFT JOIN merchant_settings ms ON ms.merchant_id = n.merchant_id
   LEFT JOIN detect_steps s ON s.d = n.default_date AND s.days = {_R1_DAYS_PG}
-  CROSS JOIN LATERAL (SELECT {_AUTO_PG} AS auto) a
+  CROSS JOIN LATERAL (SELECT {_AUTO_PG} AS auto OFFSET 0) a
   CROSS JOIN LATERAL (SELECT COALESCE({certainly_complete_sql("b")}, FALSE)
-                             AND (NOT a.auto OR s.at IS NOT NULL) AS routed) r
+                             AND (NOT a.auto OR s.at IS NOT NULL) AS routed OFFSET 0) r
   ORDER BY n.order_id
   ON CONFLICT DO NOTHING
   RETURNING case_id, order_id, kind, state, routed_at
