@@ -314,8 +314,9 @@ def _create_temp_tables(session: Session, every_order: bool = False) -> None:
 
 
 def _drop_temp_tables(session: Session) -> None:
-    for name in ("detect_steps", "detect_open", "detect_facts", "detect_orders"):
-        drop_temp_relation(session, name)
+    for name in ("detect_steps", "detect_open", "detect_facts"):
+        session.execute(text(f"DROP TABLE IF EXISTS {name}"))
+    drop_temp_relation(session, "detect_orders")  # a table, or a view (a full run)
 
 
 def detect(

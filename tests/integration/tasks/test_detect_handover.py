@@ -7,6 +7,7 @@ from decimal import Decimal as D
 
 import pytest
 from sqlalchemy import select, text, update
+from sqlalchemy.exc import DBAPIError
 
 from dunning.config import Settings
 from dunning.db import session_scope
@@ -464,6 +465,25 @@ def test_rerun_with_the_same_as_of_changes_nothing(migrated_db):
     again = run(migrated_db, at("2026-01-20"))
     assert again["detect"]["new_cases"] == 0
     assert _dump(migrated_db) == before
+
+
+def test_candidates_are_a_view_in_a_full_run_and_a_table_otherwise(migrated_db):
+    """A full unsharded run reads every order through a view named detect_orders, any
+    other run copies its candidates into a table of that name: in one session, each kind
+    is dropped before the other is made, and nothing is left after the last drop."""
+    from dunning.tasks.detect import _create_temp_tables, _drop_temp_tables
+
+    load_orders(migrated_db, [order_record("a"), order_record("b")])
+    with session_scope(migrated_db) as s:
+        for every_order in (True, False, True):
+            _create_temp_tables(s, every_order)
+            if every_order:  # the view shows every order, with nothing copied
+                assert s.scalar(text("SELECT COUNT(*) FROM detect_orders")) == 2
+            else:  # the table starts empty
+                assert s.scalar(text("SELECT COUNT(*) FROM detect_orders")) == 0
+        _drop_temp_tables(s)
+        with pytest.raises(DBAPIError, match="detect_orders"), s.begin_nested():
+            s.execute(text("SELECT 1 FROM detect_orders"))
 
 
 def test_incremental_run_looks_only_at_what_changed(migrated_db):
