@@ -34,10 +34,13 @@ _AUTO_PG = """COALESCE(CASE WHEN ms.dunning_option IS NULL
               ELSE CASE WHEN n.kind = 'chargeback' THEN ms.auto_chargebacks
                         ELSE ms.auto_overdue END END, FALSE)"""
 
-_FIRST_STEPS_PG = f"""
-SELECT DISTINCT COALESCE(f.cb_date, f.due_date), {_R1_DAYS_PG}
-FROM detect_facts f JOIN detect_orders d ON d.order_id = f.order_id
-LEFT JOIN merchant_settings ms ON ms.merchant_id = d.merchant_id
+# Every default day of the facts with every reminder_1_days in use: a few more pairs than
+# the cases need, found without joining the facts to their orders (0.5 s at 1M orders).
+_FIRST_STEPS_PG = """
+SELECT f.day, r.days
+FROM (SELECT DISTINCT COALESCE(cb_date, due_date) AS day FROM detect_facts) f
+CROSS JOIN (SELECT reminder_1_days AS days FROM merchant_settings
+            UNION SELECT CAST(:r1_days AS INTEGER)) r
 """
 
 CASE_COLUMNS = (
@@ -49,7 +52,8 @@ CASE_COLUMNS = (
 
 def first_step_candidates(session: Session, params: dict[str, Any]) -> list[tuple[date, int]]:
     """Every (default date, reminder_1_days) a case opened from detect_facts may need: each
-    fact's default day with its merchant's reminder_1_days (`r1_days`: the default)."""
+    fact's default day with each reminder_1_days of the merchants' settings and the
+    installation's (`r1_days`), for merchants without settings."""
     return [(d, n) for d, n in session.execute(text(_FIRST_STEPS_PG), params)]
 
 
