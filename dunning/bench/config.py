@@ -23,4 +23,5 @@ class BenchConfig:
     escalation_steps: int = 10_000
     escalation_rounds: int = 3
     keep_database: bool = False
+    shuffled: bool = False  # the cold file's orders in random order, not by order id
     workdir: Path | None = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -13,7 +14,9 @@ from dunning.bench.config import INCREMENTAL_AFTER, BenchConfig
 
 
 def write_sample(cfg: BenchConfig, folder: Path) -> tuple[Path, Path, int, int, datetime]:
-    """The cold file and the delta file (changed snapshots), in one pass of the generator."""
+    """The cold file and the delta file (changed snapshots), in one pass of the generator.
+    `cfg.shuffled`: the cold file's lines in an order drawn from the seed (the generator
+    writes them by order id, so each table's rows lie in key order, as few real exports do)."""
     from dunning.sample.generator import generate_orders, mutate_orders
 
     cold, delta = folder / "orders.jsonl", folder / "delta.jsonl"
@@ -27,7 +30,7 @@ def write_sample(cfg: BenchConfig, folder: Path) -> tuple[Path, Path, int, int, 
             for rec in records:
                 buf.append(orjson.dumps(rec))
                 written += 1
-                if len(buf) >= 2000:
+                if len(buf) >= 2000 and not cfg.shuffled:
                     out.write(b"\n".join(buf) + b"\n")
                     buf.clear()
                 yield rec
@@ -38,6 +41,8 @@ def write_sample(cfg: BenchConfig, folder: Path) -> tuple[Path, Path, int, int, 
             for rec in mutate_orders(tee(records), cfg.changed_fraction, cfg.seed, as_of_2):
                 dout.write(orjson.dumps(rec) + b"\n")
                 changed += 1
+        if cfg.shuffled:
+            random.Random(f"shuffle-{cfg.seed}").shuffle(buf)
         if buf:
             out.write(b"\n".join(buf) + b"\n")
     return cold, delta, written, changed, as_of_2

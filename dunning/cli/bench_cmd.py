@@ -42,6 +42,12 @@ def bench(
         3, "--escalation-rounds", min=0, help="Rounds: reminder 1, reminder 2, handover."
     ),
     keep_database: bool = typer.Option(False, "--keep-database", help="Do not drop it."),
+    shuffled: bool = typer.Option(
+        False,
+        "--shuffled",
+        help="Write the orders in random order, not by order id: the loaded tables then "
+        "hold their rows out of key order, as after a real export.",
+    ),
     workdir: Path | None = typer.Option(
         None, "--workdir", help="Where the generated files go (a temporary folder in it)."
     ),
@@ -72,6 +78,7 @@ def bench(
         escalation_steps=escalation_steps,
         escalation_rounds=escalation_rounds,
         keep_database=keep_database,
+        shuffled=shuffled,
         workdir=workdir,
     )
     try:
