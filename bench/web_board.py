@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import time
 import warnings
@@ -28,6 +27,8 @@ from typing import Any
 
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
+from dunning.bench.environment import libpq, machine_info
 
 DB_NAME = "dunning_bench_web"
 MERCHANTS = 20
@@ -100,7 +101,7 @@ FROM (
          (ARRAY['invoice','sepa','credit_card','paypal','sofort'])[1 + g % 5] AS payment_method,
          CASE WHEN g % 10 = 0 THEN 'chargeback' ELSE 'overdue' END AS kind,
          {state_at} AS state,
-         (g * 17) % 200 AS overdue_days,
+         ((g * 17) % 200)::int AS overdue_days,
          round(((g * 7919) % 200000) / 100.0, 2) AS outstanding,
          round(((g * 7919) % 200000) / 100.0 + (g % 50), 2) AS order_amount,
          round((g % 50)::numeric, 2) AS paid,
@@ -112,24 +113,6 @@ FROM (
   FROM generate_series(1::bigint, {n}) AS g
 ) AS s
 """
-
-
-def machine(conn) -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "load_average": list(os.getloadavg()),
-        "python": platform.python_version(),
-        "postgresql": conn.execute(text("SHOW server_version")).scalar(),
-    }
 
 
 def prepare(server_url: str, n: int) -> tuple[str, dict[str, float]]:
@@ -220,9 +203,9 @@ def run(server_url: str, n: int, runs: int, csv_runs: int, keep: bool) -> dict[s
     from dunning.web.tokens import create_token
 
     url, load = prepare(server_url, n)
+    info = machine_info(libpq(url))  # the machine as `dunning bench` records it
     engine = create_engine(url)
     with engine.connect() as conn:
-        info = machine(conn)
         csv_rows = conn.execute(
             text("SELECT count(*) FROM case_report WHERE merchant_id = 'm01'")
         ).scalar()
@@ -258,7 +241,7 @@ def run(server_url: str, n: int, runs: int, csv_runs: int, keep: bool) -> dict[s
     export["rows"] = csv_rows
     export["rows_per_s"] = round(csv_rows / (export["median_ms"] / 1000))
     client.close()
-    info["load_average_after"] = list(os.getloadavg())
+    info["load_after"] = [round(x, 2) for x in os.getloadavg()]
     if not keep:
         admin = create_engine(server_url, isolation_level="AUTOCOMMIT")
         with admin.connect() as conn:
@@ -286,8 +269,8 @@ def markdown(result: dict[str, Any]) -> str:
         f"{result['csv_export']['median_ms']} | {result['csv_export']['p95_ms']} |",
         "",
         f"{result['cases']:,} cases over {result['merchants']} merchants; {m['cpu']}, "
-        f"{m['cores']} cores, load average {m['load_average'][0]:.1f} before and "
-        f"{m['load_average_after'][0]:.1f} after; PostgreSQL {m['postgresql']}.",
+        f"{m['cores']} cores, load average {m['load_1_5_15'][0]:.1f} before and "
+        f"{m['load_after'][0]:.1f} after; PostgreSQL {m['postgresql']}.",
     ]
     return "\n".join(lines)
 
