@@ -27,14 +27,16 @@ from sqlalchemy.schema import CreateIndex
 from dunning.db.dialect import is_postgres
 
 
-def _secondary(tables: tuple[str, ...]) -> list[Index]:
+def _secondary(tables: tuple[str, ...], unique: bool = False) -> list[Index]:
+    """The indexes of `tables` besides their primary keys: the non-unique ones, and with
+    `unique` the unique ones too."""
     from dunning.models.schema import Base
 
     return [
         index
         for name in tables
         for index in sorted(Base.metadata.tables[name].indexes, key=lambda i: i.name or "")
-        if not index.unique
+        if unique or not index.unique
     ]
 
 
@@ -44,9 +46,11 @@ def defer_indexes(
     *,
     also_lock: tuple[str, ...] = (),
     rows_from: tuple[str, int] | None = None,
+    unique: bool = False,
 ) -> bool:
-    """Drop the secondary indexes of `tables` if the first of them is empty (and the table
-    of `rows_from` holds at least its number of rows); whether it did.
+    """Drop the secondary indexes of `tables` (with `unique`, their unique ones too) if the
+    first of them is empty (and the table of `rows_from` holds at least its number of
+    rows); whether it did.
 
     The check is made first in a short transaction of its own, so that the caller's holds
     no lock on the tables when it takes the one it needs: ACCESS EXCLUSIVE on `tables` and
@@ -58,7 +62,7 @@ def defer_indexes(
     conn.exec_driver_sql(f"LOCK TABLE {', '.join(tables + also_lock)} IN ACCESS EXCLUSIVE MODE")
     if conn.exec_driver_sql(f"SELECT EXISTS (SELECT 1 FROM {tables[0]})").scalar():
         return False
-    for index in _secondary(tables):
+    for index in _secondary(tables, unique):
         conn.exec_driver_sql(f'DROP INDEX IF EXISTS "{index.name}"')
     return True
 
@@ -77,10 +81,11 @@ def _fillable_elsewhere(conn: Connection, table: str, rows_from: tuple[str, int]
 
 
 def restore_indexes(conn: Connection, tables: tuple[str, ...]) -> int:
-    """Build the secondary indexes of `tables` that are missing; how many it built."""
+    """Build the indexes of `tables` that are missing (a unique one checks its rows as it
+    is built); how many it built."""
     if not is_postgres(conn):
         return 0
-    wanted = _secondary(tables)
+    wanted = _secondary(tables, unique=True)
     present = set(
         conn.exec_driver_sql(
             "SELECT indexname FROM pg_indexes WHERE schemaname = current_schema() "
@@ -103,12 +108,16 @@ def restore_indexes(conn: Connection, tables: tuple[str, ...]) -> int:
 def first_fill(
     conn: Connection, tables: tuple[str, ...], rows_from: tuple[str, int] | None = None
 ) -> Iterator[bool]:
-    """Within this block, fill `tables` without their secondary indexes and foreign keys if
-    the first of them is empty and `rows_from` (table, n) holds at least n rows (whether
-    so: the block's value); at its end the indexes are built and each foreign key is added
-    back as it was, checked by one join instead of one lookup per row. At a million orders
-    detection's first run opens 285k cases with 268k history rows and 382k items: the
-    per-row checks of the three foreign keys took 4 s, the six indexes 1.2 s.
+    """Within this block, fill `tables` without their indexes (all but the primary keys)
+    and foreign keys if the first of them is empty and `rows_from` (table, n) holds at
+    least n rows (whether so: the block's value); at its end the indexes are built and
+    each foreign key is added back as it was, checked by one join instead of one lookup per
+    row. At a million orders detection's first run opens 285k cases with 268k history rows
+    and 382k items: the per-row checks of the three foreign keys took 4 s, the six indexes
+    1.2 s. A unique index checks its rows as it is built: a duplicate fails the block, and
+    the rollback undoes it. So the filler needs no ON CONFLICT inside it (no other
+    transaction can write these tables), which alone made inserting into them twice as
+    slow.
 
     Enter it before the transaction reads any of `tables` or the tables their keys refer
     to (see `defer_indexes`): they stay locked (ACCESS EXCLUSIVE) until the commit. A
@@ -122,7 +131,7 @@ def first_fill(
             {"t": list(tables)},
         ).all()
     referred = tuple(sorted({ref for *_, ref in keys} - set(tables)))
-    if not defer_indexes(conn, tables, also_lock=referred, rows_from=rows_from):
+    if not defer_indexes(conn, tables, also_lock=referred, rows_from=rows_from, unique=True):
         yield False
         return
     for table, name, _, _ in keys:

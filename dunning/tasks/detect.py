@@ -188,7 +188,13 @@ def paid_counted(d: Spelling) -> str:
 OPEN_CASES_SQL = open_routed_sql(opening_select(Spelling.for_postgres()), ROUTE_REASONS)
 
 
-def join_principal_sql(d: Spelling) -> str:
+# `alone` below: the transaction holds the tables it fills alone (detection's first fill,
+# `first_fill`): no other run can insert the same rows, so no ON CONFLICT is needed.
+def _if_shared(alone: bool) -> str:
+    return "" if alone else "ON CONFLICT DO NOTHING"
+
+
+def join_principal_sql(d: Spelling, alone: bool = False) -> str:
     return f"""
 INSERT INTO case_items (case_id, item_type, installment_number, due_date, default_date,
                         amount, paid_amount, joined_at)
@@ -201,10 +207,11 @@ WHERE o.status NOT IN {NO_NEW_CASE_STATUSES} AND {IN_DEFAULT}
   AND NOT EXISTS (SELECT 1 FROM case_items ci WHERE ci.case_id = o.case_id
                   AND ci.installment_number = f.number AND ci.item_type = 'principal')
 ORDER BY o.case_id, f.number
-ON CONFLICT DO NOTHING"""
+{_if_shared(alone)}"""
 
 
-JOIN_FEES_SQL = f"""
+def join_fees_sql(alone: bool = False) -> str:
+    return f"""
 INSERT INTO case_items (case_id, item_type, installment_number, due_date, default_date,
                         amount, paid_amount, joined_at)
 SELECT o.case_id, 'chargeback_fee', f.number, f.due_date, f.cb_date,
@@ -216,7 +223,8 @@ JOIN detect_facts f ON f.order_id = o.order_id AND f.number = p.installment_numb
 WHERE f.cb_date IS NOT NULL AND f.cb_fee > 0
   AND NOT EXISTS (SELECT 1 FROM case_items ci WHERE ci.case_id = o.case_id
                   AND ci.installment_number = f.number AND ci.item_type = 'chargeback_fee')
-ON CONFLICT DO NOTHING"""
+{_if_shared(alone)}"""
+
 
 # fees_amount is shared with escalation (reminder fees): only the change of the
 # chargeback part is added, never the whole column overwritten.
@@ -332,7 +340,7 @@ def detect(
     scope = scope_name(shard, shards)
     mark = session.get(DetectMark, scope)
     full = full or mark is None or as_of < mark.as_of or as_of - mark.full_as_of >= FULL_EVERY
-    # The first run of a large shop fills empty tables: their secondary indexes and foreign
+    # The first run of a large shop fills empty tables: their indexes (but primary keys) and foreign
     # keys come back at the end (bulk_fill), each key checked by one join. Entered before
     # anything is read; not for one shard of several (its locks would hold up the others).
     filling = (
@@ -340,8 +348,8 @@ def detect(
         if full and shard is None
         else nullcontext()
     )
-    with filling:
-        return _detect(session, as_of, installation, shard, shards, full, mark)
+    with filling as alone:
+        return _detect(session, as_of, installation, shard, shards, full, mark, bool(alone))
 
 
 def _detect(
@@ -352,6 +360,7 @@ def _detect(
     shards: int,
     full: bool,
     mark: DetectMark | None,
+    alone: bool,
 ) -> dict[str, Any]:
     zone = installation.zone
     d = Spelling.of(session)
@@ -411,7 +420,7 @@ def _detect(
     analyze_temp_table(session, "detect_facts")
     candidates = session.scalar(text("SELECT COUNT(*) FROM detect_orders")) or 0
 
-    opened = _open_cases(session, d, params, installation)
+    opened = _open_cases(session, d, params, installation, alone)
     opened_count = sum(n for _, _, n, _ in opened)
     # Fee items of the cases just opened carry their amount at once (opening_select put
     # it into fees_amount); older cases get theirs through FEE_DELTA_SQL.
@@ -420,9 +429,9 @@ def _detect(
     # With the statistics of before this transaction (on a first run: nothing) the planner
     # joins the new cases by nested loops (>10 min at 1M orders).
     refresh_statistics(session.connection(), ("cases",), opened_count)
-    joined = session.execute(_typed(join_principal_sql(d), **params)).rowcount or 0
+    joined = session.execute(_typed(join_principal_sql(d, alone), **params)).rowcount or 0
     refresh_statistics(session.connection(), ("case_items",), joined)
-    fees = session.execute(_typed(JOIN_FEES_SQL, **params)).rowcount or 0
+    fees = session.execute(_typed(join_fees_sql(alone), **params)).rowcount or 0
     # Fee items come after the principal items' ANALYZE: without a second one the planner
     # believes there are none and walks every fee item to update a few.
     refresh_statistics(session.connection(), ("case_items",), fees)
@@ -496,7 +505,7 @@ def _detect(
 
 
 def _open_cases(
-    session: Session, d: Spelling, params: dict[str, Any], installation: Settings
+    session: Session, d: Spelling, params: dict[str, Any], installation: Settings, alone: bool
 ) -> list[tuple[str, bool, int, int]]:
     """Open the new cases and add them to `detect_open`: (state, routed, how many, lowest
     case id) per state and routed-or-not. PostgreSQL opens those whose address is certainly
@@ -524,7 +533,7 @@ def _open_cases(
             for day, n in first_step_candidates(session, rules)
         ],
     )
-    sql = open_routed_sql(opening_select(d), ROUTE_REASONS)
+    sql = open_routed_sql(opening_select(d), ROUTE_REASONS, alone)
     return [tuple(r) for r in session.execute(_typed(sql, **params, **rules))]
 
 

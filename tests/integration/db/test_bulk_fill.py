@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import text
 
+from dunning.bench.environment import case_rows
 from dunning.db import get_engine, upgrade
 from dunning.db.bulk_fill import _secondary, defer_indexes, restore_indexes
 from dunning.sample import generate_orders, write_jsonl
@@ -129,6 +130,12 @@ def indexes(url: str) -> set[str]:
         )
 
 
+def emptied(url: str) -> None:
+    with get_engine(url).begin() as conn:
+        for table in ("case_items", "case_history", "detect_marks", "cases"):
+            conn.execute(text(f"DELETE FROM {table}"))
+
+
 def test_a_first_detection_ends_with_every_key_and_index_it_dropped(
     postgres_url, tmp_path, monkeypatch
 ):
@@ -159,13 +166,18 @@ def test_a_first_detection_ends_with_every_key_and_index_it_dropped(
     # One shard of two does not: its locks would hold up the other shard's detection.
     detect_cases_core(postgres_url, AS_OF, get_settings(), shard=1, shards=2, full=True)
     assert filled == [] and foreign_keys(postgres_url) == keys
-    with get_engine(postgres_url).begin() as conn:  # empty again, for the unsharded run
-        for table in ("case_items", "case_history", "detect_marks", "cases"):
-            conn.execute(text(f"DELETE FROM {table}"))
+    emptied(postgres_url)  # for the unsharded run
     opened = detect_cases_core(postgres_url, AS_OF, get_settings(), full=True)["new_cases"]
     assert filled == [True] and opened > 0
     assert foreign_keys(postgres_url) == keys  # the same keys, validated
     assert indexes(postgres_url) == names
+    # The fill inserts without ON CONFLICT: it opens what a run with every index opens.
+    filled_rows = case_rows(postgres_url)
+    emptied(postgres_url)
+    monkeypatch.setattr(detect_module, "FIRST_FILL_FROM", 10**9)
+    assert detect_cases_core(postgres_url, AS_OF, get_settings(), full=True)["new_cases"] == opened
+    assert filled == [True, False]
+    assert case_rows(postgres_url) == filled_rows
 
 
 def test_a_failed_first_fill_leaves_the_schema_as_it_was(postgres_url):
@@ -182,6 +194,51 @@ def test_a_failed_first_fill_leaves_the_schema_as_it_was(postgres_url):
     assert indexes(postgres_url) == names
 
 
+_OPEN_CASE = text(
+    "INSERT INTO cases (order_id, merchant_id, kind, state, dunning_option, "
+    "currency, opened_at, default_date, principal_amount, fees_amount, "
+    "interest_amount, cancellation_costs, paid_amount, partner_paid_amount, "
+    "outstanding_amount, updated_at) VALUES ('o1', 'm1', 'overdue', "
+    "'awaiting_approval', 'dunning', 'EUR', :t, '2026-02-01', 9, 0, 0, 0, 0, 0, 9, :t)"
+)
+
+
+def test_a_first_fill_checks_its_unique_keys_when_it_builds_them(postgres_url):
+    """Inside the block the unique indexes are gone too (the filler inserts without ON
+    CONFLICT); a duplicate fails the block when they are built, and nothing of it stays."""
+    import psycopg
+    from sqlalchemy.exc import IntegrityError
+
+    from dunning.db.bulk_fill import first_fill
+
+    upgrade(postgres_url)
+    engine = get_engine(postgres_url)
+    with engine.begin() as conn:
+        insert_one_order(conn)
+    names = indexes(postgres_url)
+    assert {"uq_cases_open_order", "uq_case_items_case_item"} <= names
+    with (
+        pytest.raises(IntegrityError) as failed,
+        engine.begin() as conn,
+        first_fill(conn, FILLED) as filling,
+    ):
+        assert filling
+        inside = set(
+            conn.scalars(
+                text("SELECT indexname FROM pg_indexes WHERE tablename = ANY(:t)"),
+                {"t": list(FILLED)},
+            )
+        )
+        assert inside == {"pk_cases", "pk_case_history", "pk_case_items"}
+        conn.execute(_OPEN_CASE, {"t": AS_OF})
+        conn.execute(_OPEN_CASE, {"t": AS_OF})  # a second open case of the order
+    assert isinstance(failed.value.orig, psycopg.errors.UniqueViolation)
+    assert "uq_cases_open_order" in str(failed.value)
+    assert indexes(postgres_url) == names
+    with engine.connect() as conn:
+        assert conn.scalar(text("SELECT COUNT(*) FROM cases")) == 0
+
+
 def test_a_fill_of_tables_that_hold_rows_drops_nothing(postgres_url):
     from dunning.db.bulk_fill import first_fill
 
@@ -189,16 +246,7 @@ def test_a_fill_of_tables_that_hold_rows_drops_nothing(postgres_url):
     engine = get_engine(postgres_url)
     with engine.begin() as conn:
         insert_one_order(conn)
-        conn.execute(
-            text(
-                "INSERT INTO cases (order_id, merchant_id, kind, state, dunning_option, "
-                "currency, opened_at, default_date, principal_amount, fees_amount, "
-                "interest_amount, cancellation_costs, paid_amount, partner_paid_amount, "
-                "outstanding_amount, updated_at) VALUES ('o1', 'm1', 'overdue', "
-                "'awaiting_approval', 'dunning', 'EUR', :t, '2026-02-01', 9, 0, 0, 0, 0, 0, 9, :t)"
-            ),
-            {"t": AS_OF},
-        )
+        conn.execute(_OPEN_CASE, {"t": AS_OF})
     keys, names = foreign_keys(postgres_url), indexes(postgres_url)
     with engine.begin() as conn, first_fill(conn, FILLED) as filling:
         assert not filling
