@@ -162,6 +162,12 @@ def _shard_cases(shard: int | None, shards: int) -> str:
     )
 
 
+def writes_hand_on_rows(conn: Connection) -> bool:
+    """Whether one statement can write rows and hand what its write returned to another
+    write (a data-modifying WITH: PostgreSQL; SQLite has none)."""
+    return is_postgres(conn)
+
+
 def take_pending(conn: Connection, shard: int | None, shards: int, *, keep: bool) -> int:
     """Delete this scope's pending log (case_report_pending); with `keep`, put the distinct
     case ids it named into the temp table report_claimed. Returns how many log rows were
