@@ -97,10 +97,15 @@ def candidates_are_many(session: Session) -> bool:
     return candidates > 50_000 and candidates > 0.1 * total
 
 
-def facts_sql(d: Spelling, every_order: bool = False) -> str:
+def facts_sql(d: Spelling, every_order: bool = False, few: bool = False) -> str:
     """`every_order`: detect_orders holds every order (an unsharded full run), so the
     installments and sales are read whole instead of being joined to it (~2 s less at 1M
     orders); chargebacks still reach their merchant's settings through detect_orders.
+
+    `few`: the candidates of an incremental run. Their transactions are looked up once,
+    for both the sales and the refunds and chargebacks (a first run of the day at 1M
+    orders: 0.4-0.55 s instead of 0.6 s for 17k candidates). For many candidates two hash
+    joins are faster than keeping every transaction aside (4.2 s against 6.5 s at 1M).
 
     Only installments that can be in default (due before today, or charged back) or belong
     to an open case are joined to their sales: the outer WHERE keeps no other (at 1M
@@ -111,7 +116,23 @@ def facts_sql(d: Spelling, every_order: bool = False) -> str:
     else:
         inst = "detect_orders d\n    JOIN installments i ON i.order_id = d.order_id"
         sales = "detect_orders d2\n    JOIN transactions t ON t.order_id = d2.order_id"
-    return f"""
+    # The refunds and chargebacks, with the sale each reverses, as `r` and `x`, and the
+    # candidate's merchant as `merchant_id`.
+    reversals = """detect_orders d3
+      JOIN transactions r ON r.order_id = d3.order_id
+      JOIN transactions x ON x.order_id = r.order_id"""
+    merchant_id = "d3.merchant_id"
+    looked_up = ""
+    if few and not every_order:
+        looked_up = """WITH tx AS MATERIALIZED (
+  SELECT t.order_id, t.transaction_id, t.type, t.amount, t.processed_at,
+         t.installment_number, t.reverses_transaction_id, t.fee, d.merchant_id
+  FROM detect_orders d JOIN transactions t ON t.order_id = d.order_id
+)"""
+        reversals = "tx r\n      JOIN tx x ON x.order_id = r.order_id"
+        merchant_id = "r.merchant_id"
+        sales = "tx t"
+    return f"""{looked_up}
 SELECT q.order_id, q.number, q.due_date, q.owed, q.paid, q.cb_fee, q.cb_date, q.refunded
 FROM (
   SELECT i.order_id, i.number, i.due_date,
@@ -131,11 +152,9 @@ FROM (
              SUM(CASE WHEN r.type = 'chargeback'
                       THEN COALESCE(r.fee, ms.chargeback_fee, :default_fee) ELSE 0 END) AS cb_fee,
              MIN(CASE WHEN r.type = 'chargeback' THEN r.processed_at END) AS cb_at
-      FROM detect_orders d3
-      JOIN transactions r ON r.order_id = d3.order_id
-      JOIN transactions x ON x.order_id = r.order_id
+      FROM {reversals}
                          AND x.transaction_id = r.reverses_transaction_id AND x.type = 'sale'
-      LEFT JOIN merchant_settings ms ON ms.merchant_id = d3.merchant_id
+      LEFT JOIN merchant_settings ms ON ms.merchant_id = {merchant_id}
       WHERE r.type IN ('refund', 'chargeback') AND r.processed_at <= :as_of
       GROUP BY r.order_id, COALESCE(x.installment_number, 1)
     ) r ON r.order_id = i.order_id AND r.number = i.number

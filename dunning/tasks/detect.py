@@ -413,7 +413,7 @@ def _detect(
             _typed(
                 "INSERT INTO detect_facts "
                 "(order_id, number, due_date, owed, paid, cb_fee, cb_date, refunded) "
-                + facts_sql(d, every_order=whole),
+                + facts_sql(d, every_order=whole, few=not (full or whole)),
                 **params,
             )
         )
