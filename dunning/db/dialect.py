@@ -111,10 +111,19 @@ ANALYZE_MIN_ROWS = 5000
 
 
 def refresh_statistics(conn, tables: tuple[str, ...], changed: int) -> bool:
-    """ANALYZE `tables` (PostgreSQL) when this run wrote `changed` rows of the first: more
-    than ANALYZE_MIN_ROWS and more than a tenth of what the planner believes it holds
-    (autovacuum's own threshold, without waiting for it). ANALYZE sees the transaction's
-    own rows and samples 30,000 rows per table: well under a second.
+    """ANALYZE `tables` (PostgreSQL) when `statistics_stale` says so for the first."""
+    if not statistics_stale(conn, tables[0], changed):
+        return False
+    for table in tables:
+        conn.exec_driver_sql(f"ANALYZE {table}")
+    return True
+
+
+def statistics_stale(conn, table: str, changed: int) -> bool:
+    """Whether `table`'s statistics (PostgreSQL) are stale after this run wrote `changed` of
+    its rows: more than ANALYZE_MIN_ROWS and more than a tenth of what the planner believes
+    it holds (autovacuum's own threshold, without waiting for it). ANALYZE sees the
+    transaction's own rows and samples 30,000 rows per table: well under a second.
 
     Why: after a first load, or after handover moved every new case to `scheduled`, the
     statistics still describe the table as it was; with them, lookups of a few thousand
@@ -123,10 +132,6 @@ def refresh_statistics(conn, tables: tuple[str, ...], changed: int) -> bool:
     if not is_postgres(conn) or changed <= ANALYZE_MIN_ROWS:
         return False
     believed = conn.exec_driver_sql(
-        "SELECT reltuples FROM pg_class WHERE relname = %(t)s", {"t": tables[0]}
+        "SELECT reltuples FROM pg_class WHERE relname = %(t)s", {"t": table}
     ).scalar()
-    if changed <= 0.1 * max(believed or 0, 0):
-        return False
-    for table in tables:
-        conn.exec_driver_sql(f"ANALYZE {table}")
-    return True
+    return changed > 0.1 * max(believed or 0, 0)

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
-from dunning.db.bulk_fill import defer_indexes, restore_indexes
+from dunning.db.bulk_fill import defer_indexes, restore_in_two_lanes, restore_indexes
 from dunning.db.sync_state import (
     read_watermark,
     set_watermark,
@@ -121,9 +121,12 @@ def finish_sync(
 ) -> datetime | None:
     """After the last batch: a file's watermark moves now (a file may be unordered, so it
     moves only once every record of the run is committed); record the last data update."""
-    from dunning.db import get_engine, refresh_statistics
+    from dunning.db import get_engine, statistics_stale
 
     engine = get_engine(database_url)
+    with engine.connect() as conn:
+        stale = statistics_stale(conn, SYNCED_TABLES[0], counts.inserted)
+    restore_in_two_lanes(engine, SYNCED_TABLES, analyze=stale)
     with engine.begin() as conn:
         if not plan.ordered and run_max is not None:
             set_watermark(conn, plan.key, run_max, as_of)
@@ -135,8 +138,6 @@ def finish_sync(
             "full": full,
         }
         upsert_last_data_update(conn, f"sync:{plan.key}", as_of, details)
-        restore_indexes(conn, SYNCED_TABLES)
-        refresh_statistics(conn, SYNCED_TABLES, counts.inserted)
     return after
 
 

@@ -80,6 +80,30 @@ def test_a_cold_sync_ends_with_its_indexes_and_the_next_plan_repairs_a_dead_one(
     assert present(postgres_url) == SECONDARY
 
 
+def test_two_lanes_build_every_missing_index_and_analyze_every_table(postgres_url, tmp_path):
+    from dunning.db.bulk_fill import restore_in_two_lanes
+
+    upgrade(postgres_url)
+    path = tmp_path / "shop.jsonl"
+    write_jsonl(list(generate_orders(200, merchants=3, seed=3, as_of=AS_OF)), path)
+    run_sync(postgres_url, str(path), batch_size=100, as_of=AS_OF)
+    engine = get_engine(postgres_url)
+    with engine.begin() as conn:
+        for name in SECONDARY:
+            conn.execute(text(f"DROP INDEX {name}"))
+    analyzed = text("SELECT DISTINCT tablename FROM pg_stats WHERE tablename = ANY(:t)")
+    buyers_believed = text("SELECT reltuples FROM pg_class WHERE relname = 'buyers'")
+    with engine.connect() as conn:
+        assert conn.scalar(buyers_believed) == -1  # never analyzed (no index builds it)
+    assert restore_in_two_lanes(engine, SYNCED_TABLES, analyze=True) == len(SECONDARY)
+    assert present(postgres_url) == SECONDARY
+    with engine.connect() as conn:
+        assert set(conn.scalars(analyzed, {"t": list(SYNCED_TABLES)})) == set(SYNCED_TABLES)
+        assert conn.scalar(buyers_believed) == 200
+    # Nothing missing, nothing stale: an hourly sync's finish does nothing here.
+    assert restore_in_two_lanes(engine, SYNCED_TABLES, analyze=False) == 0
+
+
 def test_two_first_loads_at_once_wait_for_each_other(postgres_url):
     """Both see empty tables; the second waits for the first's lock instead of holding a
     read lock its DROP INDEX would wait for (a deadlock, seen with two syncs at once)."""
