@@ -116,7 +116,8 @@ def restore_in_two_lanes(engine: Engine, tables: tuple[str, ...], analyze: bool)
     transaction of one lane (a build's lock on a table would hold up the other lane);
     the lanes get the tables by size, the largest first. How many indexes were built.
 
-    At a million orders: 4.9-5.1 s in one lane, 3.4 s in two."""
+    At the end of a cold load of a million orders: 4.7-6.0 s in one lane, 3.7-5.2 s in
+    two."""
     with engine.connect() as conn:
         if not (analyze or _missing(conn, tables)):
             return 0  # an hourly sync: nothing to build

@@ -42,6 +42,13 @@ class Spelling:
         return f"{'LEAST' if self.postgres else 'MIN'}({', '.join(args)})"
 
 
+def skip_conflicts(alone: bool) -> str:
+    """`ON CONFLICT DO NOTHING`, unless the transaction holds the table it inserts into
+    alone (detection's first fill, `first_fill`): no other run can insert the same rows
+    then, and the clause made inserting twice as slow."""
+    return "" if alone else "ON CONFLICT DO NOTHING"
+
+
 def room_for_aggregates(session: Session) -> None:
     """PostgreSQL: the fact aggregates of a full run spill to disk with the 4 MB default
     work_mem; no JIT compile either."""

@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import text, update
 from sqlalchemy.orm import Session
 
+from dunning.db.detect_sql import skip_conflicts
 from dunning.db.dialect import is_postgres
 from dunning.models.address import certainly_complete_sql
 from dunning.models.schema import Case
@@ -94,9 +95,7 @@ def open_routed_sql(
     how many, lowest case id) per state and routed-or-not: the new cases themselves are not
     sent back (285k rows at a million orders). The laterals end in OFFSET 0 so that each
     is computed once per row: inlined, the address check (six regular expressions) ran
-    again for each of the four columns that read `routed`. `alone`: the transaction holds
-    `cases` alone (detection's first fill), so no concurrent run can open the same case
-    and the insert needs no ON CONFLICT (which made it twice as slow)."""
+    again for each of the four columns that read `routed`. `alone`: see `skip_conflicts`."""
     when = " ".join(
         f"WHEN kind = '{kind}' AND state {'=' if auto else '<>'} 'scheduled' THEN '{reason}'"
         for (kind, auto), reason in reasons.items()
@@ -124,7 +123,7 @@ WITH opened AS (
   CROSS JOIN LATERAL (SELECT COALESCE({certainly_complete_sql("b")}, FALSE)
                              AND (NOT a.auto OR s.at IS NOT NULL) AS routed OFFSET 0) r
   ORDER BY n.order_id
-  {"" if alone else "ON CONFLICT DO NOTHING"}
+  {skip_conflicts(alone)}
   RETURNING case_id, order_id, kind, state, routed_at
 ), history AS (
   INSERT INTO case_history (case_id, at, actor, from_state, to_state, reason)

@@ -46,6 +46,7 @@ from dunning.db.detect_sql import (
     drop_temp_relation,
     facts_sql,
     room_for_aggregates,
+    skip_conflicts,
     sorted_aggregates,
 )
 from dunning.db.handover_sql import (
@@ -188,12 +189,6 @@ def paid_counted(d: Spelling) -> str:
 OPEN_CASES_SQL = open_routed_sql(opening_select(Spelling.for_postgres()), ROUTE_REASONS)
 
 
-# `alone` below: the transaction holds the tables it fills alone (detection's first fill,
-# `first_fill`): no other run can insert the same rows, so no ON CONFLICT is needed.
-def _if_shared(alone: bool) -> str:
-    return "" if alone else "ON CONFLICT DO NOTHING"
-
-
 def join_principal_sql(d: Spelling, alone: bool = False) -> str:
     return f"""
 INSERT INTO case_items (case_id, item_type, installment_number, due_date, default_date,
@@ -207,7 +202,7 @@ WHERE o.status NOT IN {NO_NEW_CASE_STATUSES} AND {IN_DEFAULT}
   AND NOT EXISTS (SELECT 1 FROM case_items ci WHERE ci.case_id = o.case_id
                   AND ci.installment_number = f.number AND ci.item_type = 'principal')
 ORDER BY o.case_id, f.number
-{_if_shared(alone)}"""
+{skip_conflicts(alone)}"""
 
 
 def join_fees_sql(alone: bool = False) -> str:
@@ -223,7 +218,7 @@ JOIN detect_facts f ON f.order_id = o.order_id AND f.number = p.installment_numb
 WHERE f.cb_date IS NOT NULL AND f.cb_fee > 0
   AND NOT EXISTS (SELECT 1 FROM case_items ci WHERE ci.case_id = o.case_id
                   AND ci.installment_number = f.number AND ci.item_type = 'chargeback_fee')
-{_if_shared(alone)}"""
+{skip_conflicts(alone)}"""
 
 
 # fees_amount is shared with escalation (reminder fees): only the change of the
@@ -340,9 +335,10 @@ def detect(
     scope = scope_name(shard, shards)
     mark = session.get(DetectMark, scope)
     full = full or mark is None or as_of < mark.as_of or as_of - mark.full_as_of >= FULL_EVERY
-    # The first run of a large shop fills empty tables: their indexes (but primary keys) and foreign
-    # keys come back at the end (bulk_fill), each key checked by one join. Entered before
-    # anything is read; not for one shard of several (its locks would hold up the others).
+    # The first run of a large shop fills empty tables: their indexes (all but the primary
+    # keys) and foreign keys come back at the end (bulk_fill), each key checked by one join.
+    # Entered before anything is read; not for one shard of several (its locks would hold
+    # up the others).
     filling = (
         first_fill(session.connection(), FIRST_FILL_TABLES, ("orders", FIRST_FILL_FROM))
         if full and shard is None
