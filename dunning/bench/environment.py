@@ -78,7 +78,13 @@ def machine_info(dsn: str | None = None) -> dict[str, Any]:
 
         with psycopg.connect(dsn) as conn:
             info["postgresql"] = conn.execute("SHOW server_version").fetchone()[0]
-            for name in ("shared_buffers", "work_mem", "max_wal_size", "synchronous_commit"):
+            for name in (
+                "shared_buffers",
+                "work_mem",
+                "max_wal_size",
+                "synchronous_commit",
+                "autovacuum",
+            ):
                 info[f"pg_{name}"] = conn.execute(f"SHOW {name}").fetchone()[0]
     return info
 

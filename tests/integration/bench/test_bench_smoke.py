@@ -124,6 +124,7 @@ def test_bench_command_writes_its_phases(cli, postgres_server, tmp_path):
     assert "as 2 shard processes" in result.stdout
     assert data["summary"]["ratio_to_baseline"] > 0
     assert data["machine"]["postgresql"]
+    assert data["machine"]["pg_autovacuum"] in ("on", "off")
     assert "ratio" not in result.stderr
     assert "the baseline" in result.stdout
 
