@@ -8,7 +8,6 @@ from dunning.db.dialect import (
     is_postgres,
     prefer_index_lookups,
     refresh_statistics,
-    statistics_stale,
     upsert,
 )
 from dunning.db.engine import (
@@ -45,7 +44,6 @@ __all__ = [
     "refresh_statistics",
     "safe_url",
     "session_scope",
-    "statistics_stale",
     "upgrade",
     "upsert",
 ]

@@ -119,14 +119,13 @@ def finish_sync(
     seconds: float,
     full: bool,
 ) -> datetime | None:
-    """After the last batch: a file's watermark moves now (a file may be unordered, so it
-    moves only once every record of the run is committed); record the last data update."""
-    from dunning.db import get_engine, statistics_stale
+    """After the last batch: the indexes a first load left out are built and the statistics
+    refreshed; a file's watermark moves now (a file may be unordered, so it moves only once
+    every record of the run is committed); record the last data update."""
+    from dunning.db import get_engine
 
     engine = get_engine(database_url)
-    with engine.connect() as conn:
-        stale = statistics_stale(conn, SYNCED_TABLES[0], counts.inserted)
-    restore_in_two_lanes(engine, SYNCED_TABLES, analyze=stale)
+    restore_in_two_lanes(engine, SYNCED_TABLES, counts.inserted)
     with engine.begin() as conn:
         if not plan.ordered and run_max is not None:
             set_watermark(conn, plan.key, run_max, as_of)

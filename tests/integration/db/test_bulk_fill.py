@@ -95,13 +95,13 @@ def test_two_lanes_build_every_missing_index_and_analyze_every_table(postgres_ur
     buyers_believed = text("SELECT reltuples FROM pg_class WHERE relname = 'buyers'")
     with engine.connect() as conn:
         assert conn.scalar(buyers_believed) == -1  # never analyzed (no index builds it)
-    assert restore_in_two_lanes(engine, SYNCED_TABLES, analyze=True) == len(SECONDARY)
+    assert restore_in_two_lanes(engine, SYNCED_TABLES, changed=10**6) == len(SECONDARY)
     assert present(postgres_url) == SECONDARY
     with engine.connect() as conn:
         assert set(conn.scalars(analyzed, {"t": list(SYNCED_TABLES)})) == set(SYNCED_TABLES)
         assert conn.scalar(buyers_believed) == 200
     # Nothing missing, nothing stale: an hourly sync's finish does nothing here.
-    assert restore_in_two_lanes(engine, SYNCED_TABLES, analyze=False) == 0
+    assert restore_in_two_lanes(engine, SYNCED_TABLES, changed=0) == 0
 
 
 def test_two_first_loads_at_once_wait_for_each_other(postgres_url):
