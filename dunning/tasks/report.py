@@ -227,6 +227,9 @@ _DELTA_COLUMNS = ("merchant_id", "state", "currency", "n", "outstanding", "order
 _DELTA = table("report_delta", *(column(c) for c in _DELTA_COLUMNS))
 
 
+_CLAIMED_ARRAY = text("cases.case_id = ANY(ARRAY(SELECT case_id FROM report_claimed))")
+
+
 def _claimed_ids():
     return select(_CLAIMED.c.case_id)
 
@@ -278,11 +281,14 @@ def _rewrite_claimed(conn: Connection, as_of, timezone, shard, shards) -> int:
     scope = in_shard(CaseReportRow.merchant_id, shard, shards)
     if scope is not None:
         wipe = wipe.where(scope)
+    bulk = writes_hand_on_rows(conn)
+    # PostgreSQL: the claimed ids as one array, looked up in the cases' key; joined as a
+    # table, the planner read all cases instead (a day's 11,000 changed of 300,000).
     fill = insert(CaseReportRow).from_select(
-        names, select_stmt.where(Case.case_id.in_(_claimed_ids()))
+        names, select_stmt.where(_CLAIMED_ARRAY if bulk else Case.case_id.in_(_claimed_ids()))
     )
     stage, into = insert(_DELTA), list(_DELTA_COLUMNS)
-    if not writes_hand_on_rows(conn):
+    if not bulk:
         board = CaseReportRow.__table__
         conn.execute(stage.from_select(into, _board_sums(board, -1).where(claimed)))
         conn.execute(wipe)
