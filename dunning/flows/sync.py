@@ -98,9 +98,12 @@ def sync_orders(
         "the start" if plan.since is None else plan.since.isoformat(),
         plan.watermark_before,
     )
-    progress_id = create_progress_artifact(0.0, description=f"Sync of {plan.source}")
+    # A progress bar only for a sync of more than one chunk: an hourly sync is over in one,
+    # and its three artifact calls cost more than its reading (a day's first run).
+    progress_id = None
 
     def read_chunk(position: str) -> ChunkResult:
+        nonlocal progress_id
         chunk = ChunkResult.from_dict(
             sync_batches(
                 url,
@@ -115,14 +118,18 @@ def sync_orders(
                 deadline,
             )
         )
-        if chunk.bytes_total:
+        if chunk.bytes_total and not chunk.done:
             done = min(100.0, 100.0 * (chunk.bytes_read or 0) / chunk.bytes_total)
-            update_progress_artifact(progress_id, done)
+            if progress_id is None:
+                progress_id = create_progress_artifact(done, description=f"Sync of {plan.source}")
+            else:
+                update_progress_artifact(progress_id, done)
         logger.info("synced a chunk: %s", chunk.counts.as_dict())
         return chunk
 
     total, run_max, _ = read_to_the_end(read_chunk)
-    update_progress_artifact(progress_id, 100.0)
+    if progress_id is not None:
+        update_progress_artifact(progress_id, 100.0)
     seconds = time.perf_counter() - started
     after = finish_task(url, plan, run_max, total.as_dict(), as_of, seconds, full)
     summary = {"source": plan.source, **total.as_dict(), "seconds": round(seconds, 2)}

@@ -34,7 +34,8 @@ def test_flow_syncs_in_a_few_task_runs(migrated_db, tmp_path, prefect_harness, m
     )
     first = state.result()
     assert (first["read"], first["inserted"], first["quarantined"]) == (1500, 1500, 0)
-    again = sync_orders(as_of=AS_OF, batch_size=200)
+    again_state = sync_orders(as_of=AS_OF, batch_size=200, return_state=True)
+    again = again_state.result()
     assert again["inserted"] == 0 and again["read"] == again["unchanged"] + again["skipped"]
     with get_engine(migrated_db).connect() as conn:
         assert count_rows(conn)["orders"] == 1500
@@ -53,6 +54,22 @@ def test_flow_syncs_in_a_few_task_runs(migrated_db, tmp_path, prefect_harness, m
                 )
             )
             return [r.name for r in runs]
+
+    async def progress(run_state) -> list[float]:
+        from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType
+
+        async with get_client() as client:
+            found = await client.read_artifacts(
+                artifact_filter=ArtifactFilter(type=ArtifactFilterType(any_=["progress"])),
+                flow_run_filter=FlowRunFilter(
+                    id=FlowRunFilterId(any_=[run_state.state_details.flow_run_id])
+                ),
+            )
+            return [a.data for a in found]
+
+    # a progress bar for the sync of three chunks, ending full; none for one chunk
+    assert asyncio.run(progress(state)) == [100.0]
+    assert asyncio.run(progress(again_state)) == []
 
     names = asyncio.run(task_names())
     # 1500 / 200 = 8 batches, 3 per task run: 3 runs of sync-batches, never one per order
