@@ -74,7 +74,7 @@ def _merge_sql(table: str, columns: tuple[str, ...], key: tuple[str, ...], purge
     longer has are deleted, those that differ updated, the new ones added. Equal rows are
     not touched (an upsert locks every conflicting row: a dirtied page, and after a
     checkpoint a full page image in the WAL, for each of them). Reading the rows once for
-    all three, instead of once per write, saved a third of a batch's merge time.
+    all three, instead of once per write, saved about a quarter of the merge time.
     `purgeable`: a purged row stays as it is (a buyer: a newer snapshot does not bring the
     data back) and is never deleted. The order rows are locked by this transaction, so no
     other sync writes rows of these orders meanwhile."""
