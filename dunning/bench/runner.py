@@ -7,7 +7,8 @@ configured, or a temporary local server keeping its runs in the temporary folder
 1. generate N orders of M merchants (cold file) and the changed snapshots of a fraction
    of them (delta file), in one pass, into a temporary folder (`sample`);
 2. the bare baseline (`dunning.bench.baseline`) on the cold file: the yardstick;
-3. parse+validate alone (no database): what the sync's reader thread costs in CPU;
+3. parse+validate alone (no database): what the sync's reader costs in CPU; then the
+   same with the rows encoded for COPY, as the cold load's workers do it;
 4. cold run: `dunning_run` without escalation, each step timed (`phases`): load (sync),
    detect, handover, report;
 5. incremental run on the delta file an hour later (the hourly schedule; the same local
@@ -131,10 +132,14 @@ def _run(
     }
     log(f"baseline {base.total_seconds:.1f} s")
 
-    p, _valid = timed("cold", "parse+validate", lambda: parse_validate(cold, 5000), int)
+    p, _valid = timed("cold", "parse+validate", lambda: parse_validate(cold, cfg.as_of), int)
     p.details = {"note": "reader alone, no database; inside load it overlaps the writes"}
-    phases.append(p)
-    log(f"parse+validate {p.seconds:.1f} s")
+    e, _valid = timed(
+        "cold", "parse+validate+encode", lambda: parse_validate(cold, cfg.as_of, "bench"), int
+    )
+    e.details = {"note": "as the load's workers do it: encoded for COPY, batches of 5,000"}
+    phases += [p, e]
+    log(f"parse+validate {p.seconds:.1f} s, with encoding for COPY {e.seconds:.1f} s")
     upgrade(url)
     settle(url)
     runs = {}

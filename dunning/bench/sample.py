@@ -48,18 +48,22 @@ def write_sample(cfg: BenchConfig, folder: Path) -> tuple[Path, Path, int, int, 
     return cold, delta, written, changed, as_of_2
 
 
-def parse_validate(path: Path, batch_size: int) -> int:
-    """What the sync's reader does per batch, without the database: read, parse, validate."""
-    from dunning.tasks.orders_sink import prepare_batch
+def parse_validate(path: Path, as_of: datetime, copy_to: str | None = None) -> int:
+    """What the sync's reader does, without the database: read, parse and validate the
+    file in groups of `READ_GROUP` lines, each group's rows freed as the reader frees them
+    once encoded; with `copy_to` (a source name), encoded for COPY into batches of 5,000
+    orders, as the load's workers hand them to the writer."""
+    from dunning.tasks.read_groups import READ_GROUP, prepared_batches
     from dunning.tasks.source import open_source
     from dunning.tasks.sync_chunks import gc_paused
 
+    size = READ_GROUP if copy_to is None else 5000
     src = open_source(str(path))
     valid = 0
     with gc_paused():
         try:
-            for b in src.batches("", None, batch_size):
-                valid += len(prepare_batch(b.items, None).orders)
+            for b, prepared in prepared_batches(src, "", None, size, as_of=as_of, copy_to=copy_to):
+                valid += len(prepared.orders)
                 if b.done:
                     break
         finally:

@@ -80,3 +80,43 @@ def encode(orders: list[OrderRows], source: str, as_of: datetime) -> CopyRows:
 
 def _utc_text(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def joined(parts: list[CopyRows]) -> CopyRows:
+    """One `CopyRows` of several, in their order."""
+    if len(parts) == 1:
+        return parts[0]
+    ends: dict[str, list[int]] = {t: [] for t in TABLES}
+    for t in TABLES:
+        shift, out = 0, ends[t]
+        for part in parts:
+            out.extend([end + shift for end in part.ends[t]] if shift else part.ends[t])
+            shift += len(part.blocks[t])
+    return CopyRows(
+        ids=[oid for part in parts for oid in part.ids],
+        updated=[u for part in parts for u in part.updated],
+        merchant_ids=[m for part in parts for m in part.merchant_ids],
+        merchant_names=[n for part in parts for n in part.merchant_names],
+        blocks={t: b"".join(part.blocks[t] for part in parts) for t in TABLES},
+        ends=ends,
+    )
+
+
+def picked(rows: CopyRows, at: list[int]) -> CopyRows:
+    """The orders at the indexes `at`, in that order."""
+    blocks = {t: rows.text(t, at) for t in TABLES}
+    ends: dict[str, list[int]] = {}
+    for t in TABLES:
+        old, out, total = rows.ends[t], [], 0
+        for i in at:
+            total += old[i] - (old[i - 1] if i else 0)
+            out.append(total)
+        ends[t] = out
+    return CopyRows(
+        ids=[rows.ids[i] for i in at],
+        updated=[rows.updated[i] for i in at],
+        merchant_ids=[rows.merchant_ids[i] for i in at],
+        merchant_names=[rows.merchant_names[i] for i in at],
+        blocks=blocks,
+        ends=ends,
+    )

@@ -10,7 +10,6 @@ import contextlib
 import gc
 import queue
 import threading
-from collections.abc import Generator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -18,15 +17,9 @@ from typing import Any
 from dunning.crashpoints import crashpoint
 from dunning.db.order_writes import takes_copy_text
 from dunning.db.sync_state import state_key
-from dunning.tasks.orders_sink import (
-    PreparedBatch,
-    SyncCounts,
-    encode_for_copy,
-    prepare_batch,
-    write_batch,
-)
+from dunning.tasks.orders_sink import SyncCounts, write_batch
 from dunning.tasks.prefect_task import task
-from dunning.tasks.source import Batch
+from dunning.tasks.read_groups import prepared_batches
 from dunning.tasks.sync_worker import ChunkJob, worker_batches, worth_a_worker
 
 
@@ -156,7 +149,10 @@ def _sync_chunk(
         ready = worker_batches(job, src.identity)
     else:
         copy_to = src.name if takes_copy_text(engine) else None
-        ready = _prepared_here(src, position, since, batch_size, shard, shards, as_of, copy_to)
+        ready = prepared_batches(
+            src, position, since, batch_size, shard=shard, shards=shards, as_of=as_of,
+            copy_to=copy_to,
+        )  # fmt: skip
 
     def produce() -> None:
         try:
@@ -212,27 +208,6 @@ def _sync_chunk(
     if last is None:
         return ChunkResult(total, position, True, top)
     return ChunkResult(total, last.next_position, last.done, top, last.bytes_read, last.bytes_total)
-
-
-def _prepared_here(
-    src: Any,
-    position: str,
-    since: datetime | None,
-    batch_size: int,
-    shard: int | None,
-    shards: int,
-    as_of: datetime,
-    copy_to: str | None,
-) -> Generator[tuple[Batch, PreparedBatch], None, None]:
-    """The source's batches prepared on this thread; encoded for COPY when `copy_to` (the
-    source's name) is given."""
-    batches = src.batches(position, since, batch_size)
-    try:
-        for b in batches:
-            batch = prepare_batch(b.items, since, shard, shards, as_of)
-            yield b, batch if copy_to is None else encode_for_copy(batch, copy_to, as_of)
-    finally:
-        batches.close()
 
 
 def _worth_retrying(task: Any, task_run: Any, state: Any) -> bool:

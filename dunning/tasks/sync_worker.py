@@ -32,7 +32,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from dunning.tasks.orders_sink import PreparedBatch, encode_for_copy, prepare_batch
+from dunning.tasks.orders_sink import PreparedBatch
+from dunning.tasks.read_groups import prepared_batches
 from dunning.tasks.source import Batch, FileSource, SourceError
 
 WORKER_MIN_BYTES = 32 << 20  # ~30,000 orders: below that the thread keeps up
@@ -308,12 +309,13 @@ def _serve(jobs: BinaryIO, out: BinaryIO) -> None:
 
 def _run(job: ChunkJob, out: BinaryIO) -> None:
     src = FileSource(Path(job.path), job.max_line_bytes)
-    batches = src.batches(job.position, job.since, job.batch_size, job.end)
+    batches = prepared_batches(
+        src, job.position, job.since, job.batch_size, shard=job.shard, shards=job.shards,
+        as_of=job.as_of, copy_to=job.source, end=job.end,
+    )  # fmt: skip
     try:
-        for b in batches:
-            prepared = prepare_batch(b.items, job.since, job.shard, job.shards, job.as_of)
-            b.items = []  # the parent needs the batch's position and progress only
-            _send(out, (b, encode_for_copy(prepared, job.source, job.as_of)))
+        for b, prepared in batches:
+            _send(out, (b, prepared))
             if b.done:  # else the source stops at the job's end
                 break
     finally:

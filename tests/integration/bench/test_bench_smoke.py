@@ -109,11 +109,12 @@ def test_bench_command_writes_its_phases(cli, postgres_server, tmp_path):
     names = {(p["run"], p["name"]) for p in data["phases"]}
     for run in ("cold", "incremental", "next day"):
         assert {(run, "load"), (run, "detect"), (run, "handover"), (run, "report")} <= names
-    assert ("cold", "parse+validate") in names and ("escalation", "escalate r1") in names
+    assert ("cold", "parse+validate") in names and ("cold", "parse+validate+encode") in names
+    assert ("escalation", "escalate r1") in names
     # the task runs each step started inside its dunning-run, read back from Prefect: every
     # step made some, and together they are the run's
     for run in ("cold", "incremental", "next day"):
-        steps = [p for p in data["phases"] if p["run"] == run and p["name"] != "parse+validate"]
+        steps = [p for p in data["phases"] if p["run"] == run and not p["name"].startswith("parse")]
         assert all(p["task_runs"] >= 1 for p in steps), [(p["name"], p["task_runs"]) for p in steps]
         assert sum(p["task_runs"] for p in steps) == data["summary"]["task_runs_measured"][run]
     assert data["sharded"]["same_case_rows"] is True
