@@ -1,6 +1,6 @@
 """Detection's SQL where SQLite and PostgreSQL differ (`dunning.tasks.detect` runs it): the
-spelling of its statement texts, the facts statement, and the planner settings and
-statistics only PostgreSQL has."""
+spelling of its statement texts, the candidates and facts statements, and the planner
+settings and statistics only PostgreSQL has."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from dunning.db.dialect import is_postgres
+
+_OPEN = "state NOT IN ('paid', 'cancelled', 'uncollectible')"  # = uq_cases_open_order's WHERE
 
 
 class Spelling:
@@ -40,6 +42,52 @@ class Spelling:
 
     def least(self, *args: str) -> str:
         return f"{'LEAST' if self.postgres else 'MIN'}({', '.join(args)})"
+
+
+def changed_orders_sql(sync_inclusive: bool = False) -> str:
+    """The ids of the orders an incremental run looks at: synced since the last run, an
+    installment falling due, a payment processed, their merchant's settings changed."""
+    synced = ">=" if sync_inclusive else ">"
+    return f"""SELECT order_id FROM orders WHERE synced_at {synced} :sync_from
+    UNION SELECT order_id FROM installments WHERE due_date >= :due_from AND due_date < :due_to
+    UNION SELECT order_id FROM transactions
+          WHERE processed_at > :tx_from AND processed_at <= :tx_to
+    UNION SELECT c.order_id FROM cases c
+          JOIN merchant_settings ms ON ms.merchant_id = c.merchant_id
+          WHERE ms.updated_at > :tx_from AND ms.updated_at <= :tx_to AND c.{_OPEN}"""
+
+
+def candidates_sql(
+    *, full: bool, sharded: bool, sync_inclusive: bool = False, ids_where: str | None = None
+) -> str:
+    """`ids_where`: how to pick the changed orders (`changed_ids_where`), instead of
+    `changed_orders_sql` inline."""
+    shard_join = (
+        " JOIN merchants m ON m.merchant_id = o.merchant_id AND m.shard_key % :shards = :shard"
+        if sharded
+        else ""
+    )
+    select_ = f"SELECT o.order_id, o.merchant_id, o.status, o.currency FROM orders o{shard_join}"
+    if full:
+        return select_
+    if ids_where is not None:
+        return f"{select_} WHERE {ids_where}"
+    return f"{select_}\nWHERE o.order_id IN (\n    {changed_orders_sql(sync_inclusive)}\n)"
+
+
+# Up to this many changed orders (PostgreSQL), an incremental run looks its candidates up
+# in `orders` by key: for a day's 17,000 at a million orders, 100-125 ms instead of 170-200
+# ms for the hash join of all of `orders` the planner picks. A catch-up of 400,000 took
+# 1.6 s by key and 1.1 s joined.
+FEW_CHANGED = 50_000
+
+
+def changed_ids_where(changed: int) -> str:
+    """How to pick the candidates out of `orders o`, the ids of the `changed` orders being
+    in the temporary table `detect_changed`."""
+    if changed <= FEW_CHANGED:
+        return "o.order_id = ANY(ARRAY(SELECT order_id FROM detect_changed))"
+    return "o.order_id IN (SELECT order_id FROM detect_changed)"
 
 
 def skip_conflicts(alone: bool) -> str:

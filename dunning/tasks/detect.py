@@ -43,6 +43,9 @@ from dunning.db.detect_sql import (
     Spelling,
     analyze_temp_table,
     candidates_are_many,
+    candidates_sql,
+    changed_ids_where,
+    changed_orders_sql,
     drop_temp_relation,
     facts_sql,
     room_for_aggregates,
@@ -102,27 +105,6 @@ def _typed(sql: str, **params: Any):
 
 
 # --- statements (module-level builders, so a test can EXPLAIN them) -----------------------
-
-
-def candidates_sql(*, full: bool, sharded: bool, sync_inclusive: bool = False) -> str:
-    shard_join = (
-        " JOIN merchants m ON m.merchant_id = o.merchant_id AND m.shard_key % :shards = :shard"
-        if sharded
-        else ""
-    )
-    select_ = f"SELECT o.order_id, o.merchant_id, o.status, o.currency FROM orders o{shard_join}"
-    if full:
-        return select_
-    return f"""{select_}
-WHERE o.order_id IN (
-    SELECT order_id FROM orders WHERE synced_at {">=" if sync_inclusive else ">"} :sync_from
-    UNION SELECT order_id FROM installments WHERE due_date >= :due_from AND due_date < :due_to
-    UNION SELECT order_id FROM transactions
-          WHERE processed_at > :tx_from AND processed_at <= :tx_to
-    UNION SELECT c.order_id FROM cases c
-          JOIN merchant_settings ms ON ms.merchant_id = c.merchant_id
-          WHERE ms.updated_at > :tx_from AND ms.updated_at <= :tx_to AND c.{OPEN}
-)"""
 
 
 def opening_select(d: Spelling) -> str:
@@ -324,7 +306,7 @@ def _create_temp_tables(session: Session, every_order: bool = False) -> None:
 
 
 def _drop_temp_tables(session: Session) -> None:
-    for name in ("detect_steps", "detect_open", "detect_facts"):
+    for name in ("detect_steps", "detect_open", "detect_facts", "detect_changed"):
         session.execute(text(f"DROP TABLE IF EXISTS {name}"))
     drop_temp_relation(session, "detect_orders")  # a table, or a view (a full run)
 
@@ -398,12 +380,18 @@ def _detect(
     every_order = full and shard is None
     _create_temp_tables(session, every_order)
     if not every_order:
+        ids_where = None
+        if not full and d.postgres:
+            changed = "CREATE TEMPORARY TABLE detect_changed AS " + changed_orders_sql(
+                sync_inclusive
+            )
+            ids_where = changed_ids_where(session.execute(_typed(changed, **params)).rowcount)
+        candidates = candidates_sql(
+            full=full, sharded=shard is not None, sync_inclusive=sync_inclusive, ids_where=ids_where
+        )
         session.execute(
             _typed(
-                "INSERT INTO detect_orders (order_id, merchant_id, status, currency) "
-                + candidates_sql(
-                    full=full, sharded=shard is not None, sync_inclusive=sync_inclusive
-                ),
+                "INSERT INTO detect_orders (order_id, merchant_id, status, currency) " + candidates,
                 **params,
             )
         )

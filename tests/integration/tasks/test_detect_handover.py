@@ -544,14 +544,15 @@ def test_detection_statements_use_indexes_on_postgres(postgres_url):
     fact and case statements reach rows by primary key, never by scanning installments,
     transactions or cases."""
     from dunning.db import upgrade
-    from dunning.db.detect_sql import Spelling
-    from dunning.db.handover_sql import stage_first_steps
-    from dunning.tasks.detect import (
-        OPEN_CASES_SQL,
-        _create_temp_tables,
+    from dunning.db.detect_sql import (
+        Spelling,
         candidates_sql,
+        changed_ids_where,
+        changed_orders_sql,
         facts_sql,
     )
+    from dunning.db.handover_sql import stage_first_steps
+    from dunning.tasks.detect import OPEN_CASES_SQL, _create_temp_tables
 
     upgrade(postgres_url)
     with session_scope(postgres_url) as s:
@@ -614,7 +615,15 @@ ANALYZE;
         # merchant_settings (one row per configured merchant) is the only table read whole
         scans = [line for line in plan.splitlines() if "Seq Scan" in line]
         assert all("Seq Scan on merchant_settings" in line for line in scans), plan
-        s.execute(text("INSERT INTO detect_orders " + candidates), window)
+        # as a run does it: the changed ids first, then their orders by key
+        changed = s.execute(
+            text("CREATE TEMPORARY TABLE detect_changed AS " + changed_orders_sql()), window
+        ).rowcount
+        assert 50 < changed < 300
+        by_key = candidates_sql(full=False, sharded=False, ids_where=changed_ids_where(changed))
+        by_key_plan = explain(s, by_key, window)
+        assert "pk_orders" in by_key_plan and "Seq Scan on orders" not in by_key_plan, by_key_plan
+        s.execute(text("INSERT INTO detect_orders " + by_key), window)
         s.execute(text("ANALYZE detect_orders"))
         assert 50 < s.scalar(text("SELECT COUNT(*) FROM detect_orders")) < 300
         run = {
