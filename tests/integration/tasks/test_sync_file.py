@@ -225,6 +225,34 @@ def test_newest_wins_out_of_order(migrated_db, tmp_path):
         )
 
 
+def test_a_known_order_after_fresh_batches_is_found(migrated_db, tmp_path, monkeypatch):
+    """After a batch of fresh orders only, PostgreSQL COPYs the next batch without looking
+    its ids up; a batch that holds a known order after all takes the lookup instead, and
+    newest wins as ever."""
+    from dunning.db import order_writes_pg
+
+    tries: list[bool] = []
+    monkeypatch.setattr(order_writes_pg, "_FRESH_BEFORE", {})
+    real = order_writes_pg._copied_as_fresh
+    monkeypatch.setattr(
+        order_writes_pg, "_copied_as_fresh", lambda *a: tries.append(real(*a)) or tries[-1]
+    )
+    at = lambda day: f"2026-02-0{day}T00:00:00+00:00"  # noqa: E731
+    first = {oid: order_record(oid, updated_at=at(2), status="active") for oid in "abcdefgh"}
+    newer_a = order_record("a", updated_at=at(3), status="completed")
+    older_b = order_record("b", updated_at=at(1), status="cancelled")
+    batches = [["a", "b"], ["c", "d"], ["e", newer_a], ["f", "g"], ["h", older_b]]
+    records = [first[r] if isinstance(r, str) else r for batch in batches for r in batch]
+    result = run_sync(migrated_db, write(tmp_path / "shop.jsonl", records), batch_size=2)
+    assert (result.counts.inserted, result.counts.updated, result.counts.unchanged) == (8, 1, 1)
+    with get_engine(migrated_db).connect() as conn:
+        status = dict(conn.execute(select(Order.order_id, Order.status)).all())
+    assert status == {oid: "active" for oid in "bcdefgh"} | {"a": "completed"}
+    if migrated_db.startswith("postgresql"):
+        # batch 2 fresh as hoped; batch 3 holds `a`; batch 4 looked up; batch 5 holds `b`
+        assert tries == [True, False, False]
+
+
 def test_crash_between_batches_then_rerun_converges(migrated_db, tmp_path):
     shop = list(generate_orders(900, merchants=6, seed=9, as_of=AS_OF))
     path = write(tmp_path / "shop.jsonl", shop)
