@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 
 from dunning.db.dialect import is_postgres
 
-_OPEN = "state NOT IN ('paid', 'cancelled', 'uncollectible')"  # = uq_cases_open_order's WHERE
+OPEN = "state NOT IN ('paid', 'cancelled', 'uncollectible')"  # = uq_cases_open_order's WHERE
 
 
 class Spelling:
@@ -54,7 +54,7 @@ def changed_orders_sql(sync_inclusive: bool = False) -> str:
           WHERE processed_at > :tx_from AND processed_at <= :tx_to
     UNION SELECT c.order_id FROM cases c
           JOIN merchant_settings ms ON ms.merchant_id = c.merchant_id
-          WHERE ms.updated_at > :tx_from AND ms.updated_at <= :tx_to AND c.{_OPEN}"""
+          WHERE ms.updated_at > :tx_from AND ms.updated_at <= :tx_to AND c.{OPEN}"""
 
 
 def candidates_sql(

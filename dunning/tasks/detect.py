@@ -40,6 +40,7 @@ from dunning.config import Settings, get_settings
 from dunning.db import prefer_index_lookups, refresh_statistics
 from dunning.db.bulk_fill import first_fill
 from dunning.db.detect_sql import (
+    OPEN,
     Spelling,
     analyze_temp_table,
     candidates_are_many,
@@ -72,7 +73,6 @@ from dunning.tasks.synced_since import FULL_EVERY, newest_stamp, scope_name, sin
 from dunning.tasks.transitions import move_cases
 
 ACTOR = "detect"
-OPEN = "state NOT IN ('paid', 'cancelled', 'uncollectible')"  # = uq_cases_open_order's WHERE
 NO_NEW_CASE_STATUSES = "('cancelled', 'refunded')"
 FIRST_FILL_TABLES = ("cases", "case_history", "case_items")  # what the opening fills
 FIRST_FILL_FROM = 50_000  # orders; below, dropping and rebuilding costs more than it saves
