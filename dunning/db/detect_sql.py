@@ -37,6 +37,12 @@ class Spelling:
             return f"CAST(timezone(:tz, {expr}) AS DATE)"
         return f"dunning_local_date({expr}, :tz)"
 
+    @property
+    def key(self) -> str:
+        """The type of an id column of a working table: the collation of the tables' ids
+        (dunning.db.types.Key), so that a join by id can use either side's index."""
+        return 'VARCHAR(64) COLLATE "C"' if self.postgres else "VARCHAR(64)"
+
     def greatest(self, *args: str) -> str:
         return f"{'GREATEST' if self.postgres else 'MAX'}({', '.join(args)})"
 

@@ -85,13 +85,16 @@ def report_select(bind, as_of: datetime, zone: str, shard: int | None, shards: i
         value=Case.state,
         else_=Case.state,
     )
-    search = lower(
+    words = (
         Case.order_id
         + literal(" ")
         + func.coalesce(Buyer.first_name, "")
         + literal(" ")
         + func.coalesce(Buyer.last_name, "")
     )
+    if is_postgres(bind):  # names fold by the database's locale, not the ids' bytewise "C"
+        words = words.self_group().collate("default")
+    search = lower(words)
     columns: dict[str, Any] = {
         "case_id": Case.case_id,
         "merchant_id": Case.merchant_id,

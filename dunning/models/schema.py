@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from dunning.db.types import Money, UTCDateTime
+from dunning.db.types import Key, Money, UTCDateTime
 from dunning.models.base import Base, BigId, JSONDoc
 from dunning.models.report_tables import (
     CASE_REPORT_COLUMN_COMMENTS,
@@ -44,7 +44,7 @@ from dunning.models.report_tables import (
 class Merchant(Base):
     __tablename__ = "merchants"
 
-    merchant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(Key(), primary_key=True)
     name: Mapped[str | None] = mapped_column(String(200))
     # Stable 0..2^31 hash of merchant_id; shards select `shard_key % n = i`.
     shard_key: Mapped[int] = mapped_column(Integer, index=True)
@@ -57,7 +57,7 @@ class MerchantSettings(Base):
 
     __tablename__ = "merchant_settings"
 
-    merchant_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(Key(), primary_key=True)
     dunning_option: Mapped[str] = mapped_column(String(16))
     auto_overdue: Mapped[bool] = mapped_column(Boolean)
     auto_chargebacks: Mapped[bool] = mapped_column(Boolean)
@@ -82,7 +82,7 @@ class MerchantSettingsHistory(Base):
     __tablename__ = "merchant_settings_history"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    merchant_id: Mapped[str] = mapped_column(String(64), index=True)
+    merchant_id: Mapped[str] = mapped_column(Key(), index=True)
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     changed_by: Mapped[str] = mapped_column(String(100))
     changes: Mapped[dict[str, Any]] = mapped_column(JSONDoc)  # field -> [old, new]
@@ -95,8 +95,8 @@ class MerchantSettingsHistory(Base):
 class Order(Base):
     __tablename__ = "orders"
 
-    order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    merchant_id: Mapped[str] = mapped_column(String(64), index=True)
+    order_id: Mapped[str] = mapped_column(Key(), primary_key=True)
+    merchant_id: Mapped[str] = mapped_column(Key(), index=True)
     order_date: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     status: Mapped[str] = mapped_column(String(16))
@@ -117,7 +117,7 @@ class Buyer(Base):
 
     # No foreign key to orders (sync, 0002): the per-row check cost ~45 % of bulk load
     # time; the loader writes children only for orders it upserted in the same transaction.
-    order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    order_id: Mapped[str] = mapped_column(Key(), primary_key=True)
     first_name: Mapped[str] = mapped_column(String(200))
     last_name: Mapped[str] = mapped_column(String(200))
     email: Mapped[str] = mapped_column(String(320))
@@ -140,7 +140,7 @@ class Installment(Base):
 
     # No foreign key to orders (sync, 0002): the per-row check cost ~45 % of bulk load
     # time; the loader writes children only for orders it upserted in the same transaction.
-    order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    order_id: Mapped[str] = mapped_column(Key(), primary_key=True)
     number: Mapped[int] = mapped_column(Integer, primary_key=True)
     due_date: Mapped[date] = mapped_column(Date, index=True)
     amount: Mapped[Decimal] = mapped_column(Money())
@@ -151,13 +151,13 @@ class Transaction(Base):
 
     # No foreign key to orders (sync, 0002): the per-row check cost ~45 % of bulk load
     # time; the loader writes children only for orders it upserted in the same transaction.
-    order_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    transaction_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    order_id: Mapped[str] = mapped_column(Key(), primary_key=True)
+    transaction_id: Mapped[str] = mapped_column(Key(), primary_key=True)
     type: Mapped[str] = mapped_column(String(16))
     amount: Mapped[Decimal] = mapped_column(Money())
     processed_at: Mapped[datetime] = mapped_column(UTCDateTime())
     installment_number: Mapped[int | None] = mapped_column(Integer)
-    reverses_transaction_id: Mapped[str | None] = mapped_column(String(64))
+    reverses_transaction_id: Mapped[str | None] = mapped_column(Key())
     fee: Mapped[Decimal | None] = mapped_column(Money())
     reason_code: Mapped[str | None] = mapped_column(String(32))
 
@@ -176,7 +176,7 @@ class QuarantinedRecord(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
     source: Mapped[str] = mapped_column(String(300), index=True)
     position: Mapped[str | None] = mapped_column(String(64))  # line number or page/cursor
-    order_id: Mapped[str | None] = mapped_column(String(64), index=True)
+    order_id: Mapped[str | None] = mapped_column(Key(), index=True)
     raw: Mapped[str] = mapped_column(Text)
     field: Mapped[str] = mapped_column(String(200))
     reason: Mapped[str] = mapped_column(Text)
@@ -219,8 +219,8 @@ class Case(Base):
     )
 
     case_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
-    order_id: Mapped[str] = mapped_column(String(64), ForeignKey("orders.order_id"), index=True)
-    merchant_id: Mapped[str] = mapped_column(String(64), index=True)
+    order_id: Mapped[str] = mapped_column(Key(), ForeignKey("orders.order_id"), index=True)
+    merchant_id: Mapped[str] = mapped_column(Key(), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(24))
     # State before on_hold, to resume into.

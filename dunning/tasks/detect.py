@@ -266,7 +266,7 @@ FROM detect_open o JOIN cases c ON c.case_id = o.case_id AND c.{OPEN}
 WHERE c.principal_amount <= 0 OR c.outstanding_amount <= 0"""
 
 
-def _create_temp_tables(session: Session, every_order: bool = False) -> None:
+def _create_temp_tables(session: Session, d: Spelling, every_order: bool = False) -> None:
     """The run's working tables. `every_order` (an unsharded full run): the candidates are
     every order, so `detect_orders` is a view of `orders` instead of a copy (copying and
     indexing a million rows took 1.6 s; the statements reading it barely notice)."""
@@ -281,14 +281,14 @@ def _create_temp_tables(session: Session, every_order: bool = False) -> None:
     else:
         session.execute(
             text(
-                "CREATE TEMPORARY TABLE detect_orders (order_id VARCHAR(64) PRIMARY KEY, "
-                "merchant_id VARCHAR(64) NOT NULL, status VARCHAR(16) NOT NULL, "
+                f"CREATE TEMPORARY TABLE detect_orders (order_id {d.key} PRIMARY KEY, "
+                f"merchant_id {d.key} NOT NULL, status VARCHAR(16) NOT NULL, "
                 "currency VARCHAR(3) NOT NULL)"
             )
         )
     session.execute(
         text(
-            "CREATE TEMPORARY TABLE detect_facts (order_id VARCHAR(64) NOT NULL, "
+            f"CREATE TEMPORARY TABLE detect_facts (order_id {d.key} NOT NULL, "
             "number INTEGER NOT NULL, due_date DATE NOT NULL, owed NUMERIC(14, 2) NOT NULL, "
             "paid NUMERIC(14, 2) NOT NULL, cb_fee NUMERIC(14, 2) NOT NULL, cb_date DATE, "
             "refunded NUMERIC(14, 2) NOT NULL, "
@@ -300,7 +300,7 @@ def _create_temp_tables(session: Session, every_order: bool = False) -> None:
     session.execute(
         text(
             "CREATE TEMPORARY TABLE detect_open (case_id BIGINT PRIMARY KEY, "
-            "order_id VARCHAR(64) NOT NULL, status VARCHAR(16) NOT NULL)"
+            f"order_id {d.key} NOT NULL, status VARCHAR(16) NOT NULL)"
         )
     )
 
@@ -378,7 +378,7 @@ def _detect(
     if not full:
         prefer_index_lookups(session.connection())
     every_order = full and shard is None
-    _create_temp_tables(session, every_order)
+    _create_temp_tables(session, d, every_order)
     if not every_order:
         ids_where = None
         if not full and d.postgres:

@@ -148,3 +148,36 @@ def test_cases_and_their_items_leave_room_on_their_pages(postgres_url):
         "case_items": ["fillfactor=85"],
         "orders": None,
     }
+
+
+@pytest.mark.postgres
+def test_ids_compare_byte_by_byte_and_names_by_the_locale(postgres_url):
+    """Migration 0016: exactly the columns the models declare as `Key` (ids) have COLLATE
+    "C" in the database, none forgotten and none more; names keep the database's own."""
+    from sqlalchemy import text
+
+    def bytewise_on_postgres(column) -> bool:
+        variant = getattr(column.type, "_variant_mapping", {}).get("postgresql")
+        return variant is not None and variant.collation == "C"
+
+    declared = {
+        (table.name, column.name)
+        for table in Base.metadata.tables.values()
+        for column in table.columns
+        if bytewise_on_postgres(column)
+    }
+    assert {("orders", "order_id"), ("cases", "merchant_id")} <= declared
+
+    upgrade(postgres_url)
+    with get_engine(postgres_url).connect() as conn:
+        collations = dict(
+            ((table, column), collation)
+            for table, column, collation in conn.execute(
+                text(
+                    "SELECT table_name, column_name, collation_name "
+                    "FROM information_schema.columns WHERE table_schema = current_schema()"
+                )
+            )
+        )
+    assert {key for key, collation in collations.items() if collation == "C"} == declared
+    assert collations[("buyers", "last_name")] is None  # the database's default

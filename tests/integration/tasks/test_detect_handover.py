@@ -11,6 +11,7 @@ from sqlalchemy.exc import DBAPIError
 
 from dunning.config import Settings
 from dunning.db import session_scope
+from dunning.db.detect_sql import Spelling
 from dunning.models.schema import Case, CaseHistory, CaseItem, Order
 from dunning.tasks import merchant_settings as store
 from dunning.tasks.detect import detect_cases_core
@@ -476,7 +477,7 @@ def test_candidates_are_a_view_in_a_full_run_and_a_table_otherwise(migrated_db):
     load_orders(migrated_db, [order_record("a"), order_record("b")])
     with session_scope(migrated_db) as s:
         for every_order in (True, False, True):
-            _create_temp_tables(s, every_order)
+            _create_temp_tables(s, Spelling.of(s), every_order)
             if every_order:  # the view shows every order, with nothing copied
                 assert s.scalar(text("SELECT COUNT(*) FROM detect_orders")) == 2
             else:  # the table starts empty
@@ -545,7 +546,6 @@ def test_detection_statements_use_indexes_on_postgres(postgres_url):
     transactions or cases."""
     from dunning.db import upgrade
     from dunning.db.detect_sql import (
-        Spelling,
         candidates_sql,
         changed_ids_where,
         changed_orders_sql,
@@ -595,7 +595,7 @@ ANALYZE;
 
     with session_scope(postgres_url) as s:
         d = Spelling.of(s)
-        _create_temp_tables(s)
+        _create_temp_tables(s, d)
         window = {
             "sync_from": "2025-02-11 15:50+00",  # the last ~10 orders
             "due_from": "2026-01-01",
