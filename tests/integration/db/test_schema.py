@@ -181,3 +181,32 @@ def test_ids_compare_byte_by_byte_and_names_by_the_locale(postgres_url):
         )
     assert {key for key, collation in collations.items() if collation == "C"} == declared
     assert collations[("buyers", "last_name")] is None  # the database's default
+
+
+@pytest.mark.postgres
+def test_the_id_migration_leaves_the_planner_its_statistics(postgres_url):
+    """Changing a column's type drops its statistics; 0016 takes them again, or a shop
+    upgraded with data would be planned blind until its tables are analyzed."""
+    from sqlalchemy import text
+
+    command.upgrade(alembic_config(postgres_url), "0015")
+    with get_engine(postgres_url).begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO orders (order_id, merchant_id, order_date, updated_at, status, "
+                "currency, total_amount, payment_plan, payment_method, source, synced_at) "
+                "SELECT 'o-' || i, 'm-' || (i % 7), now(), now(), 'active', 'EUR', 10, "
+                "'installments', 'card', 'file', now() FROM generate_series(1, 500) i"
+            )
+        )
+        conn.execute(text("ANALYZE orders"))
+    upgrade(postgres_url)
+    with get_engine(postgres_url).connect() as conn:
+        analyzed = set(
+            conn.scalars(
+                text(
+                    "SELECT attname FROM pg_stats WHERE tablename = 'orders' AND attname LIKE '%_id'"
+                )
+            )
+        )
+    assert {"order_id", "merchant_id"} <= analyzed
