@@ -4,9 +4,9 @@ Under the server's locale (C.UTF-8 here, en_US.UTF-8 on many servers) every comp
 two ids in an index, a join or a sort went through the locale's collation. Ids are never
 read as words: bytewise they compare faster, sort the same on every server, and UTF-8's
 byte order is its code point order. The column's type does not change, so the tables are
-not rewritten; their indexes on these columns are rebuilt (4 s at a million orders). The board's table
-(case_report_rows, read through the case_report views) keeps its collation: the board
-filters it by a given id and never joins it by id.
+not rewritten; their indexes on these columns are rebuilt (5 s at a million orders). The
+board's table (case_report_rows, read through the case_report views) keeps its collation:
+the board filters it by a given id and never joins it by id.
 """
 
 from alembic import op

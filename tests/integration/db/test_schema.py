@@ -205,7 +205,8 @@ def test_the_id_migration_leaves_the_planner_its_statistics(postgres_url):
         analyzed = set(
             conn.scalars(
                 text(
-                    "SELECT attname FROM pg_stats WHERE tablename = 'orders' AND attname LIKE '%_id'"
+                    "SELECT attname FROM pg_stats "
+                    "WHERE tablename = 'orders' AND attname LIKE '%_id'"
                 )
             )
         )
