@@ -9,6 +9,7 @@ board's table (case_report_rows, read through the case_report views) keeps its c
 the board filters it by a given id and never joins it by id.
 """
 
+import sqlalchemy as sa
 from alembic import op
 
 revision, down_revision = "0016", "0015"
@@ -27,7 +28,8 @@ COLUMNS = {
 
 
 def _collate(collation: str) -> None:
-    if op.get_bind().dialect.name != "postgresql":
+    bind = op.get_bind()
+    if bind.dialect.name != "postgresql":
         return
     for table, columns in COLUMNS.items():  # one ALTER per table: its indexes rebuilt once
         changes = ", ".join(
@@ -36,7 +38,9 @@ def _collate(collation: str) -> None:
         op.execute(f"ALTER TABLE {table} {changes}")
         # The new type drops the columns' statistics, and nothing brings them back soon
         # (autovacuum analyzes after writes): without them the planner joins by guesswork.
-        op.execute(f"ANALYZE {table} ({', '.join(columns)})")
+        # An empty table (a new installation) stays never analyzed, as it was.
+        if bind.execute(sa.text(f"SELECT EXISTS (SELECT 1 FROM {table})")).scalar():
+            op.execute(f"ANALYZE {table} ({', '.join(columns)})")
 
 
 def upgrade() -> None:
